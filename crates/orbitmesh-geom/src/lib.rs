@@ -1,0 +1,22 @@
+//! Geometry for orbitmesh: triangle meshes and their files, the Z-up object frame, seeded surface
+//! sampling, and the evaluation metrics of the `gso` protocol (DESIGN.md).
+
+mod error;
+pub mod eval;
+pub mod frame;
+pub mod icp;
+pub mod io;
+mod mesh;
+pub mod metrics;
+pub mod nearest;
+pub mod sample;
+pub mod shapes;
+pub mod winding;
+
+pub use error::{GeomError, Result};
+pub use eval::{Align, EvalOptions, EvalReport, evaluate};
+pub use frame::UpAxis;
+pub use io::{MeshFile, read_mesh, write_mesh};
+pub use mesh::{Aabb, Material, TriMesh, triangle_area};
+pub use metrics::{chamfer_distance, volume_iou};
+pub use sample::{SurfaceSamples, sample_surface};

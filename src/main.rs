@@ -1,1 +1,44 @@
-fn main() {}
+//! The `orbitmesh` command line.
+
+mod eval;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "orbitmesh",
+    version,
+    about = "One photo of an object to a textured 3D mesh, and metrics against scans"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure a mesh against a ground-truth scan (Chamfer, F-score, volume IoU, normal consistency)
+    Eval(eval::EvalArgs),
+}
+
+/// Bad input and failed commands exit with 2 (as clap does for bad arguments); a panic would be a
+/// bug and exits with 101.
+const EXIT_FAILURE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => eval::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, whatever the underlying library printed.
+            let message = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

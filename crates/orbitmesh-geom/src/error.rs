@@ -42,10 +42,24 @@ impl GeomError {
     }
 
     pub(crate) fn parse(path: &Path, format: &'static str, message: impl ToString) -> Self {
+        // Parsers' messages may span lines; errors here are printed on one.
+        let message = message.to_string();
+        let mut message = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let lower = message.to_lowercase();
+        if (lower.contains("end of file") || lower.contains("fill whole buffer"))
+            && !lower.contains("truncated")
+        {
+            message = format!("truncated: {message}");
+        }
         GeomError::Parse {
             path: path.to_path_buf(),
             format,
-            message: message.to_string(),
+            message,
         }
     }
 

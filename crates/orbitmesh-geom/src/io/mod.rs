@@ -151,3 +151,175 @@ pub fn write_atomic(
         .map_err(|e| GeomError::io(path, e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::Material;
+    use crate::shapes;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn textured_quad(dir: &Path) -> TriMesh {
+        let tex = write(dir, "src-texture.png", b"not decoded by the mesh reader");
+        let mut m = TriMesh::new(
+            vec![
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [1.0, 1.0, 0.0],
+                [0.0, 1.0, 0.5],
+            ],
+            vec![[0, 1, 2], [0, 2, 3]],
+        );
+        m.uvs = Some(vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]);
+        m.materials = vec![
+            Material {
+                diffuse_texture: Some(tex),
+                ..Material::new("skin")
+            },
+            Material {
+                diffuse: [0.5, 0.25, 1.0],
+                ..Material::new("paint")
+            },
+        ];
+        m.face_materials = vec![0, 1];
+        m
+    }
+
+    #[test]
+    fn obj_round_trip_keeps_uvs_materials_and_textures() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let mesh = textured_quad(dir.path());
+        write_mesh(&out.join("model.obj"), &mesh).unwrap();
+        assert!(out.join("model.mtl").is_file());
+        assert!(out.join("src-texture.png").is_file());
+        let back = read_mesh(&out).unwrap();
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+        let back = back.mesh;
+        // tobj splits vertices per material, so compare face by face, corner by corner.
+        assert_eq!(back.faces.len(), mesh.faces.len());
+        let uvs = |m: &TriMesh, f: usize| m.faces[f].map(|i| m.uvs.as_ref().unwrap()[i as usize]);
+        for f in 0..mesh.faces.len() {
+            assert_eq!(back.triangle(f), mesh.triangle(f));
+            assert_eq!(uvs(&back, f), uvs(&mesh, f));
+        }
+        assert_eq!(back.face_materials, mesh.face_materials);
+        assert_eq!(back.materials[1].diffuse, [0.5, 0.25, 1.0]);
+        assert_eq!(
+            back.materials[0].diffuse_texture.as_deref(),
+            Some(out.join("src-texture.png").as_path())
+        );
+        // Nothing temporary left behind.
+        let names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+
+    #[test]
+    fn ply_round_trip_and_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mesh = shapes::cuboid([0.0; 3], [1.0, 2.0, 3.0]);
+        mesh.colors = Some(vec![[1.0, 0.0, 0.2]; 8]);
+        let p = dir.path().join("box.ply");
+        write_mesh(&p, &mesh).unwrap();
+        let back = read_mesh(&p).unwrap().mesh;
+        assert_eq!(back.positions, mesh.positions);
+        assert_eq!(back.faces, mesh.faces);
+        assert_eq!(
+            back.colors.unwrap()[0],
+            [1.0, 0.0, 0.2f32].map(|c| (c * 255.0f32).round() / 255.0)
+        );
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&std::fs::read(&p).unwrap()).unwrap();
+        let pgz = write(dir.path(), "box.ply.gz", &gz.finish().unwrap());
+        assert_eq!(read_mesh(&pgz).unwrap().mesh.faces, mesh.faces);
+    }
+
+    #[test]
+    fn ascii_ply_with_quads_and_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let ply = b"ply\nformat ascii 1.0\nelement vertex 4\nproperty double x\nproperty double y\nproperty double z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n";
+        let m = read_mesh(&write(dir.path(), "q.ply", ply)).unwrap().mesh;
+        assert_eq!(m.faces, vec![[0, 1, 2], [0, 2, 3]]);
+        let off = b"OFF\n# a comment\n4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n";
+        let m = read_mesh(&write(dir.path(), "q.off", off)).unwrap().mesh;
+        assert_eq!(m.faces, vec![[0, 1, 2], [0, 2, 3]]);
+        assert_eq!(m.positions[2], [1.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn gso_folder_with_texture() {
+        let bowl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gso-mini/GSO_bead_bowl");
+        let f = read_mesh(&bowl).unwrap();
+        assert_eq!(f.mesh.faces.len(), 14030);
+        assert_eq!(f.mesh.positions.len() >= 7017, true);
+        assert!(f.mesh.uvs.is_some());
+        assert!(
+            f.mesh.materials[0]
+                .diffuse_texture
+                .as_ref()
+                .unwrap()
+                .ends_with("texture.png")
+        );
+    }
+
+    #[test]
+    fn missing_texture_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.mtl", b"newmtl a\nmap_Kd gone.png\n");
+        let p = write(
+            dir.path(),
+            "m.obj",
+            b"mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl a\nf 1 2 3\n",
+        );
+        let f = read_mesh(&p).unwrap();
+        assert_eq!(f.warnings.len(), 1);
+        assert!(f.warnings[0].contains("gone.png"));
+        assert_eq!(f.mesh.materials[0].diffuse_texture, None);
+    }
+
+    /// Every kind of bad input is an error naming the file, never a panic.
+    #[test]
+    fn bad_input_is_a_typed_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut good = Vec::new();
+        {
+            let p = d.join("good.ply");
+            write_mesh(&p, &shapes::cuboid([0.0; 3], [1.0; 3])).unwrap();
+            good.extend(std::fs::read(&p).unwrap());
+        }
+        let cases: Vec<(PathBuf, &str)> = vec![
+            (d.join("missing.obj"), "no such file"),
+            (write(d, "empty.obj", b"v 0 0 0\nv 1 0 0\n"), "no faces"),
+            (write(d, "range.ply", b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n"), "vertex 7"),
+            (write(d, "range.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n"), "out of bounds"),
+            (write(d, "nan.obj", b"v 0 0 0\nv nan 0 0\nv 0 1 0\nf 1 2 3\n"), "non-finite"),
+            (write(d, "nan.off", b"OFF\n3 1 0\n0 0 0\n1 NaN 0\n0 1 0\n3 0 1 2\n"), "non-finite"),
+            (write(d, "cut.ply", &good[..good.len() - 7]), "truncated"),
+            (write(d, "mesh.stl", b"solid x\nendsolid x\n"), "unknown mesh format"),
+            (write(d, "junk.ply", b"\x00\x01garbage"), "PLY"),
+            (write(d, "short.off", b"OFF\n3 1 0\n0 0 0\n"), "truncated"),
+        ];
+        for (path, expect) in cases {
+            let e = read_mesh(&path).expect_err(&path.display().to_string());
+            let msg = e.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(
+                msg.to_lowercase().contains(&expect.to_lowercase()),
+                "{path:?}: {msg}"
+            );
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+}

@@ -9,12 +9,22 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::eval::{Alignment, Metrics};
 use orbitmesh_geom::io::write_atomic;
-use orbitmesh_geom::{Align, EvalOptions, EvalReport, TriMesh, UpAxis, evaluate, read_mesh};
+use orbitmesh_geom::{
+    Align, EvalOptions, EvalReport, Sampling, TriMesh, UpAxis, evaluate, read_mesh,
+};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum AlignArg {
     None,
     Icp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SamplingArg {
+    /// Independent area-uniform draws, as trimesh and PyTorch3D sample (published figures)
+    Uniform,
+    /// Stratified area-uniform points: even coverage, less sampling noise
+    Stratified,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,6 +67,9 @@ pub struct EvalArgs {
     /// Sampling seed (the prediction uses SEED, the ground truth SEED+1)
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How surface points are placed
+    #[arg(long, value_enum, default_value = "uniform")]
+    sampling: SamplingArg,
     /// Align the prediction to the ground truth first (rigid + uniform scale ICP); metrics are
     /// reported before and after
     #[arg(long, value_enum, default_value = "none")]
@@ -83,6 +96,10 @@ impl EvalArgs {
         EvalOptions {
             points: self.points as usize,
             seed: self.seed,
+            sampling: match self.sampling {
+                SamplingArg::Uniform => Sampling::Independent,
+                SamplingArg::Stratified => Sampling::Stratified,
+            },
             iou_cells: (self.iou_cells > 0).then_some(self.iou_cells as usize),
             align: match self.align {
                 AlignArg::None => Align::None,

@@ -9,7 +9,7 @@ use crate::frame::{normalising_transform, transform_point};
 use crate::icp::icp_similarity;
 use crate::mesh::TriMesh;
 use crate::metrics::{PointMetrics, correspondences, point_metrics_from, volume_iou};
-use crate::sample::{SurfaceSamples, sample_surface};
+use crate::sample::{Sampling, SurfaceSamples, sample_surface};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Align {
@@ -26,6 +26,7 @@ pub struct EvalOptions {
     pub points: usize,
     /// The prediction is sampled with `seed`, the ground truth with `seed + 1`.
     pub seed: u64,
+    pub sampling: Sampling,
     pub taus: Vec<f64>,
     /// Grid cells along the longest side for volume IoU; `None` skips it.
     pub iou_cells: Option<usize>,
@@ -40,6 +41,7 @@ impl Default for EvalOptions {
         EvalOptions {
             points: 100_000,
             seed: 0,
+            sampling: Sampling::Independent,
             taus: vec![0.01, 0.02, 0.05],
             iou_cells: Some(64),
             align: Align::None,
@@ -120,8 +122,8 @@ pub fn evaluate(pred: &TriMesh, gt: &TriMesh, opts: &EvalOptions) -> EvalReport 
     let mut seconds = Timings::default();
     let t = Instant::now();
     let (pred_samples, gt_samples) = rayon::join(
-        || sample_surface(&pred, opts.points, opts.seed),
-        || sample_surface(&gt, opts.points, opts.seed.wrapping_add(1)),
+        || sample_surface(&pred, opts.points, opts.seed, opts.sampling),
+        || sample_surface(&gt, opts.points, opts.seed.wrapping_add(1), opts.sampling),
     );
     seconds.sample = t.elapsed().as_secs_f64();
     let metrics = measure(&pred, &gt, &pred_samples, &gt_samples, opts, &mut seconds);

@@ -4,7 +4,8 @@ use kiddo::SquaredEuclidean;
 use kiddo::immutable::float::kdtree::ImmutableKdTree;
 use rayon::prelude::*;
 
-/// A static point cloud prepared for nearest-neighbour queries.
+/// A static point cloud prepared for nearest-neighbour queries. Buckets of 32 points: 8, 16, 64
+/// and 128 were all slower here, both for close clouds and for far-apart ones.
 pub struct PointIndex {
     tree: ImmutableKdTree<f32, u32, 3, 32>,
 }

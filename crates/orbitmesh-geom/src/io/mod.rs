@@ -262,7 +262,7 @@ mod tests {
         let bowl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gso-mini/GSO_bead_bowl");
         let f = read_mesh(&bowl).unwrap();
         assert_eq!(f.mesh.faces.len(), 14030);
-        assert_eq!(f.mesh.positions.len() >= 7017, true);
+        assert!(f.mesh.positions.len() >= 7017);
         assert!(f.mesh.uvs.is_some());
         assert!(
             f.mesh.materials[0]

@@ -1,0 +1,39 @@
+//! Rendering for orbitmesh: orbit cameras and their files, and rasterization of a mesh into
+//! visibility, colour, alpha, depth and normal buffers, on the GPU through wgpu or on the CPU,
+//! with the same results.
+
+pub mod camera;
+mod error;
+pub mod raster;
+pub mod scene;
+pub mod shade;
+pub mod sheet;
+pub mod visible;
+
+pub use camera::{Camera, Intrinsics, OrbitFrame, OrbitView};
+pub use error::RenderError;
+pub use raster::{GpuRasterizer, Rasterizer, VisibilityBuffer};
+pub use scene::Scene;
+pub use shade::Background;
+
+/// Which rasterizer a command asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Gpu,
+    /// A real (hardware) GPU if there is one, else the CPU: a software adapter such as llvmpipe
+    /// does not count.
+    Auto,
+}
+
+/// Opens the rasterizer for a choice. `Gpu` fails without any adapter; `Auto` never fails.
+pub fn open_rasterizer(choice: DeviceChoice) -> Result<Rasterizer, RenderError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Rasterizer::Cpu),
+        DeviceChoice::Gpu => GpuRasterizer::new().map(Rasterizer::Gpu),
+        DeviceChoice::Auto => Ok(match GpuRasterizer::new() {
+            Ok(g) if !g.is_software() => Rasterizer::Gpu(g),
+            _ => Rasterizer::Cpu,
+        }),
+    }
+}

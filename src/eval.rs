@@ -9,9 +9,10 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::eval::{Alignment, Metrics};
 use orbitmesh_geom::io::write_atomic;
-use orbitmesh_geom::{
-    Align, EvalOptions, EvalReport, Sampling, TriMesh, UpAxis, evaluate, read_mesh,
-};
+use orbitmesh_geom::{Align, EvalOptions, EvalReport, Sampling, evaluate_with, sample_surface};
+use orbitmesh_render::{DeviceChoice, open_rasterizer, visible::sample_visible};
+
+use crate::input::{DeviceArg, UpArg, load_mesh};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum AlignArg {
@@ -25,21 +26,8 @@ enum SamplingArg {
     Uniform,
     /// Stratified area-uniform points: even coverage, less sampling noise
     Stratified,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum UpArg {
-    Z,
-    Y,
-}
-
-impl From<UpArg> for UpAxis {
-    fn from(u: UpArg) -> Self {
-        match u {
-            UpArg::Z => UpAxis::Z,
-            UpArg::Y => UpAxis::Y,
-        }
-    }
+    /// Points seen in depth renders of 16 views (hidden surfaces do not count), as SyncDreamer
+    Visible,
 }
 
 #[derive(Args)]
@@ -70,6 +58,9 @@ pub struct EvalArgs {
     /// How surface points are placed
     #[arg(long, value_enum, default_value = "uniform")]
     sampling: SamplingArg,
+    /// Rasterizer for --sampling visible
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
     /// Align the prediction to the ground truth first (rigid + uniform scale ICP); metrics are
     /// reported before and after
     #[arg(long, value_enum, default_value = "none")]
@@ -97,8 +88,8 @@ impl EvalArgs {
             points: self.points as usize,
             seed: self.seed,
             sampling: match self.sampling {
-                SamplingArg::Uniform => Sampling::Independent,
                 SamplingArg::Stratified => Sampling::Stratified,
+                SamplingArg::Uniform | SamplingArg::Visible => Sampling::Independent,
             },
             iou_cells: (self.iou_cells > 0).then_some(self.iou_cells as usize),
             align: match self.align {
@@ -111,19 +102,21 @@ impl EvalArgs {
     }
 }
 
-fn load(path: &Path, up: UpArg) -> Result<TriMesh> {
-    let file = read_mesh(path)?;
-    for w in &file.warnings {
-        eprintln!("warning: {w}");
-    }
-    let mut mesh = file.mesh;
-    mesh.transform(&UpAxis::from(up).to_z_up());
-    Ok(mesh)
-}
-
 fn evaluate_pair(pred: &Path, gt: &Path, args: &EvalArgs) -> Result<EvalReport> {
-    let (pred, gt) = rayon::join(|| load(pred, args.pred_up), || load(gt, args.gt_up));
-    Ok(evaluate(&pred?, &gt?, &args.options()))
+    let (pred, gt) = rayon::join(
+        || load_mesh(pred, args.pred_up),
+        || load_mesh(gt, args.gt_up),
+    );
+    let (pred, gt, opts) = (pred?, gt?, args.options());
+    if let SamplingArg::Visible = args.sampling {
+        let rasterizer = open_rasterizer(DeviceChoice::from(args.device))?;
+        return Ok(evaluate_with(&pred, &gt, &opts, |mesh, count, seed| {
+            sample_visible(mesh, count, seed, &rasterizer)
+        })?);
+    }
+    evaluate_with(&pred, &gt, &opts, |mesh, count, seed| {
+        Ok(sample_surface(mesh, count, seed, opts.sampling))
+    })
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode> {

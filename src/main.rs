@@ -1,6 +1,8 @@
 //! The `orbitmesh` command line.
 
 mod eval;
+mod input;
+mod render;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Measure a mesh against a ground-truth scan (Chamfer, F-score, volume IoU, normal consistency)
     Eval(eval::EvalArgs),
+    /// Render a mesh from an orbit of cameras: RGBA frames, cameras.json, transforms.json
+    Render(render::RenderArgs),
 }
 
 /// Bad input and failed commands exit with 2 (as clap does for bad arguments); a panic would be a
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Render(args) => render::run(args),
     };
     match result {
         Ok(code) => code,

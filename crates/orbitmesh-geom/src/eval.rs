@@ -112,6 +112,23 @@ fn measure(
 
 /// Runs the `gso` protocol. The meshes must have passed `TriMesh::validate`.
 pub fn evaluate(pred: &TriMesh, gt: &TriMesh, opts: &EvalOptions) -> EvalReport {
+    let sample = |mesh: &TriMesh, count, seed| {
+        Ok::<_, std::convert::Infallible>(sample_surface(mesh, count, seed, opts.sampling))
+    };
+    match evaluate_with(pred, gt, opts, sample) {
+        Ok(report) => report,
+        Err(never) => match never {},
+    }
+}
+
+/// `evaluate` with another way of placing points (`sample(mesh, count, seed)`, called on the
+/// meshes in the ground truth's normalised frame), such as points seen from rendered views.
+pub fn evaluate_with<E: Send>(
+    pred: &TriMesh,
+    gt: &TriMesh,
+    opts: &EvalOptions,
+    sample: impl Fn(&TriMesh, usize, u64) -> Result<SurfaceSamples, E> + Sync,
+) -> Result<EvalReport, E> {
     let mut pred = pred.clone();
     let mut gt = gt.clone();
     if opts.normalise {
@@ -122,9 +139,10 @@ pub fn evaluate(pred: &TriMesh, gt: &TriMesh, opts: &EvalOptions) -> EvalReport 
     let mut seconds = Timings::default();
     let t = Instant::now();
     let (pred_samples, gt_samples) = rayon::join(
-        || sample_surface(&pred, opts.points, opts.seed, opts.sampling),
-        || sample_surface(&gt, opts.points, opts.seed.wrapping_add(1), opts.sampling),
+        || sample(&pred, opts.points, opts.seed),
+        || sample(&gt, opts.points, opts.seed.wrapping_add(1)),
     );
+    let (pred_samples, gt_samples) = (pred_samples?, gt_samples?);
     seconds.sample = t.elapsed().as_secs_f64();
     let metrics = measure(&pred, &gt, &pred_samples, &gt_samples, opts, &mut seconds);
 
@@ -149,13 +167,13 @@ pub fn evaluate(pred: &TriMesh, gt: &TriMesh, opts: &EvalOptions) -> EvalReport 
             metrics,
         }
     });
-    EvalReport {
+    Ok(EvalReport {
         points: opts.points,
         seed: opts.seed,
         metrics,
         aligned,
         seconds,
-    }
+    })
 }
 
 /// A similarity maps area-uniform samples to area-uniform samples, so aligned metrics reuse them.

@@ -14,7 +14,7 @@ pub mod shapes;
 pub mod winding;
 
 pub use error::{GeomError, Result};
-pub use eval::{Align, EvalOptions, EvalReport, evaluate};
+pub use eval::{Align, EvalOptions, EvalReport, evaluate, evaluate_with};
 pub use frame::UpAxis;
 pub use io::{MeshFile, read_mesh, write_mesh};
 pub use mesh::{Aabb, Material, TriMesh, triangle_area};

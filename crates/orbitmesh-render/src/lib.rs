@@ -30,9 +30,9 @@ pub enum DeviceChoice {
 pub fn open_rasterizer(choice: DeviceChoice) -> Result<Rasterizer, RenderError> {
     match choice {
         DeviceChoice::Cpu => Ok(Rasterizer::Cpu),
-        DeviceChoice::Gpu => GpuRasterizer::new().map(Rasterizer::Gpu),
+        DeviceChoice::Gpu => Ok(Rasterizer::Gpu(Box::new(GpuRasterizer::new()?))),
         DeviceChoice::Auto => Ok(match GpuRasterizer::new() {
-            Ok(g) if !g.is_software() => Rasterizer::Gpu(g),
+            Ok(g) if !g.is_software() => Rasterizer::Gpu(Box::new(g)),
             _ => Rasterizer::Cpu,
         }),
     }

@@ -34,10 +34,10 @@ impl Texture {
     /// 0..1, but the filter does not reach across the image border: scan textures are atlases,
     /// whose opposite edges are unrelated. Returns the stored (sRGB) bytes scaled to 0..1:
     /// textures are shown as they are, unlit.
-    pub fn sample(&self, u: f32, v: f32) -> [f32; 4] {
+    pub fn sample(&self, u: f32, v: f32) -> [f32; 3] {
         let (w, h) = (self.width as f32, self.height as f32);
-        let x = u.rem_euclid(1.0) * w - 0.5;
-        let y = (1.0 - v.rem_euclid(1.0)) * h - 0.5;
+        let x = (u - u.floor()) * w - 0.5;
+        let y = (1.0 - (v - v.floor())) * h - 0.5;
         let (x0, y0) = (x.floor(), y.floor());
         let (fx, fy) = (x - x0, y - y0);
         let clamp = |i: f32, n: u32| (i.max(0.0) as usize).min(n as usize - 1);
@@ -45,7 +45,7 @@ impl Texture {
         let (ya, yb) = (clamp(y0, self.height), clamp(y0 + 1.0, self.height));
         let px = |x: usize, y: usize| self.pixels[y * self.width as usize + x];
         let (a, b, c, d) = (px(xa, ya), px(xb, ya), px(xa, yb), px(xb, yb));
-        [0, 1, 2, 3].map(|k| {
+        [0, 1, 2].map(|k| {
             let top = f32::from(a[k]) * (1.0 - fx) + f32::from(b[k]) * fx;
             let bottom = f32::from(c[k]) * (1.0 - fx) + f32::from(d[k]) * fx;
             (top * (1.0 - fy) + bottom * fy) / 255.0

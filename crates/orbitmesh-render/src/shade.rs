@@ -34,7 +34,9 @@ fn surface_colour(scene: &Scene, camera: &Camera, f: u32, bary: [f32; 2]) -> [f3
     match &scene.paints[scene.face_paint[f as usize] as usize] {
         Paint::Textured { texture, tint } => {
             let uvs = scene.uvs.as_deref().unwrap_or_default();
-            let [u, v, _] = lerp3(uvs, face, b, |t| [t[0], t[1], 0.0]);
+            let [t0, t1, t2] = face.map(|i| uvs[i as usize]);
+            let u = b[0] * t0[0] + b[1] * t1[0] + b[2] * t2[0];
+            let v = b[0] * t0[1] + b[1] * t1[1] + b[2] * t2[1];
             let c = scene.textures[*texture].sample(u, v);
             [c[0] * tint[0], c[1] * tint[1], c[2] * tint[2]]
         }

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{NEAR, NO_TRIANGLE, ScreenVertex, VisibilityBuffer, project_vertices};
+use super::{NEAR, ScreenVertex, VisibilityBuffer, project_vertices};
 use crate::camera::Camera;
 use crate::scene::Scene;
 
@@ -16,10 +16,36 @@ const SUBPIXEL: f64 = 256.0;
 /// integer edge functions far from overflow.
 const GUARD_BAND: f64 = (1 << 22) as f64;
 
-struct Tile {
-    triangle: Vec<u32>,
-    bary: Vec<[f32; 2]>,
-    depth: Vec<f32>,
+/// A band of TILE full-width rows of the output, which one thread owns.
+struct Band<'a> {
+    triangle: &'a mut [u32],
+    bary: &'a mut [[f32; 2]],
+    depth: &'a mut [f32],
+    width: usize,
+}
+
+fn snap(v: &ScreenVertex) -> (i64, i64) {
+    (
+        (v.x * SUBPIXEL).round() as i64,
+        (v.y * SUBPIXEL).round() as i64,
+    )
+}
+
+/// The pixels whose centres the snapped triangle's bounding box holds, clipped to `lo..=hi`
+/// (inclusive, per axis); `None` when empty.
+fn pixel_range(p: &[(i64, i64); 3], lo: (usize, usize), hi: (usize, usize)) -> Option<[usize; 4]> {
+    let step = SUBPIXEL as i64;
+    let half = step / 2;
+    let (min_x, max_x) = (p.iter().map(|p| p.0).min()?, p.iter().map(|p| p.0).max()?);
+    let (min_y, max_y) = (p.iter().map(|p| p.1).min()?, p.iter().map(|p| p.1).max()?);
+    // First centre i·step + half ≥ min, last ≤ max.
+    let first = |m: i64| (m - half + step - 1).div_euclid(step);
+    let last = |m: i64| (m - half).div_euclid(step);
+    let x0 = first(min_x).max(lo.0 as i64);
+    let y0 = first(min_y).max(lo.1 as i64);
+    let x1 = last(max_x).min(hi.0 as i64);
+    let y1 = last(max_y).min(hi.1 as i64);
+    (x0 <= x1 && y0 <= y1).then_some([x0 as usize, y0 as usize, x1 as usize, y1 as usize])
 }
 
 /// Edge function: twice the signed area of the triangle (a, b, p), in sub-pixel units.
@@ -38,25 +64,16 @@ pub fn rasterize_cpu(scene: &Scene, camera: &Camera) -> VisibilityBuffer {
     let mut bins: Vec<Vec<u32>> = vec![Vec::new(); tiles_x * tiles_y];
     for (f, face) in scene.faces.iter().enumerate() {
         let v = face.map(|i| verts[i as usize]);
-        let outside = |v: &ScreenVertex| {
-            !(v.depth > NEAR) || !(v.x.abs() < GUARD_BAND) || !(v.y.abs() < GUARD_BAND)
+        // NaN fails every comparison, so test for the good case.
+        let usable =
+            |v: &ScreenVertex| v.depth > NEAR && v.x.abs() < GUARD_BAND && v.y.abs() < GUARD_BAND;
+        if !v.iter().all(usable) {
+            continue;
+        }
+        let Some([x0, y0, x1, y1]) = pixel_range(&v.map(|v| snap(&v)), (0, 0), (w - 1, h - 1))
+        else {
+            continue;
         };
-        if v.iter().any(outside) {
-            continue;
-        }
-        let min_x = v.iter().map(|v| v.x).fold(f64::INFINITY, f64::min);
-        let max_x = v.iter().map(|v| v.x).fold(f64::NEG_INFINITY, f64::max);
-        let min_y = v.iter().map(|v| v.y).fold(f64::INFINITY, f64::min);
-        let max_y = v.iter().map(|v| v.y).fold(f64::NEG_INFINITY, f64::max);
-        // Pixels whose centre (i + 0.5) may fall inside, with the slack `draw` uses.
-        let x0 = (min_x - 1.5).ceil().max(0.0) as usize;
-        let y0 = (min_y - 1.5).ceil().max(0.0) as usize;
-        let x1 = (max_x + 0.5).floor().min(w as f64 - 1.0);
-        let y1 = (max_y + 0.5).floor().min(h as f64 - 1.0);
-        if x1 < x0 as f64 || y1 < y0 as f64 {
-            continue;
-        }
-        let (x1, y1) = (x1 as usize, y1 as usize);
         for ty in y0 / TILE..=y1 / TILE {
             for tx in x0 / TILE..=x1 / TILE {
                 bins[ty * tiles_x + tx].push(f as u32);
@@ -64,60 +81,49 @@ pub fn rasterize_cpu(scene: &Scene, camera: &Camera) -> VisibilityBuffer {
         }
     }
 
-    let tiles: Vec<Tile> = bins
-        .par_iter()
-        .enumerate()
-        .map(|(t, bin)| {
-            let (tx, ty) = (t % tiles_x, t / tiles_x);
-            let (ox, oy) = (tx * TILE, ty * TILE);
-            let (tw, th) = (TILE.min(w - ox), TILE.min(h - oy));
-            let mut tile = Tile {
-                triangle: vec![NO_TRIANGLE; tw * th],
-                bary: vec![[0.0; 2]; tw * th],
-                depth: vec![f32::INFINITY; tw * th],
-            };
-            let mut zbuf = vec![f64::INFINITY; tw * th];
-            for &f in bin {
-                draw(
-                    &mut tile,
-                    &mut zbuf,
-                    f,
-                    scene.faces[f as usize].map(|i| verts[i as usize]),
-                    (ox, oy, tw, th),
-                );
-            }
-            tile
-        })
-        .collect();
-
+    // Bands of tile rows in parallel, each writing its own rows of the output: no per-tile
+    // buffers and no copying. The depth test runs on the f32 depth, as a Depth32 GPU target does.
     let mut out = VisibilityBuffer::empty(w as u32, h as u32);
-    for (t, tile) in tiles.into_iter().enumerate() {
-        let (ox, oy) = ((t % tiles_x) * TILE, (t / tiles_x) * TILE);
-        let tw = TILE.min(w - ox);
-        for (r, row) in tile.triangle.chunks(tw).enumerate() {
-            let start = (oy + r) * w + ox;
-            out.triangle[start..start + tw].copy_from_slice(row);
-            out.bary[start..start + tw].copy_from_slice(&tile.bary[r * tw..(r + 1) * tw]);
-            out.depth[start..start + tw].copy_from_slice(&tile.depth[r * tw..(r + 1) * tw]);
-        }
-    }
+    let VisibilityBuffer {
+        triangle,
+        bary,
+        depth,
+        ..
+    } = &mut out;
+    triangle
+        .par_chunks_mut(w * TILE)
+        .zip(bary.par_chunks_mut(w * TILE))
+        .zip(depth.par_chunks_mut(w * TILE))
+        .enumerate()
+        .for_each(|(ty, ((triangle, bary), depth))| {
+            let th = triangle.len() / w;
+            let mut band = Band {
+                triangle,
+                bary,
+                depth,
+                width: w,
+            };
+            for tx in 0..tiles_x {
+                let (ox, oy) = (tx * TILE, ty * TILE);
+                let tw = TILE.min(w - ox);
+                for &f in &bins[ty * tiles_x + tx] {
+                    let v = scene.faces[f as usize].map(|i| verts[i as usize]);
+                    draw(&mut band, f, v, (ox, oy, tw, th));
+                }
+            }
+        });
     out
 }
 
-/// Rasterizes one triangle into one tile (`ox`, `oy`: the tile's origin, `tw`×`th` its size).
+/// Rasterizes one triangle into one tile of a band (`ox`, `oy`: the tile's origin in the image,
+/// `tw`×`th` its size).
 fn draw(
-    tile: &mut Tile,
-    zbuf: &mut [f64],
+    band: &mut Band,
     f: u32,
     v: [ScreenVertex; 3],
     (ox, oy, tw, th): (usize, usize, usize, usize),
 ) {
-    let p = v.map(|v| {
-        (
-            (v.x * SUBPIXEL).round() as i64,
-            (v.y * SUBPIXEL).round() as i64,
-        )
-    });
+    let p = v.map(|v| snap(&v));
     let area = edge(p[0], p[1], p[2]);
     if area == 0 {
         return;
@@ -134,19 +140,9 @@ fn draw(
     // left edge (interior towards +x) or a top edge (horizontal, interior towards +y, y down).
     let top_left = [0, 1, 2].map(|i| step_x[i] > 0 || (step_x[i] == 0 && step_y[i] > 0));
 
-    let min_x = v.iter().map(|v| v.x).fold(f64::INFINITY, f64::min);
-    let max_x = v.iter().map(|v| v.x).fold(f64::NEG_INFINITY, f64::max);
-    let min_y = v.iter().map(|v| v.y).fold(f64::INFINITY, f64::min);
-    let max_y = v.iter().map(|v| v.y).fold(f64::NEG_INFINITY, f64::max);
-    // One pixel of slack: snapping may move an edge by half a sub-pixel.
-    let x0 = ((min_x - 1.5).ceil().max(ox as f64) as usize).max(ox);
-    let y0 = ((min_y - 1.5).ceil().max(oy as f64) as usize).max(oy);
-    let x1 = ((max_x + 0.5).floor()).min((ox + tw - 1) as f64);
-    let y1 = ((max_y + 0.5).floor()).min((oy + th - 1) as f64);
-    if x1 < x0 as f64 || y1 < y0 as f64 {
+    let Some([x0, y0, x1, y1]) = pixel_range(&p, (ox, oy), (ox + tw - 1, oy + th - 1)) else {
         return;
-    }
-    let (x1, y1) = (x1 as usize, y1 as usize);
+    };
     let inv_area = 1.0 / (area * s) as f64;
     let inv_depth = v.map(|v| 1.0 / v.depth);
 
@@ -155,27 +151,29 @@ fn draw(
         x0 as i64 * SUBPIXEL as i64 + half,
         y0 as i64 * SUBPIXEL as i64 + half,
     );
-    let mut row = edges.map(|(a, b)| edge(a, b, start) * s);
+    // Folding the fill rule into the edge values (−1 on edges that are not top-left) makes the
+    // inside test "all three ≥ 0", one sign check of their bitwise or.
+    let mut row =
+        [0, 1, 2].map(|i| edge(edges[i].0, edges[i].1, start) * s - i64::from(!top_left[i]));
     for y in y0..=y1 {
         let mut e = row;
         for x in x0..=x1 {
-            let inside = (0..3).all(|i| e[i] > 0 || (e[i] == 0 && top_left[i]));
-            if inside {
-                // Screen-space weights, then perspective correction through 1/depth.
-                let l = e.map(|e| e as f64 * inv_area);
+            if (e[0] | e[1] | e[2]) >= 0 {
+                // Screen-space weights (undoing the fill-rule offset), then perspective
+                // correction through 1/depth.
+                let l = [0, 1, 2].map(|i| (e[i] + i64::from(!top_left[i])) as f64 * inv_area);
                 let q = [
                     l[0] * inv_depth[0],
                     l[1] * inv_depth[1],
                     l[2] * inv_depth[2],
                 ];
                 let sum = q[0] + q[1] + q[2];
-                let depth = 1.0 / sum;
-                let k = (y - oy) * tw + (x - ox);
-                if depth < zbuf[k] {
-                    zbuf[k] = depth;
-                    tile.triangle[k] = f;
-                    tile.bary[k] = [(q[1] / sum) as f32, (q[2] / sum) as f32];
-                    tile.depth[k] = depth as f32;
+                let depth = (1.0 / sum) as f32;
+                let k = (y - oy) * band.width + x;
+                if depth < band.depth[k] {
+                    band.depth[k] = depth;
+                    band.triangle[k] = f;
+                    band.bary[k] = [(q[1] / sum) as f32, (q[2] / sum) as f32];
                 }
             }
             for i in 0..3 {

@@ -114,7 +114,7 @@ pub fn check_size(width: u32, height: u32) -> Result<(), RenderError> {
 /// Which rasterizer renders.
 pub enum Rasterizer {
     Cpu,
-    Gpu(GpuRasterizer),
+    Gpu(Box<GpuRasterizer>),
 }
 
 impl Rasterizer {

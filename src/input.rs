@@ -1,0 +1,52 @@
+//! What several commands take: meshes from files, up axes, the compute device.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
+use orbitmesh_render::DeviceChoice;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum UpArg {
+    Z,
+    Y,
+}
+
+impl From<UpArg> for UpAxis {
+    fn from(u: UpArg) -> Self {
+        match u {
+            UpArg::Z => UpAxis::Z,
+            UpArg::Y => UpAxis::Y,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Gpu,
+    /// A hardware GPU if there is one, else the CPU (a software Vulkan such as llvmpipe is not used)
+    Auto,
+}
+
+impl From<DeviceArg> for DeviceChoice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Gpu => DeviceChoice::Gpu,
+            DeviceArg::Auto => DeviceChoice::Auto,
+        }
+    }
+}
+
+/// Reads and checks a mesh, prints its warnings, and turns it into the Z-up frame.
+pub fn load_mesh(path: &Path, up: UpArg) -> Result<TriMesh> {
+    let file = read_mesh(path)?;
+    for w in &file.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut mesh = file.mesh;
+    mesh.transform(&UpAxis::from(up).to_z_up());
+    Ok(mesh)
+}

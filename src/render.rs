@@ -1,0 +1,235 @@
+//! `orbitmesh render`: a mesh seen from an orbit of cameras, as RGBA frames and camera files.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ImageEncoder, RgbaImage};
+use indicatif::{ProgressBar, ProgressStyle};
+use orbitmesh_geom::frame::normalising_transform;
+use orbitmesh_geom::io::write_atomic;
+use orbitmesh_render::camera::{
+    self, Intrinsics, OrbitFrame, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
+};
+use orbitmesh_render::raster::MAX_SIDE;
+use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
+use orbitmesh_render::sheet::contact_sheet;
+use orbitmesh_render::{Background, Camera, Scene, open_rasterizer};
+
+use crate::input::{DeviceArg, UpArg, load_mesh};
+
+/// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
+const SSAA: u32 = 2;
+
+#[derive(Args)]
+#[command(
+    after_help = "Cameras follow SV3D's orbit (DESIGN.md): Z up, looking at the origin, \
+azimuth 0 on +X. Writes DIR/000.png…, DIR/cameras.json and DIR/transforms.json \
+(instant-ngp/nerfstudio)."
+)]
+pub struct RenderArgs {
+    /// The mesh (.obj, .ply, .off, optionally .gz, or a GSO object folder)
+    mesh: PathBuf,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of frames, evenly spaced in azimuth from 0
+    #[arg(long, default_value_t = SV3D_FRAMES as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    frames: u64,
+    /// Elevation in degrees above the XY plane
+    #[arg(long, default_value_t = SV3D_ELEVATION_DEG, allow_negative_numbers = true)]
+    elevation: f64,
+    /// Azimuths in degrees, comma-separated (overrides --frames)
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    azimuths: Option<Vec<f64>>,
+    /// Image side in pixels
+    #[arg(long, default_value_t = 576)]
+    res: u32,
+    /// Camera distance from the origin
+    #[arg(long, default_value_t = SV3D_RADIUS)]
+    radius: f64,
+    /// Field of view in degrees
+    #[arg(long, default_value_t = SV3D_FOV_DEG)]
+    fov: f64,
+    /// white, black, transparent, or #rrggbb
+    #[arg(long, default_value = "white", value_parser = parse_background)]
+    background: Background,
+    /// Centre the bounding box and scale its longest side to 1 first
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    normalise: bool,
+    /// Up axis of the mesh file (GSO scans are Z up, many others Y up)
+    #[arg(long, value_enum, default_value = "z")]
+    up: UpArg,
+    /// Where to rasterize
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Also write a labelled contact sheet of all frames
+    #[arg(long)]
+    sheet: Option<PathBuf>,
+    /// Also write depth (16-bit PNG, units of 1e-4, 0 = empty) under DIR/depth/
+    #[arg(long)]
+    depth: bool,
+    /// Also write world-space normals ((n+1)/2 as RGB) under DIR/normal/
+    #[arg(long)]
+    normals: bool,
+}
+
+fn parse_background(s: &str) -> Result<Background, String> {
+    match s {
+        "white" => Ok(Background::Colour([1.0; 3])),
+        "black" => Ok(Background::Colour([0.0; 3])),
+        "transparent" => Ok(Background::Transparent),
+        hex if hex.len() == 7 && hex.starts_with('#') => {
+            let c = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map(|v| f32::from(v) / 255.0);
+            match (c(1), c(3), c(5)) {
+                (Ok(r), Ok(g), Ok(b)) => Ok(Background::Colour([r, g, b])),
+                _ => Err(format!("{s:?} is not a #rrggbb colour")),
+            }
+        }
+        _ => Err(format!(
+            "{s:?}: expected white, black, transparent or #rrggbb"
+        )),
+    }
+}
+
+pub fn encode_png(img: &RgbaImage) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    PngEncoder::new_with_quality(
+        Cursor::new(&mut bytes),
+        CompressionType::Fast,
+        FilterType::Adaptive,
+    )
+    .write_image(
+        img,
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgba8,
+    )?;
+    Ok(bytes)
+}
+
+fn save(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| std::io::Write::write_all(w, bytes))?;
+    Ok(())
+}
+
+pub fn run(args: RenderArgs) -> Result<ExitCode> {
+    if args.res == 0 || args.res > MAX_SIDE / SSAA {
+        bail!("--res {}: must be 1 to {}", args.res, MAX_SIDE / SSAA);
+    }
+    let sane = args.fov > 0.0 && args.fov < 180.0 && args.radius > 0.0;
+    if !sane {
+        bail!("--fov must be in (0, 180) degrees and --radius positive");
+    }
+    let mut mesh = load_mesh(&args.mesh, args.up)?;
+    if args.normalise {
+        mesh.transform(&normalising_transform(&mesh.bounds()));
+    }
+    let mut warnings = Vec::new();
+    let scene =
+        Scene::new(&mesh, &mut warnings).with_context(|| format!("{}", args.mesh.display()))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let rasterizer = open_rasterizer(args.device.into())?;
+    let azimuths = args
+        .azimuths
+        .clone()
+        .unwrap_or_else(|| camera::even_azimuths(args.frames as usize));
+    if azimuths.is_empty() {
+        bail!("--azimuths: no angles given");
+    }
+    let intrinsics = Intrinsics::from_fov(args.fov, args.res, args.res);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+    for (flag, sub) in [(args.depth, "depth"), (args.normals, "normal")] {
+        if flag {
+            std::fs::create_dir_all(args.out.join(sub))
+                .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+        }
+    }
+
+    let bar = ProgressBar::new(azimuths.len() as u64).with_style(
+        ProgressStyle::with_template("rendering {bar:30} {pos}/{len} frames  {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut frames = Vec::new();
+    let mut pictures = Vec::new();
+    let (mut render_s, mut write_s) = (0.0, 0.0);
+    for (k, view) in camera::orbit(&azimuths, args.elevation, args.radius)
+        .into_iter()
+        .enumerate()
+    {
+        let t = Instant::now();
+        let cam = view.camera(intrinsics);
+        let ssaa = Camera {
+            intrinsics: intrinsics.scaled(SSAA),
+            ..cam
+        };
+        let vis = rasterizer.rasterize(&scene, &ssaa)?;
+        let rgba = shade_rgba(&scene, &vis, &ssaa, SSAA, args.background);
+        let geometry = (args.depth || args.normals)
+            .then(|| rasterizer.rasterize(&scene, &cam))
+            .transpose()?;
+        render_s += t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let file = format!("{k:03}.png");
+        save(&args.out.join(&file), &encode_png(&rgba)?)?;
+        if let Some(vis) = &geometry {
+            if args.depth {
+                let depth = depth_image(vis);
+                // PNG stores 16-bit samples big-endian.
+                let raw: Vec<u8> = depth
+                    .as_raw()
+                    .iter()
+                    .flat_map(|v| v.to_be_bytes())
+                    .collect();
+                let mut bytes = Vec::new();
+                PngEncoder::new(Cursor::new(&mut bytes)).write_image(
+                    &raw,
+                    depth.width(),
+                    depth.height(),
+                    image::ExtendedColorType::L16,
+                )?;
+                save(&args.out.join("depth").join(&file), &bytes)?;
+            }
+            if args.normals {
+                save(
+                    &args.out.join("normal").join(&file),
+                    &encode_png(&normal_image(&scene, vis))?,
+                )?;
+            }
+        }
+        write_s += t.elapsed().as_secs_f64();
+        if args.sheet.is_some() {
+            pictures.push((rgba, format!("{k} az {:.0}", view.azimuth_deg)));
+        }
+        frames.push(OrbitFrame {
+            file,
+            view: Some(view),
+            camera: cam,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    camera::write_cameras_json(&args.out.join("cameras.json"), &frames)?;
+    camera::write_transforms_json(&args.out.join("transforms.json"), &frames)?;
+    if let Some(sheet) = &args.sheet {
+        save(sheet, &encode_png(&contact_sheet(&pictures, 192))?)?;
+    }
+    println!(
+        "{} frames of {}² in {} via {}: rasterize + shade {:.3} s, write {:.3} s",
+        frames.len(),
+        args.res,
+        args.out.display(),
+        rasterizer.name(),
+        render_s,
+        write_s
+    );
+    Ok(ExitCode::SUCCESS)
+}

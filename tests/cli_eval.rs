@@ -1,20 +1,11 @@
 //! End-to-end tests of `orbitmesh eval`: the binary, its output files and its exit codes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{orbitmesh, text};
 use orbitmesh_geom::{TriMesh, shapes, write_mesh};
-
-fn orbitmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
-        .args(args)
-        .output()
-        .expect("the orbitmesh binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn save(dir: &Path, name: &str, mesh: &TriMesh) -> String {
     let p = dir.join(name);

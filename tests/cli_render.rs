@@ -1,20 +1,11 @@
 //! End-to-end tests of `orbitmesh render`.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
-
-fn orbitmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
-        .args(args)
-        .output()
-        .expect("the orbitmesh binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn renders_frames_cameras_and_a_sheet() {

@@ -248,15 +248,27 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RenderError
     })
 }
 
-/// Writes orbitmesh's `cameras.json`.
-pub fn write_cameras_json(path: &Path, frames: &[OrbitFrame]) -> Result<(), RenderError> {
+/// Both camera files hold one pinhole camera for all frames: the frames' common intrinsics.
+fn shared_intrinsics(path: &Path, frames: &[OrbitFrame]) -> Result<Intrinsics, RenderError> {
+    let invalid = |message: &str| RenderError::Invalid {
+        path: path.to_path_buf(),
+        message: message.into(),
+    };
     let k = frames
         .first()
         .map(|f| f.camera.intrinsics)
-        .ok_or_else(|| RenderError::Invalid {
-            path: path.to_path_buf(),
-            message: "no frames to write".into(),
-        })?;
+        .ok_or_else(|| invalid("no frames to write"))?;
+    if frames.iter().any(|f| f.camera.intrinsics != k) {
+        return Err(invalid(
+            "frames with different intrinsics cannot share one camera file",
+        ));
+    }
+    Ok(k)
+}
+
+/// Writes orbitmesh's `cameras.json`.
+pub fn write_cameras_json(path: &Path, frames: &[OrbitFrame]) -> Result<(), RenderError> {
+    let k = shared_intrinsics(path, frames)?;
     let doc = CamerasJson {
         convention: CONVENTION.into(),
         fov_deg: k.fov_x_deg(),
@@ -300,13 +312,7 @@ pub fn read_cameras_json(path: &Path) -> Result<Vec<OrbitFrame>, RenderError> {
 
 /// Writes `transforms.json` as instant-ngp and nerfstudio read it (one shared pinhole camera).
 pub fn write_transforms_json(path: &Path, frames: &[OrbitFrame]) -> Result<(), RenderError> {
-    let k = frames
-        .first()
-        .map(|f| f.camera.intrinsics)
-        .ok_or_else(|| RenderError::Invalid {
-            path: path.to_path_buf(),
-            message: "no frames to write".into(),
-        })?;
+    let k = shared_intrinsics(path, frames)?;
     let doc = TransformsJson {
         camera_angle_x: k.fov_x_deg().to_radians(),
         camera_angle_y: Some(2.0 * (0.5 * f64::from(k.height) / k.fy).atan()),

@@ -18,7 +18,8 @@ use orbitmesh_render::camera::{
 use orbitmesh_render::raster::MAX_SIDE;
 use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
 use orbitmesh_render::sheet::contact_sheet;
-use orbitmesh_render::{Background, Camera, Scene, open_rasterizer};
+use orbitmesh_render::{Background, Camera, Scene, VisibilityBuffer, open_rasterizer};
+use rayon::prelude::*;
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
 
@@ -117,6 +118,39 @@ fn save(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The depth and normal pictures of one frame, from a visibility buffer at the frame's resolution.
+fn write_geometry(
+    args: &RenderArgs,
+    scene: &Scene,
+    vis: &VisibilityBuffer,
+    file: &str,
+) -> Result<()> {
+    if args.depth {
+        let depth = depth_image(vis);
+        // PNG stores 16-bit samples big-endian.
+        let raw: Vec<u8> = depth
+            .as_raw()
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let mut bytes = Vec::new();
+        PngEncoder::new(Cursor::new(&mut bytes)).write_image(
+            &raw,
+            depth.width(),
+            depth.height(),
+            image::ExtendedColorType::L16,
+        )?;
+        save(&args.out.join("depth").join(file), &bytes)?;
+    }
+    if args.normals {
+        save(
+            &args.out.join("normal").join(file),
+            &encode_png(&normal_image(scene, vis))?,
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run(args: RenderArgs) -> Result<ExitCode> {
     if args.res == 0 || args.res > MAX_SIDE / SSAA {
         bail!("--res {}: must be 1 to {}", args.res, MAX_SIDE / SSAA);
@@ -157,65 +191,40 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
         ProgressStyle::with_template("rendering {bar:30} {pos}/{len} frames  {elapsed_precise}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut frames = Vec::new();
-    let mut pictures = Vec::new();
-    let (mut render_s, mut write_s) = (0.0, 0.0);
-    for (k, view) in camera::orbit(&azimuths, args.elevation, args.radius)
-        .into_iter()
+    // Frames in parallel (each one's rasterizing and shading are parallel too): the serial parts
+    // of one frame, PNG encoding above all, overlap with the work of another.
+    let started = Instant::now();
+    let views = camera::orbit(&azimuths, args.elevation, args.radius);
+    let rendered: Vec<(OrbitFrame, Option<(RgbaImage, String)>)> = views
+        .into_par_iter()
         .enumerate()
-    {
-        let t = Instant::now();
-        let cam = view.camera(intrinsics);
-        let ssaa = Camera {
-            intrinsics: intrinsics.scaled(SSAA),
-            ..cam
-        };
-        let vis = rasterizer.rasterize(&scene, &ssaa)?;
-        let rgba = shade_rgba(&scene, &vis, &ssaa, SSAA, args.background);
-        let geometry = (args.depth || args.normals)
-            .then(|| rasterizer.rasterize(&scene, &cam))
-            .transpose()?;
-        render_s += t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        let file = format!("{k:03}.png");
-        save(&args.out.join(&file), &encode_png(&rgba)?)?;
-        if let Some(vis) = &geometry {
-            if args.depth {
-                let depth = depth_image(vis);
-                // PNG stores 16-bit samples big-endian.
-                let raw: Vec<u8> = depth
-                    .as_raw()
-                    .iter()
-                    .flat_map(|v| v.to_be_bytes())
-                    .collect();
-                let mut bytes = Vec::new();
-                PngEncoder::new(Cursor::new(&mut bytes)).write_image(
-                    &raw,
-                    depth.width(),
-                    depth.height(),
-                    image::ExtendedColorType::L16,
-                )?;
-                save(&args.out.join("depth").join(&file), &bytes)?;
+        .map(|(k, view)| {
+            let cam = view.camera(intrinsics);
+            let ssaa = Camera {
+                intrinsics: intrinsics.scaled(SSAA),
+                ..cam
+            };
+            let vis = rasterizer.rasterize(&scene, &ssaa)?;
+            let rgba = shade_rgba(&scene, &vis, &ssaa, SSAA, args.background);
+            drop(vis);
+            let file = format!("{k:03}.png");
+            save(&args.out.join(&file), &encode_png(&rgba)?)?;
+            if args.depth || args.normals {
+                write_geometry(&args, &scene, &rasterizer.rasterize(&scene, &cam)?, &file)?;
             }
-            if args.normals {
-                save(
-                    &args.out.join("normal").join(&file),
-                    &encode_png(&normal_image(&scene, vis))?,
-                )?;
-            }
-        }
-        write_s += t.elapsed().as_secs_f64();
-        if args.sheet.is_some() {
-            pictures.push((rgba, format!("{k} az {:.0}", view.azimuth_deg)));
-        }
-        frames.push(OrbitFrame {
-            file,
-            view: Some(view),
-            camera: cam,
-        });
-        bar.inc(1);
-    }
+            bar.inc(1);
+            let label = format!("{k} az {:.0}", view.azimuth_deg);
+            let frame = OrbitFrame {
+                file,
+                view: Some(view),
+                camera: cam,
+            };
+            Ok((frame, args.sheet.is_some().then_some((rgba, label))))
+        })
+        .collect::<Result<_>>()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (frames, pictures): (Vec<_>, Vec<_>) = rendered.into_iter().unzip();
+    let pictures: Vec<_> = pictures.into_iter().flatten().collect();
     bar.finish_and_clear();
     camera::write_cameras_json(&args.out.join("cameras.json"), &frames)?;
     camera::write_transforms_json(&args.out.join("transforms.json"), &frames)?;
@@ -223,13 +232,11 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
         save(sheet, &encode_png(&contact_sheet(&pictures, 192))?)?;
     }
     println!(
-        "{} frames of {}² in {} via {}: rasterize + shade {:.3} s, write {:.3} s",
+        "{} frames of {}² in {} via {}: {seconds:.3} s to rasterize, shade, encode and write them",
         frames.len(),
         args.res,
         args.out.display(),
         rasterizer.name(),
-        render_s,
-        write_s
     );
     Ok(ExitCode::SUCCESS)
 }

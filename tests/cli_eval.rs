@@ -190,3 +190,43 @@ fn bad_input_exits_2_with_one_line_naming_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!json.exists());
 }
+
+#[test]
+fn visible_sampling_ignores_a_hidden_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let outer = shapes::uv_sphere(0.5, 32, 64);
+    let mut with_core = outer.clone();
+    let core = shapes::uv_sphere(0.2, 16, 32);
+    let base = with_core.positions.len() as u32;
+    with_core.positions.extend(&core.positions);
+    with_core
+        .faces
+        .extend(core.faces.iter().map(|f| f.map(|i| i + base)));
+    let gt = save(dir.path(), "gt.ply", &outer);
+    let pred = save(dir.path(), "pred.ply", &with_core);
+    let chamfer = |sampling: &str| {
+        let json = dir.path().join(format!("{sampling}.json"));
+        let out = orbitmesh(&[
+            "eval",
+            &pred,
+            &gt,
+            "--points",
+            "20000",
+            "--iou-cells",
+            "0",
+            "--sampling",
+            sampling,
+            "--device",
+            "cpu",
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        r["report"]["metrics"]["chamfer"].as_f64().unwrap()
+    };
+    // Uniform sampling puts a share of the points on the hidden core, 0.3 from the surface.
+    let (uniform, visible) = (chamfer("uniform"), chamfer("visible"));
+    assert!(uniform > 0.02, "uniform {uniform}");
+    assert!(visible < 0.01, "visible {visible}");
+}

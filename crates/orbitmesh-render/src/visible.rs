@@ -68,3 +68,40 @@ pub fn sample_visible(
     }
     Ok(samples)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbitmesh_geom::shapes;
+
+    #[test]
+    fn a_hidden_inner_shell_gets_no_points() {
+        let outer = shapes::uv_sphere(0.45, 24, 48);
+        let inner = shapes::uv_sphere(0.2, 12, 24);
+        let mut both = outer.clone();
+        let base = both.positions.len() as u32;
+        both.positions.extend(&inner.positions);
+        both.faces
+            .extend(inner.faces.iter().map(|f| f.map(|i| i + base)));
+        let s = sample_visible(&both, 5000, 3, &Rasterizer::Cpu).unwrap();
+        assert_eq!(s.points.len(), 5000);
+        let radius = |p: &[f32; 3]| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+        assert!(
+            s.points.iter().all(|p| radius(p) > 0.4),
+            "a point on the hidden sphere"
+        );
+        // Every side of the outer sphere is seen.
+        for axis in 0..3 {
+            for sign in [-1.0f32, 1.0] {
+                assert!(s.points.iter().any(|p| p[axis] * sign > 0.4));
+            }
+        }
+        // The same seed gives the same points.
+        assert_eq!(
+            sample_visible(&both, 5000, 3, &Rasterizer::Cpu)
+                .unwrap()
+                .points,
+            s.points
+        );
+    }
+}

@@ -247,6 +247,7 @@ mod tests {
             .sum::<f64>()
             / (3.0 * f64::from(res * res));
         let psnr = 10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10();
+        eprintln!("textured quad: PSNR {psnr:.1} dB");
         assert!(psnr >= 40.0, "PSNR {psnr:.1} dB");
     }
 

@@ -9,7 +9,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::eval::{Alignment, Metrics};
 use orbitmesh_geom::io::write_atomic;
-use orbitmesh_geom::{Align, EvalOptions, EvalReport, Sampling, evaluate_with, sample_surface};
+use orbitmesh_geom::{
+    Align, EvalFrame, EvalOptions, EvalReport, Sampling, evaluate_with, sample_surface,
+};
 use orbitmesh_render::{DeviceChoice, open_rasterizer, visible::sample_visible};
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
@@ -18,6 +20,12 @@ use crate::input::{DeviceArg, UpArg, load_mesh};
 enum AlignArg {
     None,
     Icp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PredFrameArg {
+    Gt,
+    Object,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -33,7 +41,8 @@ enum SamplingArg {
 #[derive(Args)]
 #[command(
     after_help = "Both meshes are moved into the ground truth's normalised frame \
-(bounding box centred, longest side 1) before measuring: the `gso` protocol of DESIGN.md.\n\
+(bounding box centred, longest side 1) before measuring: the `gso` protocol of DESIGN.md. Meshes \
+written by orbitmesh are already in that frame: give them with --pred-frame object.\n\
 Meshes: .obj (+.mtl), .ply, .off (optionally .gz), or a GSO object folder."
 )]
 pub struct EvalArgs {
@@ -74,6 +83,10 @@ pub struct EvalArgs {
     /// Up axis of the ground-truth file (GSO scans are Z up)
     #[arg(long, value_enum, default_value = "z")]
     gt_up: UpArg,
+    /// gt: PRED is in GT's file frame (both get GT's normalisation); object: PRED is already in
+    /// the normalised object frame, as orbitmesh's stages write (only GT is normalised)
+    #[arg(long, value_enum, default_value = "gt")]
+    pred_frame: PredFrameArg,
     /// Measure the meshes as they are, without moving them into the ground truth's frame
     #[arg(long)]
     no_normalise: bool,
@@ -96,7 +109,11 @@ impl EvalArgs {
                 AlignArg::None => Align::None,
                 AlignArg::Icp => Align::Icp,
             },
-            normalise: !self.no_normalise,
+            frame: match (self.no_normalise, self.pred_frame) {
+                (true, _) => EvalFrame::AsGiven,
+                (false, PredFrameArg::Gt) => EvalFrame::SharedRaw,
+                (false, PredFrameArg::Object) => EvalFrame::PredictionNormalised,
+            },
             ..Default::default()
         }
     }

@@ -1,6 +1,7 @@
 //! The `orbitmesh` command line.
 
 mod eval;
+mod hull;
 mod input;
 mod render;
 
@@ -25,6 +26,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Render a mesh from an orbit of cameras: RGBA frames, cameras.json, transforms.json
     Render(render::RenderArgs),
+    /// Carve the visual hull of an orbit's silhouettes (the baseline for every reconstruction)
+    Hull(hull::HullArgs),
 }
 
 /// Bad input and failed commands exit with 2 (as clap does for bad arguments); a panic would be a
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Render(args) => render::run(args),
+        Command::Hull(args) => hull::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,21 @@ pub enum Align {
     Icp,
 }
 
+/// Where the prediction lives, and so what moves both meshes into the ground truth's normalised
+/// object frame (box centred, longest side 1), where the protocol measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvalFrame {
+    /// The prediction shares the ground-truth file's frame: the ground truth's normalising
+    /// transform is applied to both (what evaluation scripts such as the peer do).
+    #[default]
+    SharedRaw,
+    /// The prediction is already in the normalised object frame, as every mesh orbitmesh's stages
+    /// write: only the ground truth is normalised.
+    PredictionNormalised,
+    /// Both are measured as given.
+    AsGiven,
+}
+
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     /// Surface samples on each mesh.
@@ -31,9 +46,8 @@ pub struct EvalOptions {
     /// Grid cells along the longest side for volume IoU; `None` skips it.
     pub iou_cells: Option<usize>,
     pub align: Align,
-    /// Move both meshes into the ground truth's normalised frame first (the protocol); turn off
-    /// only for meshes already in it.
-    pub normalise: bool,
+    /// How the meshes reach the ground truth's normalised frame.
+    pub frame: EvalFrame,
 }
 
 impl Default for EvalOptions {
@@ -45,7 +59,7 @@ impl Default for EvalOptions {
             taus: vec![0.01, 0.02, 0.05],
             iou_cells: Some(64),
             align: Align::None,
-            normalise: true,
+            frame: EvalFrame::SharedRaw,
         }
     }
 }
@@ -131,10 +145,14 @@ pub fn evaluate_with<E: Send>(
 ) -> Result<EvalReport, E> {
     let mut pred = pred.clone();
     let mut gt = gt.clone();
-    if opts.normalise {
-        let frame = normalising_transform(&gt.bounds());
-        pred.transform(&frame);
-        gt.transform(&frame);
+    let frame = normalising_transform(&gt.bounds());
+    match opts.frame {
+        EvalFrame::SharedRaw => {
+            pred.transform(&frame);
+            gt.transform(&frame);
+        }
+        EvalFrame::PredictionNormalised => gt.transform(&frame),
+        EvalFrame::AsGiven => {}
     }
     let mut seconds = Timings::default();
     let t = Instant::now();

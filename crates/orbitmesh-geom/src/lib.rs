@@ -6,6 +6,7 @@ pub mod eval;
 pub mod frame;
 pub mod icp;
 pub mod io;
+pub mod isosurface;
 mod mesh;
 pub mod metrics;
 pub mod nearest;
@@ -14,7 +15,7 @@ pub mod shapes;
 pub mod winding;
 
 pub use error::{GeomError, Result};
-pub use eval::{Align, EvalOptions, EvalReport, evaluate, evaluate_with};
+pub use eval::{Align, EvalFrame, EvalOptions, EvalReport, evaluate, evaluate_with};
 pub use frame::UpAxis;
 pub use io::{MeshFile, read_mesh, write_mesh};
 pub use mesh::{Aabb, Material, TriMesh, triangle_area};

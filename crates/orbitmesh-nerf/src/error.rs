@@ -1,0 +1,9 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NerfError {
+    #[error(transparent)]
+    Render(#[from] orbitmesh_render::RenderError),
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}

@@ -1,0 +1,166 @@
+//! The visual hull: the largest shape whose silhouettes fit inside every frame's alpha.
+
+use nalgebra::{Matrix4, Vector4};
+use orbitmesh_geom::TriMesh;
+use orbitmesh_geom::isosurface::{ScalarGrid, marching_tetrahedra};
+
+use crate::{NerfError, Orbit, OrbitImage};
+
+#[derive(Debug, Clone, Copy)]
+pub struct HullOptions {
+    /// Grid points per side.
+    pub resolution: usize,
+    /// The grid spans [−extent, extent]³ in the object frame (normalised objects fit in ±0.5).
+    pub extent: f32,
+}
+
+impl Default for HullOptions {
+    fn default() -> Self {
+        HullOptions {
+            resolution: 192,
+            extent: 0.55,
+        }
+    }
+}
+
+/// One frame ready for lookups: world → pixel projection and its alpha as 0..1.
+struct Silhouette {
+    world_to_camera: Matrix4<f32>,
+    fx: f32,
+    fy: f32,
+    cx: f32,
+    cy: f32,
+    width: usize,
+    height: usize,
+    alpha: Vec<f32>,
+}
+
+impl Silhouette {
+    fn new(frame: &OrbitImage) -> Self {
+        let k = frame.camera.intrinsics;
+        Silhouette {
+            world_to_camera: frame.camera.world_to_camera().cast(),
+            fx: k.fx as f32,
+            fy: k.fy as f32,
+            cx: k.cx as f32,
+            cy: k.cy as f32,
+            width: k.width as usize,
+            height: k.height as usize,
+            alpha: frame
+                .image
+                .pixels()
+                .map(|p| f32::from(p[3]) / 255.0)
+                .collect(),
+        }
+    }
+
+    /// Bilinear alpha where `p` projects; 0 outside the image or behind the camera.
+    fn alpha_at(&self, p: [f32; 3]) -> f32 {
+        let c = self.world_to_camera * Vector4::new(p[0], p[1], p[2], 1.0);
+        let depth = -c.z;
+        if depth <= 1e-6 {
+            return 0.0;
+        }
+        let x = self.cx + self.fx * c.x / depth - 0.5;
+        let y = self.cy - self.fy * c.y / depth - 0.5;
+        if !(x >= 0.0 && y >= 0.0 && x <= (self.width - 1) as f32 && y <= (self.height - 1) as f32)
+        {
+            return 0.0;
+        }
+        let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let a = |x: usize, y: usize| self.alpha[y * self.width + x];
+        let top = a(x0, y0) * (1.0 - fx) + a(x1, y0) * fx;
+        let bottom = a(x0, y1) * (1.0 - fx) + a(x1, y1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
+}
+
+/// Carves the grid: each point keeps the smallest alpha any frame shows where it projects, and
+/// the hull is that field's 0.5 iso-surface. Needs frames with alpha.
+pub fn visual_hull(orbit: &Orbit, opts: &HullOptions) -> Result<(ScalarGrid, TriMesh), NerfError> {
+    if let Some(f) = orbit.frames.iter().find(|f| !f.has_alpha) {
+        return Err(NerfError::Invalid {
+            path: f.path.clone(),
+            message: "the frame has no alpha channel: the visual hull needs silhouettes".into(),
+        });
+    }
+    let views: Vec<Silhouette> = orbit.frames.iter().map(Silhouette::new).collect();
+    let grid = ScalarGrid::sample_cube(opts.resolution, opts.extent, |p| {
+        let mut occupancy = 1.0f32;
+        for v in &views {
+            occupancy = occupancy.min(v.alpha_at(p));
+            if occupancy <= 0.0 {
+                break;
+            }
+        }
+        occupancy
+    });
+    let mesh = marching_tetrahedra(&grid, 0.5);
+    if mesh.faces.is_empty() {
+        return Err(NerfError::Invalid {
+            path: orbit.dir.clone(),
+            message: "the silhouettes carve everything away (do the cameras look at the object?)"
+                .into(),
+        });
+    }
+    Ok((grid, mesh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbitmesh_geom::{Sampling, chamfer_distance, sample_surface, shapes};
+    use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
+    use orbitmesh_render::raster::rasterize_cpu;
+    use orbitmesh_render::shade::shade_rgba;
+    use orbitmesh_render::{Background, Scene};
+
+    fn orbit_of(mesh: &TriMesh, res: u32) -> Orbit {
+        let scene = Scene::new(mesh, &mut Vec::new()).unwrap();
+        let k = Intrinsics::from_fov(SV3D_FOV_DEG, res, res);
+        let frames = orbit(&even_azimuths(21), 10.0, 2.0)
+            .into_iter()
+            .map(|v| {
+                let camera = v.camera(k);
+                let vis = rasterize_cpu(&scene, &camera);
+                OrbitImage {
+                    path: "frame.png".into(),
+                    camera,
+                    image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
+                    has_alpha: true,
+                }
+            })
+            .collect();
+        Orbit {
+            dir: ".".into(),
+            frames,
+        }
+    }
+
+    #[test]
+    fn the_hull_of_a_convex_shape_is_the_shape() {
+        let ball = shapes::uv_sphere(0.4, 32, 64);
+        let opts = HullOptions {
+            resolution: 64,
+            ..Default::default()
+        };
+        let (_, hull) = visual_hull(&orbit_of(&ball, 96), &opts).unwrap();
+        let a = sample_surface(&hull, 20_000, 0, Sampling::Independent);
+        let b = sample_surface(&ball, 20_000, 1, Sampling::Independent);
+        let chamfer = chamfer_distance(&a.points, &b.points);
+        assert!(chamfer < 0.012, "chamfer {chamfer}");
+        // Only silhouettes: the top and bottom poles, seen at 10° from the side, are not carved
+        // as deeply as the sides, so the hull encloses the ball.
+        assert!(hull.bounds().longest_side() >= ball.bounds().longest_side() - 0.02);
+    }
+
+    #[test]
+    fn frames_without_alpha_are_refused() {
+        let mut o = orbit_of(&shapes::cuboid([-0.2; 3], [0.2; 3]), 32);
+        o.frames[4].has_alpha = false;
+        let e = visual_hull(&o, &HullOptions::default()).err().unwrap();
+        assert!(e.to_string().contains("no alpha"), "{e}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The `orbitmesh` command line.
 
 mod eval;
+mod export;
 mod hull;
 mod input;
 mod render;
@@ -28,6 +29,8 @@ enum Command {
     Render(render::RenderArgs),
     /// Carve the visual hull of an orbit's silhouettes (the baseline for every reconstruction)
     Hull(hull::HullArgs),
+    /// Convert a mesh to GLB (for game engines), OBJ or PLY
+    Export(export::ExportArgs),
 }
 
 /// Bad input and failed commands exit with 2 (as clap does for bad arguments); a panic would be a
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Render(args) => render::run(args),
         Command::Hull(args) => hull::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => code,

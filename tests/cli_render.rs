@@ -117,3 +117,38 @@ fn bad_input_exits_2_and_writes_nothing() {
         assert!(!out.exists(), "case {k} left {out:?} behind");
     }
 }
+
+#[test]
+fn export_writes_each_format_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mesh = d.join("box.ply");
+    write_mesh(&mesh, &shapes::cuboid([0.0; 3], [2.0, 1.0, 1.0])).unwrap();
+    for name in ["a.glb", "b.obj", "c.ply"] {
+        let out = d.join(name);
+        let run = orbitmesh(&[
+            "export",
+            mesh.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--size",
+            "0.5",
+        ]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        assert!(out.is_file());
+    }
+    let back = orbitmesh_geom::read_mesh(&d.join("c.ply")).unwrap().mesh;
+    assert!((back.bounds().longest_side() - 0.5).abs() < 1e-6);
+    let glb = std::fs::read(d.join("a.glb")).unwrap();
+    assert_eq!(&glb[..4], b"glTF");
+    for (args, problem) in [
+        (vec!["-o", "x.stl"], "--format"),
+        (vec!["-o", "x.glb", "--size=-1"], "--size"),
+    ] {
+        let mut all = vec!["export", mesh.to_str().unwrap()];
+        all.extend(args);
+        let run = orbitmesh(&all);
+        assert_eq!(run.status.code(), Some(2));
+        assert!(text(&run.stderr).contains(problem), "{}", text(&run.stderr));
+    }
+}

@@ -1,6 +1,7 @@
 //! Reading meshes from disk (OBJ+MTL, PLY, OFF, gzipped or not, GSO object folders) and writing
 //! them (OBJ+MTL+textures, PLY), always through a temporary file that is renamed into place.
 
+mod glb;
 mod obj;
 mod off;
 mod ply;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{GeomError, Result};
 use crate::mesh::TriMesh;
 
+pub use glb::write_glb;
 pub use obj::write_obj;
 pub use ply::write_ply;
 
@@ -115,14 +117,21 @@ pub fn read_mesh(path: &Path) -> Result<MeshFile> {
     })
 }
 
-/// Writes a mesh in the format its extension names (`.obj` with its MTL and textures, `.ply`).
+/// Writes a mesh in the format its extension names: `.obj` (with its MTL and textures), `.ply`,
+/// or `.glb` (Y up, textures embedded, object units).
 pub fn write_mesh(path: &Path, mesh: &TriMesh) -> Result<()> {
+    let is_glb = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("glb"));
+    if is_glb {
+        return write_glb(path, mesh, 1.0);
+    }
     match format_of(path)? {
         (Format::Obj, false) => write_obj(path, mesh),
         (Format::Ply, false) => write_ply(path, mesh),
         _ => Err(GeomError::Invalid {
             path: path.to_path_buf(),
-            message: "can only write .obj and .ply".into(),
+            message: "can only write .obj, .ply and .glb".into(),
         }),
     }
 }
@@ -146,6 +155,14 @@ pub fn write_atomic(
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         write(&mut w).map_err(|e| GeomError::io(path, e))?;
         std::io::Write::flush(&mut w).map_err(|e| GeomError::io(path, e))?;
+    }
+    // Temporary files are created private (0600); the result is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| GeomError::io(path, e))?;
     }
     tmp.persist(path)
         .map_err(|e| GeomError::io(path, e.error))?;

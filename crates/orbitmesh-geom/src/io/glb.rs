@@ -1,0 +1,365 @@
+//! Binary glTF 2.0 (GLB) for game engines: one file with the mesh, its normals, UVs, vertex
+//! colours and embedded textures, turned Y up as glTF requires. Built with gltf-json's types and
+//! gltf's GLB container rather than hand-written JSON.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gltf::json::{self, validation::Checked::Valid, validation::USize64};
+
+use super::write_atomic;
+use crate::error::{GeomError, Result};
+use crate::mesh::TriMesh;
+
+/// Accumulates the binary chunk, each view 4-byte aligned.
+struct Bin {
+    bytes: Vec<u8>,
+}
+
+impl Bin {
+    fn push(
+        &mut self,
+        root: &mut json::Root,
+        data: &[u8],
+        target: Option<json::buffer::Target>,
+    ) -> json::Index<json::buffer::View> {
+        while !self.bytes.len().is_multiple_of(4) {
+            self.bytes.push(0);
+        }
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        root.push(json::buffer::View {
+            buffer: json::Index::new(0),
+            byte_length: USize64::from(data.len()),
+            byte_offset: Some(USize64::from(offset)),
+            byte_stride: None,
+            extensions: Default::default(),
+            extras: Default::default(),
+            name: None,
+            target: target.map(Valid),
+        })
+    }
+}
+
+fn accessor(
+    root: &mut json::Root,
+    view: json::Index<json::buffer::View>,
+    count: usize,
+    component: json::accessor::ComponentType,
+    kind: json::accessor::Type,
+    bounds: Option<([f32; 3], [f32; 3])>,
+) -> json::Index<json::Accessor> {
+    root.push(json::Accessor {
+        buffer_view: Some(view),
+        byte_offset: Some(USize64(0)),
+        count: USize64::from(count),
+        component_type: Valid(json::accessor::GenericComponentType(component)),
+        extensions: Default::default(),
+        extras: Default::default(),
+        type_: Valid(kind),
+        min: bounds.map(|(lo, _)| json::Value::from(lo.to_vec())),
+        max: bounds.map(|(_, hi)| json::Value::from(hi.to_vec())),
+        name: None,
+        normalized: false,
+        sparse: None,
+    })
+}
+
+fn floats<const N: usize>(v: &[[f32; N]]) -> Vec<u8> {
+    v.iter().flatten().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+/// Area-weighted vertex normals (zero-area faces add nothing; isolated vertices get +Y).
+fn vertex_normals(positions: &[[f32; 3]], faces: &[[u32; 3]]) -> Vec<[f32; 3]> {
+    let mut n = vec![[0.0f32; 3]; positions.len()];
+    for f in faces {
+        let [a, b, c] = f.map(|i| positions[i as usize]);
+        let e1 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let e2 = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        let cr = [
+            e1[1] * e2[2] - e1[2] * e2[1],
+            e1[2] * e2[0] - e1[0] * e2[2],
+            e1[0] * e2[1] - e1[1] * e2[0],
+        ];
+        for &i in f {
+            for k in 0..3 {
+                n[i as usize][k] += cr[k];
+            }
+        }
+    }
+    n.into_iter()
+        .map(|v| {
+            let len = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+            if len > 0.0 {
+                v.map(|x| x / len)
+            } else {
+                [0.0, 1.0, 0.0]
+            }
+        })
+        .collect()
+}
+
+/// Writes `mesh` (Z up, in the object frame) as GLB, Y up, scaled by `scale` (metres per unit).
+pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
+    mesh.validate(path)?;
+    // Z up → Y up: −90° about X, (x, y, z) → (x, z, −y).
+    let positions: Vec<[f32; 3]> = mesh
+        .positions
+        .iter()
+        .map(|p| [p[0] * scale, p[2] * scale, -p[1] * scale])
+        .collect();
+    let normals = vertex_normals(&positions, &mesh.faces);
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for p in &positions {
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+
+    let mut root = json::Root::default();
+    root.asset.generator = Some(format!("orbitmesh {}", env!("CARGO_PKG_VERSION")));
+    let mut bin = Bin { bytes: Vec::new() };
+    use json::accessor::{ComponentType as C, Type as T};
+    use json::buffer::Target;
+    let n = positions.len();
+    let view = bin.push(&mut root, &floats(&positions), Some(Target::ArrayBuffer));
+    let pos = accessor(&mut root, view, n, C::F32, T::Vec3, Some((lo, hi)));
+    let view = bin.push(&mut root, &floats(&normals), Some(Target::ArrayBuffer));
+    let nrm = accessor(&mut root, view, n, C::F32, T::Vec3, None);
+    let mut attributes = BTreeMap::new();
+    attributes.insert(Valid(json::mesh::Semantic::Positions), pos);
+    attributes.insert(Valid(json::mesh::Semantic::Normals), nrm);
+    if let Some(uvs) = &mesh.uvs {
+        // glTF's texture origin is the top-left corner, OBJ's the bottom-left.
+        let flipped: Vec<[f32; 2]> = uvs.iter().map(|t| [t[0], 1.0 - t[1]]).collect();
+        let view = bin.push(&mut root, &floats(&flipped), Some(Target::ArrayBuffer));
+        let acc = accessor(&mut root, view, n, C::F32, T::Vec2, None);
+        attributes.insert(Valid(json::mesh::Semantic::TexCoords(0)), acc);
+    }
+    if let Some(colors) = &mesh.colors {
+        let view = bin.push(&mut root, &floats(colors), Some(Target::ArrayBuffer));
+        let acc = accessor(&mut root, view, n, C::F32, T::Vec3, None);
+        attributes.insert(Valid(json::mesh::Semantic::Colors(0)), acc);
+    }
+
+    // One material per orbitmesh material; textures embedded as they are (PNG or JPEG) or
+    // re-encoded to PNG.
+    let mut materials = Vec::new();
+    for m in &mesh.materials {
+        let texture = match (&m.diffuse_texture, &mesh.uvs) {
+            (Some(file), Some(_)) => Some(embed_image(&mut root, &mut bin, file)?),
+            _ => None,
+        };
+        let [r, g, b] = m.diffuse;
+        materials.push(root.push(json::Material {
+            name: Some(m.name.clone()),
+            double_sided: true,
+            pbr_metallic_roughness: json::material::PbrMetallicRoughness {
+                base_color_factor: json::material::PbrBaseColorFactor([r, g, b, 1.0]),
+                base_color_texture: texture.map(|index| json::texture::Info {
+                    index,
+                    tex_coord: 0,
+                    extensions: Default::default(),
+                    extras: Default::default(),
+                }),
+                metallic_factor: json::material::StrengthFactor(0.0),
+                roughness_factor: json::material::StrengthFactor(1.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }));
+    }
+
+    // One primitive per material used (or one for all faces).
+    let groups: Vec<(Option<usize>, Vec<[u32; 3]>)> = if mesh.face_materials.is_empty() {
+        vec![(None, mesh.faces.clone())]
+    } else {
+        (0..mesh.materials.len())
+            .map(|m| {
+                let faces = mesh
+                    .faces
+                    .iter()
+                    .zip(&mesh.face_materials)
+                    .filter(|(_, fm)| **fm as usize == m)
+                    .map(|(f, _)| *f)
+                    .collect();
+                (Some(m), faces)
+            })
+            .filter(|(_, f): &(_, Vec<_>)| !f.is_empty())
+            .collect()
+    };
+    let mut primitives = Vec::new();
+    for (material, faces) in groups {
+        let indices: Vec<u8> = faces
+            .iter()
+            .flatten()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        let view = bin.push(&mut root, &indices, Some(Target::ElementArrayBuffer));
+        let idx = accessor(&mut root, view, faces.len() * 3, C::U32, T::Scalar, None);
+        primitives.push(json::mesh::Primitive {
+            attributes: attributes.clone(),
+            extensions: Default::default(),
+            extras: Default::default(),
+            indices: Some(idx),
+            material: material.map(|m| materials[m]),
+            mode: Valid(json::mesh::Mode::Triangles),
+            targets: None,
+        });
+    }
+    let gmesh = root.push(json::Mesh {
+        extensions: Default::default(),
+        extras: Default::default(),
+        name: Some("orbitmesh".into()),
+        primitives,
+        weights: None,
+    });
+    let node = root.push(json::Node {
+        mesh: Some(gmesh),
+        ..Default::default()
+    });
+    let scene = root.push(json::Scene {
+        extensions: Default::default(),
+        extras: Default::default(),
+        name: None,
+        nodes: vec![node],
+    });
+    root.scene = Some(scene);
+    while !bin.bytes.len().is_multiple_of(4) {
+        bin.bytes.push(0);
+    }
+    root.push(json::Buffer {
+        byte_length: USize64::from(bin.bytes.len()),
+        extensions: Default::default(),
+        extras: Default::default(),
+        name: None,
+        uri: None,
+    });
+
+    let mut text = json::serialize::to_vec(&root).map_err(|e| GeomError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("glTF serialisation failed: {e}"),
+    })?;
+    // The JSON chunk is padded with spaces to 4 bytes.
+    while !text.len().is_multiple_of(4) {
+        text.push(b' ');
+    }
+    let glb = gltf::binary::Glb {
+        header: gltf::binary::Header {
+            magic: *b"glTF",
+            version: 2,
+            length: (12 + 8 + text.len() + 8 + bin.bytes.len()) as u32,
+        },
+        json: Cow::Owned(text),
+        bin: Some(Cow::Owned(bin.bytes)),
+    };
+    let bytes = glb.to_vec().map_err(|e| GeomError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("GLB container: {e}"),
+    })?;
+    write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
+}
+
+fn embed_image(
+    root: &mut json::Root,
+    bin: &mut Bin,
+    file: &Path,
+) -> Result<json::Index<json::Texture>> {
+    let raw = std::fs::read(file).map_err(|e| GeomError::io(file, e))?;
+    let (bytes, mime) = if raw.starts_with(b"\x89PNG") {
+        (raw, "image/png")
+    } else if raw.starts_with(&[0xff, 0xd8]) {
+        (raw, "image/jpeg")
+    } else {
+        return Err(GeomError::Invalid {
+            path: file.to_path_buf(),
+            message: "textures must be PNG or JPEG to embed in GLB".into(),
+        });
+    };
+    let view = bin.push(root, &bytes, None);
+    let image = root.push(json::Image {
+        buffer_view: Some(view),
+        mime_type: Some(json::image::MimeType(mime.into())),
+        name: None,
+        uri: None,
+        extensions: Default::default(),
+        extras: Default::default(),
+    });
+    let sampler = root.push(json::texture::Sampler {
+        mag_filter: Some(Valid(json::texture::MagFilter::Linear)),
+        min_filter: Some(Valid(json::texture::MinFilter::LinearMipmapLinear)),
+        ..Default::default()
+    });
+    Ok(root.push(json::Texture {
+        name: None,
+        sampler: Some(sampler),
+        source: image,
+        extensions: Default::default(),
+        extras: Default::default(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::Material;
+
+    #[test]
+    fn glb_holds_the_mesh_y_up_with_its_texture() {
+        let dir = tempfile::tempdir().unwrap();
+        let tex = dir.path().join("t.png");
+        std::fs::write(&tex, b"\x89PNG\r\n\x1a\nnot really decoded").unwrap();
+        let mut quad = TriMesh::new(
+            vec![
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [1.0, 0.0, 1.0],
+                [0.0, 0.0, 1.0],
+            ],
+            vec![[0, 1, 2], [0, 2, 3]],
+        );
+        quad.uvs = Some(vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]);
+        quad.materials = vec![Material {
+            diffuse_texture: Some(tex),
+            ..Material::new("skin")
+        }];
+        quad.face_materials = vec![0, 0];
+        let path = dir.path().join("quad.glb");
+        write_glb(&path, &quad, 2.0).unwrap();
+
+        let bytes = std::fs::read(&path).unwrap();
+        let gltf = gltf::Gltf::from_slice(&bytes).unwrap();
+        let blob = gltf.blob.as_deref().unwrap();
+        let mesh = gltf.meshes().next().unwrap();
+        let prim = mesh.primitives().next().unwrap();
+        let reader = prim.reader(|_| Some(blob));
+        let positions: Vec<[f32; 3]> = reader.read_positions().unwrap().collect();
+        // (x, y, z) → (x, z, −y), times the scale: the quad's top edge (z = 1) is now y = 2.
+        assert_eq!(positions[2], [2.0, 2.0, 0.0]);
+        let uvs: Vec<[f32; 2]> = reader.read_tex_coords(0).unwrap().into_f32().collect();
+        assert_eq!(uvs[3], [0.0, 0.0]);
+        let normals: Vec<[f32; 3]> = reader.read_normals().unwrap().collect();
+        assert!(normals.iter().all(|n| (n[2].abs() - 1.0).abs() < 1e-6));
+        let indices: Vec<u32> = reader.read_indices().unwrap().into_u32().collect();
+        assert_eq!(indices, vec![0, 1, 2, 0, 2, 3]);
+        let image = gltf.images().next().unwrap();
+        match image.source() {
+            gltf::image::Source::View { view, mime_type } => {
+                assert_eq!(mime_type, "image/png");
+                let start = view.offset();
+                assert!(blob[start..start + view.length()].starts_with(b"\x89PNG"));
+            }
+            other => panic!("texture not embedded: {other:?}"),
+        }
+        let material = prim.material();
+        assert!(
+            material
+                .pbr_metallic_roughness()
+                .base_color_texture()
+                .is_some()
+        );
+    }
+}

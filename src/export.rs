@@ -1,0 +1,92 @@
+//! `orbitmesh export`: a mesh to OBJ (+MTL, textures), PLY or GLB.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use nalgebra::Similarity3;
+use orbitmesh_geom::frame::normalising_transform;
+use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
+
+use crate::input::{UpArg, load_mesh};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Glb,
+    Obj,
+    Ply,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "GLB is written Y up (glTF's convention) with normals and the textures \
+embedded; OBJ and PLY stay Z up like every orbitmesh mesh. glTF units are metres: --size gives the \
+object's longest side in metres."
+)]
+pub struct ExportArgs {
+    /// The mesh to convert
+    mesh: PathBuf,
+    /// Output file
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Output format [default: from the output's extension]
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Up axis of the input file
+    #[arg(long, value_enum, default_value = "z")]
+    up: UpArg,
+    /// Centre the bounding box at the origin and scale its longest side to 1 first
+    #[arg(long)]
+    normalise: bool,
+    /// Scale so the longest side measures this many metres (units)
+    #[arg(long)]
+    size: Option<f64>,
+}
+
+pub fn run(args: ExportArgs) -> Result<ExitCode> {
+    let format = match args.format {
+        Some(f) => f,
+        None => match args
+            .out
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase)
+        {
+            Some(e) if e == "glb" => Format::Glb,
+            Some(e) if e == "obj" => Format::Obj,
+            Some(e) if e == "ply" => Format::Ply,
+            _ => bail!(
+                "{}: cannot tell the format from the extension; give --format glb|obj|ply",
+                args.out.display()
+            ),
+        },
+    };
+    if let Some(size) = args.size
+        && !(size.is_finite() && size > 0.0)
+    {
+        bail!("--size must be a positive number of metres");
+    }
+    let mut mesh = load_mesh(&args.mesh, args.up)?;
+    if args.normalise {
+        mesh.transform(&normalising_transform(&mesh.bounds()));
+    }
+    if let Some(size) = args.size {
+        let longest = mesh.bounds().longest_side();
+        if longest > 0.0 {
+            mesh.transform(&Similarity3::from_scaling(size / longest));
+        }
+    }
+    match format {
+        Format::Glb => write_glb(&args.out, &mesh, 1.0)?,
+        Format::Obj => write_obj(&args.out, &mesh)?,
+        Format::Ply => write_ply(&args.out, &mesh)?,
+    }
+    println!(
+        "{} vertices, {} faces -> {}",
+        mesh.positions.len(),
+        mesh.faces.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

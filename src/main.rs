@@ -4,6 +4,8 @@ mod eval;
 mod export;
 mod hull;
 mod input;
+mod output;
+mod prepare;
 mod render;
 
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     /// Measure a mesh against a ground-truth scan (Chamfer, F-score, volume IoU, normal consistency)
     Eval(eval::EvalArgs),
+    /// Turn a photo into SV3D's input: the object's mask, centred, 85% of a square frame
+    Prepare(prepare::PrepareArgs),
     /// Render a mesh from an orbit of cameras: RGBA frames, cameras.json, transforms.json
     Render(render::RenderArgs),
     /// Carve the visual hull of an orbit's silhouettes (the baseline for every reconstruction)
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Prepare(args) => prepare::run(args),
         Command::Render(args) => render::run(args),
         Command::Hull(args) => hull::run(args),
         Command::Export(args) => export::run(args),

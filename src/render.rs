@@ -1,17 +1,16 @@
 //! `orbitmesh render`: a mesh seen from an orbit of cameras, as RGBA frames and camera files.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbaImage};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_geom::io::write_atomic;
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
 };
@@ -22,6 +21,7 @@ use orbitmesh_render::{Background, Camera, Scene, VisibilityBuffer, open_rasteri
 use rayon::prelude::*;
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
+use crate::output::{encode_png, save};
 
 /// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
 const SSAA: u32 = 2;
@@ -95,27 +95,6 @@ fn parse_background(s: &str) -> Result<Background, String> {
             "{s:?}: expected white, black, transparent or #rrggbb"
         )),
     }
-}
-
-pub fn encode_png(img: &RgbaImage) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    PngEncoder::new_with_quality(
-        Cursor::new(&mut bytes),
-        CompressionType::Fast,
-        FilterType::Adaptive,
-    )
-    .write_image(
-        img,
-        img.width(),
-        img.height(),
-        image::ExtendedColorType::Rgba8,
-    )?;
-    Ok(bytes)
-}
-
-fn save(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, |w| std::io::Write::write_all(w, bytes))?;
-    Ok(())
 }
 
 /// The depth and normal pictures of one frame, from a visibility buffer at the frame's resolution.

@@ -1,0 +1,399 @@
+//! From a photo to SV3D's input: find the object's mask (the alpha channel, a mask file, or a
+//! background model), then crop and scale so the object fills `fill` of a square frame, centred.
+//!
+//! The background model is classical and has classical limits: it takes the colour of the image
+//! border as the background (median of a thin frame around the image), grows the background from
+//! the border through pixels close to that colour, and keeps the largest remaining component as
+//! the object. It works for objects on plain, evenly lit backgrounds that do not touch the border;
+//! it fails on cluttered scenes, on objects the colour of their background, and on soft shadows
+//! (which it keeps as object). For those, give a mask or an image with alpha.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use image::imageops::{self, FilterType};
+use image::{GrayImage, Luma, Rgba, RgbaImage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{}: {message}", path.display())]
+    Input { path: PathBuf, message: String },
+}
+
+fn input_error(path: &Path, message: impl Into<String>) -> PrepareError {
+    PrepareError::Input {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskSource {
+    Alpha,
+    File,
+    BackgroundModel,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    /// Output side in pixels (SV3D: 576).
+    pub size: u32,
+    /// Fraction of the frame the object's longer side fills (SV3D: about 0.85).
+    pub fill: f32,
+    /// A mask image (white = object) to use instead of alpha or the background model.
+    pub mask: Option<PathBuf>,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions {
+            size: 576,
+            fill: 0.85,
+            mask: None,
+        }
+    }
+}
+
+pub struct Prepared {
+    /// The object on a transparent background.
+    pub rgba: RgbaImage,
+    /// The same composited over white, as SV3D is conditioned.
+    pub white: RgbaImage,
+    pub mask_source: MaskSource,
+}
+
+const MIN_SIDE: u32 = 8;
+
+/// Prepares `image_path`. Every check on the input happens here, before any long work.
+pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, PrepareError> {
+    let decoded = image::open(image_path)
+        .map_err(|e| input_error(image_path, format!("not a readable image: {e}")))?;
+    let rgba = decoded.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    if w < MIN_SIDE || h < MIN_SIDE {
+        return Err(input_error(
+            image_path,
+            format!("{w}×{h} is too small (at least {MIN_SIDE}×{MIN_SIDE})"),
+        ));
+    }
+    let has_alpha = decoded.color().has_alpha() && rgba.pixels().any(|p| p[3] < 250);
+    let (mask, source) = if let Some(mask_path) = &opts.mask {
+        let m = image::open(mask_path)
+            .map_err(|e| input_error(mask_path, format!("not a readable mask: {e}")))?
+            .to_luma8();
+        if m.dimensions() != (w, h) {
+            return Err(input_error(
+                mask_path,
+                format!(
+                    "the mask is {}×{}, the image {w}×{h}",
+                    m.width(),
+                    m.height()
+                ),
+            ));
+        }
+        (m, MaskSource::File)
+    } else if has_alpha {
+        let m = GrayImage::from_fn(w, h, |x, y| Luma([rgba.get_pixel(x, y)[3]]));
+        (m, MaskSource::Alpha)
+    } else {
+        (
+            background_model(&rgba, image_path)?,
+            MaskSource::BackgroundModel,
+        )
+    };
+    let (x0, y0, x1, y1) = bounds(&mask).ok_or_else(|| {
+        input_error(
+            image_path,
+            "the object mask is empty (fully transparent or no object found)",
+        )
+    })?;
+
+    // The square around the object's box, so the box's longer side is `fill` of it.
+    let side = ((x1 - x0 + 1).max(y1 - y0 + 1) as f32 / opts.fill.clamp(0.1, 1.0)).ceil() as i64;
+    let cx = (x0 + x1 + 1) as f32 / 2.0;
+    let cy = (y0 + y1 + 1) as f32 / 2.0;
+    let ox = (cx - side as f32 / 2.0).round() as i64;
+    let oy = (cy - side as f32 / 2.0).round() as i64;
+    let mut canvas = RgbaImage::new(side as u32, side as u32);
+    for (x, y, p) in rgba.enumerate_pixels() {
+        let (tx, ty) = (i64::from(x) - ox, i64::from(y) - oy);
+        if tx >= 0 && ty >= 0 && tx < side && ty < side {
+            let a = mask.get_pixel(x, y)[0];
+            // Premultiplied-style: transparent pixels take no colour into the resampling.
+            let c = if a == 0 {
+                [0, 0, 0, 0]
+            } else {
+                [p[0], p[1], p[2], a]
+            };
+            canvas.put_pixel(tx as u32, ty as u32, Rgba(c));
+        }
+    }
+    let resized = imageops::resize(&canvas, opts.size, opts.size, FilterType::Triangle);
+    let white = RgbaImage::from_fn(opts.size, opts.size, |x, y| {
+        let p = resized.get_pixel(x, y);
+        let a = f32::from(p[3]) / 255.0;
+        let c = |v: u8| (f32::from(v) * a + 255.0 * (1.0 - a)).round() as u8;
+        Rgba([c(p[0]), c(p[1]), c(p[2]), 255])
+    });
+    Ok(Prepared {
+        rgba: resized,
+        white,
+        mask_source: source,
+    })
+}
+
+/// The box of mask values above half, inclusive.
+fn bounds(mask: &GrayImage) -> Option<(u32, u32, u32, u32)> {
+    let mut b: Option<(u32, u32, u32, u32)> = None;
+    for (x, y, p) in mask.enumerate_pixels() {
+        if p[0] >= 128 {
+            b = Some(match b {
+                None => (x, y, x, y),
+                Some((x0, y0, x1, y1)) => (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+            });
+        }
+    }
+    b
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+/// See the module documentation for what this can and cannot separate.
+fn background_model(img: &RgbaImage, path: &Path) -> Result<GrayImage, PrepareError> {
+    let (w, h) = img.dimensions();
+    let band = (w.min(h) / 50).max(1);
+    let border: Vec<[f32; 3]> = img
+        .enumerate_pixels()
+        .filter(|(x, y, _)| *x < band || *y < band || *x >= w - band || *y >= h - band)
+        .map(|(_, _, p)| [0, 1, 2].map(|k| f32::from(p[k])))
+        .collect();
+    let bg: [f32; 3] = [0, 1, 2].map(|k| median(border.iter().map(|p| p[k]).collect()));
+    let dist = |p: &Rgba<u8>| {
+        (0..3)
+            .map(|k| (f32::from(p[k]) - bg[k]).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    };
+    // Tolerance from the border's own spread (median distance to the median colour), within
+    // 24..60 levels: enough for sensor noise and JPEG ringing, not enough to eat an object.
+    let spread = median(
+        border
+            .iter()
+            .map(|p| {
+                ((p[0] - bg[0]).powi(2) + (p[1] - bg[1]).powi(2) + (p[2] - bg[2]).powi(2)).sqrt()
+            })
+            .collect(),
+    );
+    let tolerance = (4.0 * spread).clamp(24.0, 60.0);
+    let plain = border
+        .iter()
+        .filter(|p| {
+            ((p[0] - bg[0]).powi(2) + (p[1] - bg[1]).powi(2) + (p[2] - bg[2]).powi(2)).sqrt()
+                <= tolerance
+        })
+        .count();
+    if (plain as f64) < 0.5 * border.len() as f64 {
+        return Err(input_error(
+            path,
+            "no plain background around the object (is the image all object?): give --mask or an image with alpha",
+        ));
+    }
+
+    let idx = |x: u32, y: u32| (y * w + x) as usize;
+    let mut background = vec![false; (w * h) as usize];
+    let mut queue = VecDeque::new();
+    for x in 0..w {
+        for y in [0, h - 1] {
+            queue.push_back((x, y));
+        }
+    }
+    for y in 0..h {
+        for x in [0, w - 1] {
+            queue.push_back((x, y));
+        }
+    }
+    while let Some((x, y)) = queue.pop_front() {
+        if background[idx(x, y)] || dist(img.get_pixel(x, y)) > tolerance {
+            continue;
+        }
+        background[idx(x, y)] = true;
+        if x > 0 {
+            queue.push_back((x - 1, y));
+        }
+        if y > 0 {
+            queue.push_back((x, y - 1));
+        }
+        if x + 1 < w {
+            queue.push_back((x + 1, y));
+        }
+        if y + 1 < h {
+            queue.push_back((x, y + 1));
+        }
+    }
+    let found = background.iter().filter(|&&b| b).count();
+    if (found as f64) < 0.01 * f64::from(w * h) {
+        return Err(input_error(
+            path,
+            "no background found around the object (is the image all object?): give --mask or an image with alpha",
+        ));
+    }
+    // The largest 8-connected object component; holes are object already (the fill never
+    // reached them from the border).
+    let mut label = vec![0u32; (w * h) as usize];
+    let (mut best, mut best_size, mut next) = (0u32, 0usize, 1u32);
+    for start in 0..(w * h) {
+        let s = start as usize;
+        if background[s] || label[s] != 0 {
+            continue;
+        }
+        let mut size = 0;
+        label[s] = next;
+        queue.push_back((start % w, start / w));
+        while let Some((x, y)) = queue.pop_front() {
+            size += 1;
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = (i64::from(x) + dx, i64::from(y) + dy);
+                    if nx < 0 || ny < 0 || nx >= i64::from(w) || ny >= i64::from(h) {
+                        continue;
+                    }
+                    let n = idx(nx as u32, ny as u32);
+                    if !background[n] && label[n] == 0 {
+                        label[n] = next;
+                        queue.push_back((nx as u32, ny as u32));
+                    }
+                }
+            }
+        }
+        if size > best_size {
+            (best, best_size) = (next, size);
+        }
+        next += 1;
+    }
+    Ok(GrayImage::from_fn(w, h, |x, y| {
+        Luma([if best != 0 && label[idx(x, y)] == best {
+            255
+        } else {
+            0
+        }])
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A red disc of radius `r` at (cx, cy) on a grey background, with a speck of noise.
+    fn photo(w: u32, h: u32, cx: f32, cy: f32, r: f32) -> RgbaImage {
+        RgbaImage::from_fn(w, h, |x, y| {
+            let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+            if d < r {
+                Rgba([200, 30, 30, 255])
+            } else if (x, y) == (3, h / 2) {
+                Rgba([0, 0, 0, 255])
+            } else {
+                Rgba([120 + (x % 3) as u8, 120, 118, 255])
+            }
+        })
+    }
+
+    fn save(dir: &Path, name: &str, img: &RgbaImage) -> PathBuf {
+        let p = dir.join(name);
+        img.save(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_disc_on_grey_is_centred_and_fills_85_percent() {
+        let dir = tempfile::tempdir().unwrap();
+        // JPEG has no alpha: the background model must find the disc.
+        let p = dir.path().join("disc.jpg");
+        image::DynamicImage::ImageRgba8(photo(300, 200, 90.0, 120.0, 50.0))
+            .to_rgb8()
+            .save(&p)
+            .unwrap();
+        let out = prepare(&p, &PrepareOptions::default()).unwrap();
+        assert_eq!(out.mask_source, MaskSource::BackgroundModel);
+        assert_eq!(out.rgba.dimensions(), (576, 576));
+        let mask = GrayImage::from_fn(576, 576, |x, y| Luma([out.rgba.get_pixel(x, y)[3]]));
+        let (x0, y0, x1, y1) = bounds(&mask).unwrap();
+        // JPEG ringing widens the mask by a pixel or two of the source; the longer side fills 85%.
+        let side = (x1 - x0 + 1).max(y1 - y0 + 1) as f32;
+        assert!((side / 576.0 - 0.85).abs() < 0.02, "object spans {side} px");
+        let centre = ((x0 + x1) as f32 / 2.0, (y0 + y1) as f32 / 2.0);
+        assert!(
+            (centre.0 - 287.5).abs() < 3.0 && (centre.1 - 287.5).abs() < 3.0,
+            "{centre:?}"
+        );
+        // White where there is no object, red in the middle.
+        assert_eq!(out.white.get_pixel(5, 5).0, [255, 255, 255, 255]);
+        let mid = out.white.get_pixel(288, 288);
+        assert!(mid[0] > 150 && mid[1] < 80, "{mid:?}");
+    }
+
+    #[test]
+    fn alpha_and_mask_files_are_used_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut img = photo(64, 64, 32.0, 32.0, 10.0);
+        for p in img.pixels_mut() {
+            if p[0] != 200 {
+                p[3] = 0;
+            }
+        }
+        let p = save(dir.path(), "a.png", &img);
+        assert_eq!(
+            prepare(&p, &PrepareOptions::default()).unwrap().mask_source,
+            MaskSource::Alpha
+        );
+        let mask = GrayImage::from_fn(64, 64, |x, _| Luma([if x < 32 { 255 } else { 0 }]));
+        let mp = dir.path().join("m.png");
+        mask.save(&mp).unwrap();
+        let opts = PrepareOptions {
+            mask: Some(mp),
+            size: 64,
+            ..Default::default()
+        };
+        let out = prepare(&p, &opts).unwrap();
+        assert_eq!(out.mask_source, MaskSource::File);
+    }
+
+    #[test]
+    fn bad_images_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let not_image = d.join("x.png");
+        std::fs::write(&not_image, b"hello").unwrap();
+        let clear = save(d, "clear.png", &RgbaImage::new(32, 32));
+        let tiny = save(
+            d,
+            "tiny.png",
+            &RgbaImage::from_pixel(1, 1, Rgba([1, 2, 3, 255])),
+        );
+        let all_object = save(
+            d,
+            "all.png",
+            &RgbaImage::from_fn(40, 40, |x, y| {
+                let v = (x * 7919 + y * 104_729) % 251;
+                Rgba([v as u8, (v * 3 % 256) as u8, (255 - v) as u8, 255])
+            }),
+        );
+        for (p, problem) in [
+            (not_image, "not a readable image"),
+            (clear, "mask is empty"),
+            (tiny, "too small"),
+            (all_object, "background around the object"),
+        ] {
+            let e = prepare(&p, &PrepareOptions::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.contains(problem) && e.contains(&p.display().to_string()),
+                "{e}"
+            );
+        }
+    }
+}

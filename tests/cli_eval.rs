@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{orbitmesh, text};
+use common::{assert_input_error, orbitmesh, text};
 use orbitmesh_geom::{TriMesh, shapes, write_mesh};
 
 fn save(dir: &Path, name: &str, mesh: &TriMesh) -> String {
@@ -170,12 +170,8 @@ fn bad_input_exits_2_with_one_line_naming_the_file() {
     for (bad, problem) in cases {
         for args in [[bad.as_str(), good.as_str()], [good.as_str(), bad.as_str()]] {
             let out = orbitmesh(&["eval", args[0], args[1], "--points", "1000"]);
-            let err = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
-            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-            assert!(err.starts_with("error: ") && err.contains(&bad), "{err}");
-            assert!(err.to_lowercase().contains(problem), "{problem}: {err}");
-            assert!(!err.contains("panicked"), "{err}");
+            let err = assert_input_error(&out, problem);
+            assert!(err.contains(&bad), "{err}");
         }
     }
     // Nothing half-written: a failed run leaves no JSON.

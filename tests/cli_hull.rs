@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{orbitmesh, text};
+use common::{assert_input_error, orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]
@@ -142,10 +142,7 @@ fn bad_orbits_exit_2_with_one_line() {
             "--out",
             out.to_str().unwrap(),
         ]);
-        let err = text(&run.stderr);
-        assert_eq!(run.status.code(), Some(2), "{orbit:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.contains(problem), "{problem}: {err}");
+        assert_input_error(&run, problem);
         assert!(!out.exists());
     }
 }

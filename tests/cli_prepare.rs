@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{orbitmesh, text};
+use common::{assert_input_error, orbitmesh, text};
 use image::{Rgba, RgbaImage};
 
 #[test]
@@ -60,10 +60,7 @@ fn prepares_a_photo_and_refuses_bad_ones() {
             "--out",
             o.to_str().unwrap(),
         ]);
-        let err = text(&run.stderr);
-        assert_eq!(run.status.code(), Some(2), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.contains(problem), "{problem}: {err}");
+        assert_input_error(&run, problem);
         assert!(!o.exists());
     }
 }

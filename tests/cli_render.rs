@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{orbitmesh, text};
+use common::{assert_input_error, orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]
@@ -109,11 +109,7 @@ fn bad_input_exits_2_and_writes_nothing() {
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let run = orbitmesh(&args);
-        let err = text(&run.stderr);
-        assert_eq!(run.status.code(), Some(2), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.to_lowercase().contains(problem), "{problem}: {err}");
+        assert_input_error(&orbitmesh(&args), problem);
         assert!(!out.exists(), "case {k} left {out:?} behind");
     }
 }
@@ -147,8 +143,6 @@ fn export_writes_each_format_and_refuses_an_unknown_one() {
     ] {
         let mut all = vec!["export", mesh.to_str().unwrap()];
         all.extend(args);
-        let run = orbitmesh(&all);
-        assert_eq!(run.status.code(), Some(2));
-        assert!(text(&run.stderr).contains(problem), "{}", text(&run.stderr));
+        assert_input_error(&orbitmesh(&all), problem);
     }
 }

@@ -13,3 +13,17 @@ pub fn orbitmesh(args: &[&str]) -> Output {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Asserts the contract for bad input: exit code 2 and one line on stderr that names `problem`
+/// (case-insensitive), no panic. Returns that line.
+pub fn assert_input_error(run: &Output, problem: &str) -> String {
+    let err = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.to_lowercase().contains(&problem.to_lowercase()),
+        "{problem}: {err}"
+    );
+    err
+}

@@ -4,6 +4,7 @@ mod eval;
 mod export;
 mod hull;
 mod input;
+mod orbit;
 mod output;
 mod prepare;
 mod render;
@@ -29,6 +30,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Turn a photo into SV3D's input: the object's mask, centred, 85% of a square frame
     Prepare(prepare::PrepareArgs),
+    /// Generate the frames of an orbit around a prepared image's object
+    Orbit(orbit::OrbitArgs),
     /// Render a mesh from an orbit of cameras: RGBA frames, cameras.json, transforms.json
     Render(render::RenderArgs),
     /// Carve the visual hull of an orbit's silhouettes (the baseline for every reconstruction)
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Prepare(args) => prepare::run(args),
+        Command::Orbit(args) => orbit::run(args),
         Command::Render(args) => render::run(args),
         Command::Hull(args) => hull::run(args),
         Command::Export(args) => export::run(args),

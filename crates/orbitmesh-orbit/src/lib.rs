@@ -1,6 +1,12 @@
-//! The orbit stage. So far `prepare`: the user's photo turned into the input SV3D expects (the
-//! object alone, centred, filling 85% of a square frame). The orbit generators come next.
+//! The orbit stage: the user's photo turned into the input SV3D expects (`prepare`: the object
+//! alone, centred, filling 85% of a square frame), and orbit generators that make the frames
+//! around it (`inflate`, the weight-free baseline, so far).
 
+pub mod generator;
+pub mod inflate;
 pub mod prepare;
+
+pub use generator::{OrbitError, OrbitGenerator};
+pub use inflate::Inflate;
 
 pub use prepare::{MaskSource, PrepareError, PrepareOptions, Prepared, prepare};

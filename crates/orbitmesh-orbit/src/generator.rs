@@ -1,0 +1,33 @@
+//! Orbit generators: from the prepared input image to frames (with alpha) seen from an orbit of
+//! cameras, which the 3D stages reconstruct.
+
+use image::RgbaImage;
+use orbitmesh_render::camera::Intrinsics;
+use orbitmesh_render::{OrbitView, Rasterizer, RenderError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrbitError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Makes the frames of an orbit around the object of a prepared image (square, the object
+/// centred, seen from `input_view`).
+pub trait OrbitGenerator {
+    /// A short name for reports and `stage.json`.
+    fn name(&self) -> &'static str;
+
+    /// What the frames are, in one line, for the user: labelled honestly.
+    fn describe(&self) -> &'static str;
+
+    fn generate(
+        &self,
+        prepared: &RgbaImage,
+        input_view: OrbitView,
+        views: &[OrbitView],
+        intrinsics: Intrinsics,
+        rasterizer: &Rasterizer,
+    ) -> Result<Vec<RgbaImage>, OrbitError>;
+}

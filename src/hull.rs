@@ -1,6 +1,6 @@
 //! `orbitmesh hull`: the visual hull of an orbit's silhouettes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -28,29 +28,40 @@ pub struct HullArgs {
     extent: f32,
 }
 
+/// Carves the hull of the orbit in `orbit_dir` into `dir`/hull.obj. Returns what the stage
+/// record keeps.
+pub fn hull_into(orbit_dir: &Path, opts: &HullOptions, dir: &Path) -> Result<serde_json::Value> {
+    let orbit = read_orbit(orbit_dir)?;
+    let (_, mesh) = visual_hull(&orbit, opts)?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    write_mesh(&dir.join("hull.obj"), &mesh)?;
+    Ok(serde_json::json!({
+        "method": "visual hull (space carving of the frames' alpha, marching tetrahedra)",
+        "frames": orbit.frames.len(),
+        "vertices": mesh.positions.len(),
+        "faces": mesh.faces.len(),
+    }))
+}
+
 pub fn run(args: HullArgs) -> Result<ExitCode> {
     if !(args.extent > 0.0 && args.extent.is_finite()) {
         anyhow::bail!("--extent must be positive");
     }
-    let orbit = read_orbit(&args.orbit)?;
-    let started = Instant::now();
     let opts = HullOptions {
         resolution: args.resolution as usize,
         extent: args.extent,
     };
-    let (_, mesh) = visual_hull(&orbit, &opts)?;
+    let started = Instant::now();
+    let details = hull_into(&args.orbit, &opts, &args.out)?;
     let seconds = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-    let path = args.out.join("hull.obj");
-    write_mesh(&path, &mesh)?;
     println!(
         "visual hull of {} frames on a {}³ grid: {} vertices, {} faces in {seconds:.2} s -> {}",
-        orbit.frames.len(),
+        details["frames"],
         args.resolution,
-        mesh.positions.len(),
-        mesh.faces.len(),
-        path.display()
+        details["vertices"],
+        details["faces"],
+        args.out.join("hull.obj").display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,12 @@ mod eval;
 mod export;
 mod hull;
 mod input;
+mod mesh;
 mod orbit;
 mod output;
 mod prepare;
 mod render;
+mod stage;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ struct Cli {
 enum Command {
     /// Measure a mesh against a ground-truth scan (Chamfer, F-score, volume IoU, normal consistency)
     Eval(eval::EvalArgs),
+    /// One photo to a mesh (.glb, .obj, .ply) through every stage, resumable
+    Mesh(mesh::MeshArgs),
     /// Turn a photo into SV3D's input: the object's mask, centred, 85% of a square frame
     Prepare(prepare::PrepareArgs),
     /// Generate the frames of an orbit around a prepared image's object
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Mesh(args) => mesh::run(args),
         Command::Prepare(args) => prepare::run(args),
         Command::Orbit(args) => orbit::run(args),
         Command::Render(args) => render::run(args),

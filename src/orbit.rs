@@ -1,6 +1,6 @@
 //! `orbitmesh orbit`: frames around the object of a prepared image, from an orbit generator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use orbitmesh_render::open_rasterizer;
 
 use crate::input::DeviceArg;
 use crate::output::{encode_png, save};
+use crate::stage;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum GeneratorArg {
@@ -54,74 +55,98 @@ pub struct OrbitArgs {
     device: DeviceArg,
 }
 
-pub fn run(args: OrbitArgs) -> Result<ExitCode> {
-    let prepared = image::open(&args.prepared)
-        .with_context(|| format!("{}: not a readable image", args.prepared.display()))?
+/// What an orbit is generated with.
+pub struct OrbitSettings {
+    pub frames: usize,
+    pub elevation: f64,
+    pub input_elevation: f64,
+    pub res: u32,
+    pub device: DeviceArg,
+}
+
+impl OrbitSettings {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "generator": "inflate", "frames": self.frames, "elevation_deg": self.elevation,
+            "input_elevation_deg": self.input_elevation, "res": self.res,
+        })
+    }
+}
+
+/// Generates the orbit of the prepared image at `prepared` into `dir`: frames, cameras.json,
+/// transforms.json. Returns what the stage record keeps (the generator, labelled).
+pub fn orbit_into(
+    prepared: &Path,
+    settings: &OrbitSettings,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let image = image::open(prepared)
+        .with_context(|| format!("{}: not a readable image", prepared.display()))?
         .to_rgba8();
-    if prepared.width() != prepared.height() {
+    if image.width() != image.height() {
         bail!(
             "{}: {}×{} is not square; make it with `orbitmesh prepare`",
-            args.prepared.display(),
-            prepared.width(),
-            prepared.height()
+            prepared.display(),
+            image.width(),
+            image.height()
         );
     }
-    let generator: Box<dyn OrbitGenerator> = match args.generator {
-        GeneratorArg::Inflate => Box::new(Inflate::default()),
-    };
-    let rasterizer = open_rasterizer(args.device.into())?;
+    let generator: Box<dyn OrbitGenerator> = Box::new(Inflate::default());
+    let rasterizer = open_rasterizer(settings.device.into())?;
     let input = OrbitView {
-        elevation_deg: args.input_elevation,
+        elevation_deg: settings.input_elevation,
         azimuth_deg: 0.0,
         radius: SV3D_RADIUS,
     };
     let views = camera::orbit(
-        &camera::even_azimuths(args.frames as usize),
-        args.elevation,
+        &camera::even_azimuths(settings.frames),
+        settings.elevation,
         SV3D_RADIUS,
     );
-    let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, args.res, args.res);
-    let started = Instant::now();
+    let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, settings.res, settings.res);
     let images = generator
-        .generate(&prepared, input, &views, intrinsics, &rasterizer)
-        .with_context(|| format!("{}", args.prepared.display()))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+        .generate(&image, input, &views, intrinsics, &rasterizer)
+        .with_context(|| format!("{}", prepared.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
     let mut frames = Vec::new();
     for (k, (img, view)) in images.iter().zip(&views).enumerate() {
         let file = format!("{k:03}.png");
-        save(&args.out.join(&file), &encode_png(img)?)?;
+        save(&dir.join(&file), &encode_png(img)?)?;
         frames.push(OrbitFrame {
             file,
             view: Some(*view),
             camera: view.camera(intrinsics),
         });
     }
-    camera::write_cameras_json(&args.out.join("cameras.json"), &frames)?;
-    camera::write_transforms_json(&args.out.join("transforms.json"), &frames)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let stage = serde_json::json!({
-        "stage": "orbit",
-        "orbitmesh": env!("CARGO_PKG_VERSION"),
+    camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
+    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
+    Ok(serde_json::json!({
         "generator": generator.name(),
         "description": generator.describe(),
-        "input": args.prepared,
-        "settings": {
-            "frames": args.frames, "elevation_deg": args.elevation,
-            "input_elevation_deg": args.input_elevation, "res": args.res,
-            "rasterizer": rasterizer.name(),
-        },
-        "seconds": seconds,
-    });
-    save(
-        &args.out.join("stage.json"),
-        serde_json::to_string_pretty(&stage)?.as_bytes(),
-    )?;
+        "rasterizer": rasterizer.name(),
+        "frames": frames.len(),
+    }))
+}
+
+pub fn run(args: OrbitArgs) -> Result<ExitCode> {
+    let settings = OrbitSettings {
+        frames: args.frames as usize,
+        elevation: args.elevation,
+        input_elevation: args.input_elevation,
+        res: args.res,
+        device: args.device,
+    };
+    let started = Instant::now();
+    let details = orbit_into(&args.prepared, &settings, &args.out)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let fingerprint = stage::fingerprint(&settings.to_json(), &[&args.prepared]);
+    stage::write_stage_json(&args.out, "orbit", &fingerprint, details.clone(), seconds)?;
     println!(
         "{} frames in {} from {} ({seconds:.2} s)",
-        frames.len(),
+        settings.frames,
         args.out.display(),
-        generator.describe()
+        details["description"].as_str().unwrap_or("?")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `orbitmesh prepare`: a photo to SV3D's input frame.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -33,6 +33,26 @@ pub struct PrepareArgs {
     fill: f32,
 }
 
+/// Prepares `image` into `dir` (made only once the input has passed): prepared.png and
+/// prepared_white.png. Returns what the stage record keeps.
+pub fn prepare_into(image: &Path, opts: &PrepareOptions, dir: &Path) -> Result<serde_json::Value> {
+    // Seconds at most, so the input is checked before the output folder is made.
+    let prepared = prepare(image, opts)?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    save(&dir.join("prepared.png"), &encode_png(&prepared.rgba)?)?;
+    save(
+        &dir.join("prepared_white.png"),
+        &encode_png(&prepared.white)?,
+    )?;
+    let source = match prepared.mask_source {
+        MaskSource::Alpha => "the image's alpha",
+        MaskSource::File => "the mask file",
+        MaskSource::BackgroundModel => "the background model",
+    };
+    Ok(serde_json::json!({ "mask_from": source, "size": opts.size, "fill": opts.fill }))
+}
+
 pub fn run(args: PrepareArgs) -> Result<ExitCode> {
     if !(args.fill > 0.1 && args.fill <= 1.0) {
         bail!("--fill must be in (0.1, 1]");
@@ -42,24 +62,12 @@ pub fn run(args: PrepareArgs) -> Result<ExitCode> {
         fill: args.fill,
         mask: args.mask.clone(),
     };
-    // Seconds at most, so the input is checked before the output folder is made.
-    let prepared = prepare(&args.image, &opts)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-    save(&args.out.join("prepared.png"), &encode_png(&prepared.rgba)?)?;
-    save(
-        &args.out.join("prepared_white.png"),
-        &encode_png(&prepared.white)?,
-    )?;
-    let source = match prepared.mask_source {
-        MaskSource::Alpha => "the image's alpha",
-        MaskSource::File => "the mask file",
-        MaskSource::BackgroundModel => "the background model",
-    };
+    let details = prepare_into(&args.image, &opts, &args.out)?;
     println!(
-        "{}² input in {} (mask from {source})",
+        "{}² input in {} (mask from {})",
         args.size,
-        args.out.display()
+        args.out.display(),
+        details["mask_from"].as_str().unwrap_or("?")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -157,6 +157,35 @@ mod tests {
     }
 
     #[test]
+    fn vertex_colours_come_from_the_frames() {
+        let mut ball = shapes::uv_sphere(0.4, 24, 48);
+        // Red where x > 0, blue elsewhere, painted through vertex colours.
+        ball.colors = Some(
+            ball.positions
+                .iter()
+                .map(|p| {
+                    if p[0] > 0.0 {
+                        [1.0, 0.0, 0.0]
+                    } else {
+                        [0.0, 0.0, 1.0]
+                    }
+                })
+                .collect(),
+        );
+        let orbit = orbit_of(&ball, 96);
+        let colours = crate::colour_from_frames(&ball, &orbit).unwrap();
+        let (mut right, mut total) = (0, 0);
+        for (p, c) in ball.positions.iter().zip(&colours) {
+            if p[0].abs() > 0.1 {
+                total += 1;
+                let red = c[0] > 0.5 && c[2] < 0.5;
+                right += usize::from(red == (p[0] > 0.0));
+            }
+        }
+        assert!(right as f64 > 0.97 * total as f64, "{right} of {total}");
+    }
+
+    #[test]
     fn frames_without_alpha_are_refused() {
         let mut o = orbit_of(&shapes::cuboid([-0.2; 3], [0.2; 3]), 32);
         o.frames[4].has_alpha = false;

@@ -1,0 +1,91 @@
+//! Stage bookkeeping for the work folder (DESIGN.md): each stage writes its folder through a
+//! temporary one renamed into place, with a `stage.json` holding its settings, timing, version and
+//! a fingerprint of its inputs, so a rerun with unchanged inputs and settings skips it.
+
+use std::path::Path;
+use std::time::{Instant, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::output::save;
+
+/// Settings plus each input file's path, size and modification time.
+pub fn fingerprint(settings: &Value, inputs: &[&Path]) -> Value {
+    let files: Vec<Value> = inputs
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).ok();
+            let modified = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos().to_string());
+            json!({ "path": p, "bytes": meta.map(|m| m.len()), "modified_ns": modified })
+        })
+        .collect();
+    json!({ "settings": settings, "inputs": files })
+}
+
+/// Whether `dir` holds a finished stage with this fingerprint and all of `outputs`.
+pub fn is_current(dir: &Path, fingerprint: &Value, outputs: &[&str]) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("stage.json")) else {
+        return false;
+    };
+    let Ok(old) = serde_json::from_slice::<Value>(&bytes) else {
+        return false;
+    };
+    old.get("fingerprint") == Some(fingerprint) && outputs.iter().all(|o| dir.join(o).exists())
+}
+
+pub fn write_stage_json(
+    dir: &Path,
+    stage: &str,
+    fingerprint: &Value,
+    extra: Value,
+    seconds: f64,
+) -> Result<()> {
+    let record = json!({
+        "stage": stage,
+        "orbitmesh": env!("CARGO_PKG_VERSION"),
+        "fingerprint": fingerprint,
+        "seconds": seconds,
+        "details": extra,
+    });
+    save(
+        &dir.join("stage.json"),
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )
+}
+
+/// Runs `work` into `<dir>.tmp`, then replaces `dir` with it, unless `dir` is current. Returns
+/// the seconds spent, or `None` when skipped.
+pub fn run_stage(
+    dir: &Path,
+    stage: &str,
+    fingerprint: &Value,
+    outputs: &[&str],
+    work: impl FnOnce(&Path) -> Result<Value>,
+) -> Result<Option<f64>> {
+    if is_current(dir, fingerprint, outputs) {
+        return Ok(None);
+    }
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("{}: cannot clear the old temporary folder", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp)
+        .with_context(|| format!("{}: cannot create the folder", tmp.display()))?;
+    let started = Instant::now();
+    let extra = work(&tmp)?;
+    let seconds = started.elapsed().as_secs_f64();
+    write_stage_json(&tmp, stage, fingerprint, extra, seconds)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("{}: cannot replace the old stage output", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("{}: cannot move the stage output into place", dir.display()))?;
+    Ok(Some(seconds))
+}

@@ -1,0 +1,99 @@
+//! End-to-end tests of `orbitmesh mesh`: photo to GLB, resuming from the work folder.
+
+mod common;
+
+use common::{assert_input_error, orbitmesh, text};
+use image::{Rgba, RgbaImage};
+
+#[test]
+fn photo_to_glb_then_a_rerun_skips_finished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("photo.png");
+    RgbaImage::from_fn(96, 96, |x, y| {
+        let r = ((x as f32 - 47.5).powi(2) + (y as f32 - 50.0).powi(2)).sqrt();
+        if r < 30.0 {
+            Rgba([220, 120, 20, 255])
+        } else {
+            Rgba([250, 250, 250, 255])
+        }
+    })
+    .save(&photo)
+    .unwrap();
+    let out = d.join("ball.glb");
+    let args = [
+        "mesh",
+        photo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--preset",
+        "fast",
+        "--resolution",
+        "48",
+        "--device",
+        "cpu",
+    ];
+    let first = orbitmesh(&args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let glb = std::fs::read(&out).unwrap();
+    assert_eq!(&glb[..4], b"glTF");
+    let work = d.join("ball.work");
+    for stage in ["prepare", "orbit", "coarse"] {
+        assert!(work.join(stage).join("stage.json").is_file(), "{stage}");
+    }
+    let orbit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("orbit/stage.json")).unwrap()).unwrap();
+    assert_eq!(orbit["details"]["generator"], "inflate");
+
+    // Nothing changed: every stage is skipped.
+    let second = orbitmesh(&args);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(
+        text(&second.stdout).matches("up to date").count(),
+        3,
+        "{}",
+        text(&second.stdout)
+    );
+
+    // A lost coarse stage is redone alone; a changed setting redoes its stage and what follows.
+    std::fs::remove_dir_all(work.join("coarse")).unwrap();
+    let third = text(&orbitmesh(&args).stdout);
+    assert!(
+        third.contains("prepare  up to date") && third.contains("orbit    up to date"),
+        "{third}"
+    );
+    assert!(third.contains("coarse   done"), "{third}");
+    let mut finer = args.to_vec();
+    finer[7] = "40";
+    let fourth = text(&orbitmesh(&finer).stdout);
+    assert!(
+        fourth.contains("orbit    up to date") && fourth.contains("coarse   done"),
+        "{fourth}"
+    );
+}
+
+#[test]
+fn bad_requests_fail_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("p.png");
+    RgbaImage::from_pixel(32, 32, Rgba([0, 0, 0, 0]))
+        .save(&photo)
+        .unwrap();
+    let p = photo.to_str().unwrap();
+    let missing_dir = d.join("no/such/dir/out.glb");
+    for (args, problem) in [
+        (vec!["mesh", p, "-o", "out.stl"], "must be .glb"),
+        (
+            vec!["mesh", p, "-o", missing_dir.to_str().unwrap()],
+            "no such folder",
+        ),
+        (
+            vec!["mesh", p, "-o", d.join("x.glb").to_str().unwrap()],
+            "mask is empty",
+        ),
+    ] {
+        assert_input_error(&orbitmesh(&args), problem);
+    }
+    assert!(!d.join("x.glb").exists());
+}

@@ -97,7 +97,7 @@ fn orbit_makes_labelled_frames_from_a_prepared_image() {
     assert!(text(&run.stdout).contains("not a diffusion model"));
     let stage: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("stage.json")).unwrap()).unwrap();
-    assert_eq!(stage["generator"], "inflate");
+    assert_eq!(stage["details"]["generator"], "inflate");
     for k in 0..6 {
         let f = image::open(out.join(format!("{k:03}.png")))
             .unwrap()

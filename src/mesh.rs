@@ -15,9 +15,9 @@ use serde_json::json;
 
 use crate::hull::hull_into;
 use crate::input::DeviceArg;
-use crate::orbit::{OrbitSettings, orbit_into};
+use crate::orbit::{OrbitSettings, OrderArg, import_into, orbit_into};
 use crate::prepare::prepare_into;
-use crate::stage::{fingerprint, run_stage};
+use crate::stage::{files_in, fingerprint, run_stage};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Preset {
@@ -45,6 +45,13 @@ pub struct MeshArgs {
     /// A mask image (white = object) instead of alpha or the background model
     #[arg(long)]
     mask: Option<PathBuf>,
+    /// Use the orbit in this folder (e.g. the official SV3D code's frames) instead of generating
+    /// one with the weight-free inflate baseline
+    #[arg(long)]
+    frames: Option<PathBuf>,
+    /// How --frames are posed
+    #[arg(long, value_enum, default_value = "sv3d")]
+    orbit_order: OrderArg,
     /// Where to rasterize
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
@@ -127,10 +134,23 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         device: args.device,
     };
     let prepared = prepare_dir.join("prepared.png");
-    let fp = fingerprint(&orbit.to_json(), &[&prepare_dir.join("stage.json")]);
-    let ran = run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
-        orbit_into(&prepared, &orbit, dir)
-    })?;
+    let ran = match &args.frames {
+        None => {
+            let fp = fingerprint(&orbit.to_json(), &[&prepare_dir.join("stage.json")]);
+            run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
+                orbit_into(&prepared, &orbit, dir)
+            })?
+        }
+        Some(from) => {
+            let files = files_in(from)?;
+            let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            let settings = json!({ "generator": "frames", "elevation_deg": orbit.elevation });
+            let fp = fingerprint(&settings, &inputs);
+            run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
+                import_into(from, args.orbit_order, orbit.elevation, dir)
+            })?
+        }
+    };
     report("orbit", ran);
 
     let coarse_dir = work.join("coarse");
@@ -165,14 +185,19 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     report("export", Some(t.elapsed().as_secs_f64()));
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). Orbit from the \
-         weight-free inflate baseline, coarse stage = visual hull.",
+        "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). Orbit: {}; \
+         coarse stage: the visual hull.",
         args.out.display(),
         mesh.positions.len(),
         mesh.faces.len(),
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64(),
-        work.display()
+        work.display(),
+        if args.frames.is_some() {
+            "imported frames"
+        } else {
+            "the weight-free inflate baseline"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

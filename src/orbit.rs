@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
 use orbitmesh_orbit::{Inflate, OrbitGenerator};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES,
@@ -31,7 +32,14 @@ cameras.json, transforms.json and stage.json, which names the generator."
 )]
 pub struct OrbitArgs {
     /// The prepared input image
-    prepared: PathBuf,
+    #[arg(required_unless_present = "from_frames")]
+    prepared: Option<PathBuf>,
+    /// Import an orbit made elsewhere (e.g. by the official SV3D code) instead of generating one
+    #[arg(long, conflicts_with = "prepared")]
+    from_frames: Option<PathBuf>,
+    /// How --from-frames are posed
+    #[arg(long, value_enum, default_value = "transforms")]
+    orbit_order: OrderArg,
     /// Output folder
     #[arg(long)]
     out: PathBuf,
@@ -129,7 +137,78 @@ pub fn orbit_into(
     }))
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OrderArg {
+    /// Cameras from the folder's transforms.json
+    Transforms,
+    /// SV3D's output: images sorted by name, frame k at azimuth 360°·(k+1)/N, input view last
+    Sv3d,
+}
+
+/// Imports an orbit made elsewhere from `from` into `dir` (frames with alpha, camera files).
+pub fn import_into(
+    from: &Path,
+    order: OrderArg,
+    elevation: f64,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let order = match order {
+        OrderArg::Transforms => OrbitOrder::Transforms,
+        OrderArg::Sv3d => OrbitOrder::Sv3d {
+            elevation_deg: elevation,
+        },
+    };
+    let imported = import_frames(from, order)?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    let mut frames = Vec::new();
+    for (k, f) in imported.iter().enumerate() {
+        let file = format!("{k:03}.png");
+        save(&dir.join(&file), &encode_png(&f.image)?)?;
+        frames.push(OrbitFrame {
+            file,
+            view: f.view,
+            camera: f.camera,
+        });
+    }
+    if frames.iter().all(|f| f.view.is_some()) {
+        camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
+    }
+    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
+    let sources: Vec<_> = imported
+        .iter()
+        .map(|f| f.source.display().to_string())
+        .collect();
+    Ok(serde_json::json!({
+        "generator": "frames",
+        "description": "frames: an orbit imported from existing images",
+        "from": from,
+        "sources": sources,
+    }))
+}
+
 pub fn run(args: OrbitArgs) -> Result<ExitCode> {
+    if let Some(from) = &args.from_frames {
+        let started = Instant::now();
+        let details = import_into(from, args.orbit_order, args.elevation, &args.out)?;
+        let settings =
+            serde_json::json!({ "generator": "frames", "elevation_deg": args.elevation });
+        let files = stage::files_in(from)?;
+        let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let fingerprint = stage::fingerprint(&settings, &inputs);
+        let seconds = started.elapsed().as_secs_f64();
+        stage::write_stage_json(&args.out, "orbit", &fingerprint, details, seconds)?;
+        println!(
+            "{} frames imported from {} into {}",
+            files.len(),
+            from.display(),
+            args.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(prepared) = &args.prepared else {
+        bail!("give PREPARED (a prepared image) or --from-frames DIR");
+    };
     let settings = OrbitSettings {
         frames: args.frames as usize,
         elevation: args.elevation,
@@ -138,9 +217,9 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
         device: args.device,
     };
     let started = Instant::now();
-    let details = orbit_into(&args.prepared, &settings, &args.out)?;
+    let details = orbit_into(prepared, &settings, &args.out)?;
     let seconds = started.elapsed().as_secs_f64();
-    let fingerprint = stage::fingerprint(&settings.to_json(), &[&args.prepared]);
+    let fingerprint = stage::fingerprint(&settings.to_json(), &[prepared]);
     stage::write_stage_json(&args.out, "orbit", &fingerprint, details.clone(), seconds)?;
     println!(
         "{} frames in {} from {} ({seconds:.2} s)",

@@ -27,6 +27,17 @@ pub fn fingerprint(settings: &Value, inputs: &[&Path]) -> Value {
     json!({ "settings": settings, "inputs": files })
 }
 
+/// The files of a folder, sorted, to fingerprint a folder given as input.
+pub fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Whether `dir` holds a finished stage with this fingerprint and all of `outputs`.
 pub fn is_current(dir: &Path, fingerprint: &Value, outputs: &[&str]) -> bool {
     let Ok(bytes) = std::fs::read(dir.join("stage.json")) else {

@@ -161,8 +161,9 @@ fn median(mut v: Vec<f32>) -> f32 {
     v[v.len() / 2]
 }
 
-/// See the module documentation for what this can and cannot separate.
-fn background_model(img: &RgbaImage, path: &Path) -> Result<GrayImage, PrepareError> {
+/// The object's mask by the background model (white = object). See the module documentation for
+/// what it can and cannot separate. `path` is only named in errors.
+pub fn background_model(img: &RgbaImage, path: &Path) -> Result<GrayImage, PrepareError> {
     let (w, h) = img.dimensions();
     let band = (w.min(h) / 50).max(1);
     let border: Vec<[f32; 3]> = img

@@ -42,6 +42,9 @@ pub struct ExportArgs {
     /// Scale so the longest side measures this many metres (units)
     #[arg(long)]
     size: Option<f64>,
+    /// Decimate to at most this many faces (quadric simplification)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(4..))]
+    faces: Option<u64>,
 }
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
@@ -70,6 +73,9 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let mut mesh = load_mesh(&args.mesh, args.up)?;
     if args.normalise {
         mesh.transform(&normalising_transform(&mesh.bounds()));
+    }
+    if let Some(faces) = args.faces {
+        mesh = mesh.simplified(faces as usize);
     }
     if let Some(size) = args.size {
         let longest = mesh.bounds().longest_side();

@@ -64,6 +64,9 @@ pub struct MeshArgs {
     /// The object's longest side in metres (units) in the output
     #[arg(long)]
     size: Option<f64>,
+    /// Face budget of the output (quadric decimation)
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
+    faces: u64,
 }
 
 pub fn run(args: MeshArgs) -> Result<ExitCode> {
@@ -173,7 +176,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     report("coarse", ran);
 
     let t = Instant::now();
-    let mut mesh = read_mesh(&coarse_dir.join("hull.obj"))?.mesh;
+    let mut mesh = read_mesh(&coarse_dir.join("hull.obj"))?
+        .mesh
+        .simplified(args.faces as usize);
     mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
     if let Some(size) = args.size {
         let longest = mesh.bounds().longest_side();

@@ -135,6 +135,23 @@ fn export_writes_each_format_and_refuses_an_unknown_one() {
     }
     let back = orbitmesh_geom::read_mesh(&d.join("c.ply")).unwrap().mesh;
     assert!((back.bounds().longest_side() - 0.5).abs() < 1e-6);
+    let run = orbitmesh(&[
+        "export",
+        mesh.to_str().unwrap(),
+        "-o",
+        d.join("d.ply").to_str().unwrap(),
+        "--faces",
+        "8",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        orbitmesh_geom::read_mesh(&d.join("d.ply"))
+            .unwrap()
+            .mesh
+            .faces
+            .len()
+            <= 8
+    );
     let glb = std::fs::read(d.join("a.glb")).unwrap();
     assert_eq!(&glb[..4], b"glTF");
     for (args, problem) in [

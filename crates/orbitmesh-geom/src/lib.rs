@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod nearest;
 pub mod sample;
 pub mod shapes;
+mod simplify;
 pub mod winding;
 
 pub use error::{GeomError, Result};

@@ -6,7 +6,8 @@ use meshopt::{SimplifyOptions, VertexDataAdapter};
 use crate::mesh::TriMesh;
 
 impl TriMesh {
-    /// A copy with at most about `target_faces` faces, simplified per material so materials stay
+    /// A copy with at most `target_faces` faces (when the simplifier can get there at all),
+    /// simplified per material so materials stay
     /// apart, dropping vertices no face uses. Per-vertex attributes follow their vertices.
     /// Returns the mesh unchanged when it is already within budget.
     pub fn simplified(&self, target_faces: usize) -> TriMesh {
@@ -42,15 +43,27 @@ impl TriMesh {
                 .collect();
             // Each group keeps its share of the budget.
             let share = target_faces * indices.len() / (3 * self.faces.len());
-            // Error bound relative to the mesh's extent: generous, the face count decides.
-            let kept = meshopt::simplify(
+            // First within an error bound of 5% of the mesh's extent; if that cannot reach the
+            // budget, without a bound: the budget is a cap.
+            let target = share.max(1) * 3;
+            let mut kept = meshopt::simplify(
                 &indices,
                 &adapter,
-                share.max(1) * 3,
+                target,
                 0.05,
                 SimplifyOptions::None,
                 None,
             );
+            if kept.len() > target {
+                kept = meshopt::simplify(
+                    &indices,
+                    &adapter,
+                    target,
+                    f32::MAX,
+                    SimplifyOptions::None,
+                    None,
+                );
+            }
             for tri in kept.chunks_exact(3) {
                 faces.push([tri[0], tri[1], tri[2]]);
                 if !self.face_materials.is_empty() {

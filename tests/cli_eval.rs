@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_input_error, orbitmesh, text};
+use common::{assert_input_error, eval_report, orbitmesh, text};
 use orbitmesh_geom::{TriMesh, shapes, write_mesh};
 
 fn save(dir: &Path, name: &str, mesh: &TriMesh) -> String {
@@ -27,24 +27,12 @@ fn a_sphere_against_itself_shifted_writes_json_with_the_shift_as_chamfer() {
     let sphere = shapes::uv_sphere(0.5, 64, 128);
     let gt = save(dir.path(), "gt.ply", &sphere);
     let pred = save(dir.path(), "pred.obj", &shifted(sphere, 0.02));
-    let json = dir.path().join("report.json");
-    let out = orbitmesh(&[
-        "eval",
-        &pred,
-        &gt,
-        "--points",
-        "50000",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let (stdout, report) = eval_report(&[&pred, &gt, "--points", "50000"]);
     assert!(
         stdout.contains("chamfer") && stdout.contains("volume_iou"),
         "{stdout}"
     );
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let m = &report["report"]["metrics"];
+    let m = &report["metrics"];
     let chamfer = m["chamfer"].as_f64().unwrap();
     // Mean distance between unit-diameter spheres 0.02 apart: (2/3)·0.02·... ≈ 0.0133 from the
     // shift's normal component, plus sampling spacing.
@@ -61,9 +49,7 @@ fn icp_reports_metrics_before_and_after() {
     let moved = orbitmesh_geom::read_mesh(&gt).unwrap().mesh;
     let size = moved.bounds().longest_side() as f32;
     let pred = save(dir.path(), "pred.ply", &shifted(moved, 0.05 * size));
-    let json = dir.path().join("r.json");
-    let out = orbitmesh(&[
-        "eval",
+    let (stdout, r) = eval_report(&[
         &pred,
         gt.to_str().unwrap(),
         "--align",
@@ -72,21 +58,15 @@ fn icp_reports_metrics_before_and_after() {
         "20000",
         "--iou-cells",
         "0",
-        "--json",
-        json.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("after ICP"));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let before = r["report"]["metrics"]["chamfer"].as_f64().unwrap();
-    let after = r["report"]["aligned"]["metrics"]["chamfer"]
-        .as_f64()
-        .unwrap();
+    assert!(stdout.contains("after ICP"));
+    let before = r["metrics"]["chamfer"].as_f64().unwrap();
+    let after = r["aligned"]["metrics"]["chamfer"].as_f64().unwrap();
     assert!(
         before > 0.015 && after < 0.3 * before,
         "before {before}, after {after}"
     );
-    assert!(r["report"]["metrics"]["volume_iou"].is_null());
+    assert!(r["metrics"]["volume_iou"].is_null());
 }
 
 #[test]
@@ -201,9 +181,7 @@ fn visible_sampling_ignores_a_hidden_shell() {
     let gt = save(dir.path(), "gt.ply", &outer);
     let pred = save(dir.path(), "pred.ply", &with_core);
     let chamfer = |sampling: &str| {
-        let json = dir.path().join(format!("{sampling}.json"));
-        let out = orbitmesh(&[
-            "eval",
+        let (_, r) = eval_report(&[
             &pred,
             &gt,
             "--points",
@@ -214,12 +192,8 @@ fn visible_sampling_ignores_a_hidden_shell() {
             sampling,
             "--device",
             "cpu",
-            "--json",
-            json.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-        r["report"]["metrics"]["chamfer"].as_f64().unwrap()
+        r["metrics"]["chamfer"].as_f64().unwrap()
     };
     // Uniform sampling puts a share of the points on the hidden core, 0.3 from the surface.
     let (uniform, visible) = (chamfer("uniform"), chamfer("visible"));

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_input_error, orbitmesh, text};
+use common::{assert_input_error, eval_report, orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]
@@ -35,22 +35,16 @@ fn render_then_hull_gives_a_mesh_near_the_object() {
         "64",
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
-    let json = d.join("r.json");
-    let run = orbitmesh(&[
-        "eval",
+    let (_, r) = eval_report(&[
         out.join("hull.obj").to_str().unwrap(),
         mesh.to_str().unwrap(),
         "--pred-frame",
         "object",
         "--points",
         "20000",
-        "--json",
-        json.to_str().unwrap(),
     ]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let chamfer = r["report"]["metrics"]["chamfer"].as_f64().unwrap();
-    let iou = r["report"]["metrics"]["volume_iou"].as_f64().unwrap();
+    let chamfer = r["metrics"]["chamfer"].as_f64().unwrap();
+    let iou = r["metrics"]["volume_iou"].as_f64().unwrap();
     // A ball is nearly its own visual hull: only near the poles, which a 10° orbit sees edge-on,
     // does some uncarved volume remain.
     assert!(chamfer < 0.015 && iou > 0.9, "chamfer {chamfer}, iou {iou}");

@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
+
 use std::process::{Command, Output};
 
 /// Runs the `orbitmesh` binary built for these tests.
@@ -26,4 +29,18 @@ pub fn assert_input_error(run: &Output, problem: &str) -> String {
         "{problem}: {err}"
     );
     err
+}
+
+/// Runs `orbitmesh eval ARGS --json FILE`, asserts it succeeded, and returns its standard output
+/// and the `report` object of the JSON it wrote.
+pub fn eval_report(args: &[&str]) -> (String, serde_json::Value) {
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let mut all = vec!["eval"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", json.path().to_str().unwrap()]);
+    let out = orbitmesh(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
+    (text(&out.stdout), doc["report"].clone())
 }

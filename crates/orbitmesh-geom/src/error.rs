@@ -16,7 +16,7 @@ pub enum GeomError {
         format: &'static str,
         message: String,
     },
-    #[error("{}: unknown mesh format (expected .obj, .ply, .ply.gz, .off, .off.gz or a GSO object folder)", path.display())]
+    #[error("{}: unknown mesh format (expected .obj, .ply, .ply.gz, .off, .off.gz, .glb or a GSO object folder)", path.display())]
     UnknownFormat { path: PathBuf },
     #[error("{}: the mesh has no faces", path.display())]
     EmptyMesh { path: PathBuf },

@@ -263,6 +263,74 @@ pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
     write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
 }
 
+/// Reads the triangles of a GLB's default scene (node transforms applied), turned from glTF's
+/// Y up into the Z-up object frame, with vertex colours and UVs when every primitive has them.
+/// Materials and textures are not read.
+pub(super) fn read_glb(path: &Path, bytes: &[u8]) -> Result<TriMesh> {
+    let err = |m: String| GeomError::parse(path, "GLB", m);
+    let gltf = gltf::Gltf::from_slice(bytes).map_err(|e| err(e.to_string()))?;
+    let blob = gltf.blob.as_deref();
+    let scene = gltf
+        .default_scene()
+        .or_else(|| gltf.scenes().next())
+        .ok_or_else(|| err("no scene".into()))?;
+    let mut mesh = TriMesh::default();
+    let (mut uvs, mut colors) = (Some(Vec::new()), Some(Vec::new()));
+    let mut stack: Vec<(gltf::Node, nalgebra::Matrix4<f32>)> = scene
+        .nodes()
+        .map(|n| (n, nalgebra::Matrix4::identity()))
+        .collect();
+    while let Some((node, parent)) = stack.pop() {
+        let local = nalgebra::Matrix4::from(node.transform().matrix());
+        let world = parent * local;
+        stack.extend(node.children().map(|c| (c, world)));
+        let Some(m) = node.mesh() else { continue };
+        for prim in m.primitives() {
+            if prim.mode() != gltf::mesh::Mode::Triangles {
+                continue;
+            }
+            let reader = prim.reader(|b| match b.source() {
+                gltf::buffer::Source::Bin => blob,
+                gltf::buffer::Source::Uri(_) => None,
+            });
+            let positions: Vec<[f32; 3]> = reader
+                .read_positions()
+                .ok_or_else(|| {
+                    err("a primitive without positions (or with external buffers)".into())
+                })?
+                .collect();
+            let base = mesh.positions.len() as u32;
+            for p in &positions {
+                let q = world.transform_point(&nalgebra::Point3::new(p[0], p[1], p[2]));
+                // Y up → Z up: (x, y, z) → (x, −z, y).
+                mesh.positions.push([q.x, -q.z, q.y]);
+            }
+            let indices: Vec<u32> = match reader.read_indices() {
+                Some(i) => i.into_u32().collect(),
+                None => (0..positions.len() as u32).collect(),
+            };
+            mesh.faces.extend(
+                indices
+                    .chunks_exact(3)
+                    .map(|t| [t[0] + base, t[1] + base, t[2] + base]),
+            );
+            uvs = uvs.and_then(|mut all: Vec<[f32; 2]>| {
+                let t = reader.read_tex_coords(0)?.into_f32();
+                all.extend(t.map(|[u, v]| [u, 1.0 - v]));
+                Some(all)
+            });
+            colors = colors.and_then(|mut all: Vec<[f32; 3]>| {
+                all.extend(reader.read_colors(0)?.into_rgb_f32());
+                Some(all)
+            });
+        }
+    }
+    let n = mesh.positions.len();
+    mesh.uvs = uvs.filter(|u| u.len() == n && n > 0);
+    mesh.colors = colors.filter(|c| c.len() == n && n > 0);
+    Ok(mesh)
+}
+
 fn embed_image(
     root: &mut json::Root,
     bin: &mut Bin,
@@ -331,6 +399,16 @@ mod tests {
         write_glb(&path, &quad, 2.0).unwrap();
 
         let bytes = std::fs::read(&path).unwrap();
+        // Read back as orbitmesh reads any mesh: Z up again, at the written scale.
+        let back = crate::read_mesh(&path).unwrap().mesh;
+        assert_eq!(back.faces, quad.faces);
+        assert_eq!(back.uvs, quad.uvs);
+        for (a, b) in back.positions.iter().zip(&quad.positions) {
+            assert!(
+                (0..3).all(|k| (a[k] - 2.0 * b[k]).abs() < 1e-6),
+                "{a:?} vs {b:?}"
+            );
+        }
         let gltf = gltf::Gltf::from_slice(&bytes).unwrap();
         let blob = gltf.blob.as_deref().unwrap();
         let mesh = gltf.meshes().next().unwrap();

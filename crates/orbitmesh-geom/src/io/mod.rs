@@ -31,6 +31,7 @@ enum Format {
     Obj,
     Ply,
     Off,
+    Glb,
 }
 
 /// Resolves a GSO object folder (`<name>/meshes/model.obj` or `<name>/model.obj`) to its mesh
@@ -62,6 +63,7 @@ fn format_of(path: &Path) -> Result<(Format, bool)> {
         Some("obj") if !gz => Format::Obj,
         Some("ply") => Format::Ply,
         Some("off") => Format::Off,
+        Some("glb") if !gz => Format::Glb,
         _ => {
             return Err(GeomError::UnknownFormat {
                 path: path.to_path_buf(),
@@ -108,6 +110,7 @@ pub fn read_mesh(path: &Path) -> Result<MeshFile> {
         Format::Obj => obj::read_obj(&path, &mut warnings)?,
         Format::Ply => ply::read_ply(&path, &read_bytes(&path)?)?,
         Format::Off => off::read_off(&path, &read_bytes(&path)?)?,
+        Format::Glb => glb::read_glb(&path, &read_bytes(&path)?)?,
     };
     mesh.validate(&path)?;
     Ok(MeshFile {
@@ -120,15 +123,10 @@ pub fn read_mesh(path: &Path) -> Result<MeshFile> {
 /// Writes a mesh in the format its extension names: `.obj` (with its MTL and textures), `.ply`,
 /// or `.glb` (Y up, textures embedded, object units).
 pub fn write_mesh(path: &Path, mesh: &TriMesh) -> Result<()> {
-    let is_glb = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("glb"));
-    if is_glb {
-        return write_glb(path, mesh, 1.0);
-    }
     match format_of(path)? {
         (Format::Obj, false) => write_obj(path, mesh),
         (Format::Ply, false) => write_ply(path, mesh),
+        (Format::Glb, false) => write_glb(path, mesh, 1.0),
         _ => Err(GeomError::Invalid {
             path: path.to_path_buf(),
             message: "can only write .obj, .ply and .glb".into(),

@@ -1,7 +1,7 @@
 //! `orbitmesh render`: a mesh seen from an orbit of cameras, as RGBA frames and camera files.
 
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -17,7 +17,9 @@ use orbitmesh_render::camera::{
 use orbitmesh_render::raster::MAX_SIDE;
 use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
 use orbitmesh_render::sheet::contact_sheet;
-use orbitmesh_render::{Background, Camera, Scene, VisibilityBuffer, open_rasterizer};
+use orbitmesh_render::{
+    Background, Camera, OrbitView, Rasterizer, Scene, VisibilityBuffer, open_rasterizer,
+};
 use rayon::prelude::*;
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
@@ -97,6 +99,51 @@ fn parse_background(s: &str) -> Result<Background, String> {
     }
 }
 
+/// Renders `scene` from every view into `dir` as 000.png… (4× supersampled, frames in parallel)
+/// with cameras.json and transforms.json; `per_frame` runs after each frame is written, with its
+/// camera and file name. Returns the frames and their pictures, in view order.
+pub fn render_orbit(
+    scene: &Scene,
+    views: &[OrbitView],
+    intrinsics: Intrinsics,
+    background: Background,
+    rasterizer: &Rasterizer,
+    dir: &Path,
+    per_frame: impl Fn(&Camera, &str) -> Result<()> + Sync,
+) -> Result<Vec<(OrbitFrame, RgbaImage)>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    // Frames in parallel (each one's rasterizing and shading are parallel too): the serial parts
+    // of one frame, PNG encoding above all, overlap with the work of another.
+    let rendered: Vec<(OrbitFrame, RgbaImage)> = views
+        .par_iter()
+        .enumerate()
+        .map(|(k, view)| {
+            let cam = view.camera(intrinsics);
+            let ssaa = Camera {
+                intrinsics: intrinsics.scaled(SSAA),
+                ..cam
+            };
+            let vis = rasterizer.rasterize(scene, &ssaa)?;
+            let rgba = shade_rgba(scene, &vis, &ssaa, SSAA, background);
+            drop(vis);
+            let file = format!("{k:03}.png");
+            save(&dir.join(&file), &encode_png(&rgba)?)?;
+            per_frame(&cam, &file)?;
+            let frame = OrbitFrame {
+                file,
+                view: Some(*view),
+                camera: cam,
+            };
+            Ok((frame, rgba))
+        })
+        .collect::<Result<_>>()?;
+    let frames: Vec<OrbitFrame> = rendered.iter().map(|(f, _)| f.clone()).collect();
+    camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
+    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
+    Ok(rendered)
+}
+
 /// The depth and normal pictures of one frame, from a visibility buffer at the frame's resolution.
 fn write_geometry(
     args: &RenderArgs,
@@ -174,39 +221,33 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
     // of one frame, PNG encoding above all, overlap with the work of another.
     let started = Instant::now();
     let views = camera::orbit(&azimuths, args.elevation, args.radius);
-    let rendered: Vec<(OrbitFrame, Option<(RgbaImage, String)>)> = views
-        .into_par_iter()
-        .enumerate()
-        .map(|(k, view)| {
-            let cam = view.camera(intrinsics);
-            let ssaa = Camera {
-                intrinsics: intrinsics.scaled(SSAA),
-                ..cam
-            };
-            let vis = rasterizer.rasterize(&scene, &ssaa)?;
-            let rgba = shade_rgba(&scene, &vis, &ssaa, SSAA, args.background);
-            drop(vis);
-            let file = format!("{k:03}.png");
-            save(&args.out.join(&file), &encode_png(&rgba)?)?;
+    let rendered = render_orbit(
+        &scene,
+        &views,
+        intrinsics,
+        args.background,
+        &rasterizer,
+        &args.out,
+        |camera, file| {
             if args.depth || args.normals {
-                write_geometry(&args, &scene, &rasterizer.rasterize(&scene, &cam)?, &file)?;
+                write_geometry(&args, &scene, &rasterizer.rasterize(&scene, camera)?, file)?;
             }
             bar.inc(1);
-            let label = format!("{k} az {:.0}", view.azimuth_deg);
-            let frame = OrbitFrame {
-                file,
-                view: Some(view),
-                camera: cam,
-            };
-            Ok((frame, args.sheet.is_some().then_some((rgba, label))))
-        })
-        .collect::<Result<_>>()?;
+            Ok(())
+        },
+    )?;
     let seconds = started.elapsed().as_secs_f64();
-    let (frames, pictures): (Vec<_>, Vec<_>) = rendered.into_iter().unzip();
-    let pictures: Vec<_> = pictures.into_iter().flatten().collect();
     bar.finish_and_clear();
-    camera::write_cameras_json(&args.out.join("cameras.json"), &frames)?;
-    camera::write_transforms_json(&args.out.join("transforms.json"), &frames)?;
+    let pictures: Vec<(RgbaImage, String)> = rendered
+        .iter()
+        .enumerate()
+        .filter(|_| args.sheet.is_some())
+        .map(|(k, (frame, image))| {
+            let azimuth = frame.view.map_or(0.0, |v| v.azimuth_deg);
+            (image.clone(), format!("{k} az {azimuth:.0}"))
+        })
+        .collect();
+    let frames: Vec<OrbitFrame> = rendered.into_iter().map(|(f, _)| f).collect();
     if let Some(sheet) = &args.sheet {
         save(sheet, &encode_png(&contact_sheet(&pictures, 192))?)?;
     }

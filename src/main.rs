@@ -1,5 +1,6 @@
 //! The `orbitmesh` command line.
 
+mod bench;
 mod eval;
 mod export;
 mod hull;
@@ -28,6 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the benchmark protocol over a GSO-layout dataset and write a report
+    Bench(bench::BenchArgs),
     /// Measure a mesh against a ground-truth scan (Chamfer, F-score, volume IoU, normal consistency)
     Eval(eval::EvalArgs),
     /// One photo to a mesh (.glb, .obj, .ply) through every stage, resumable
@@ -51,6 +54,7 @@ const EXIT_FAILURE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Mesh(args) => mesh::run(args),
         Command::Prepare(args) => prepare::run(args),

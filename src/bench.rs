@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use std::collections::BTreeMap;
+
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
@@ -38,12 +40,20 @@ evaluate with the gso protocol. --oracle replaces the generated orbit with 21 re
 itself, measuring the 3D stages alone. Objects with a metrics.json are skipped on rerun; a failing \
 object is recorded with its error and the bench goes on."
 )]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// A GSO-layout folder: <name>/meshes/model.obj (or <name>/model.obj) per object
-    dataset: PathBuf,
+    #[arg(required = true)]
+    dataset: Option<PathBuf>,
     /// Output folder: one folder per object, results.csv, summary.json, report.md
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// Run only shard I of N (0-based; objects sorted by name, every N-th from the I-th), to
+    /// split a dataset over machines; `orbitmesh bench merge` joins the shards' outputs
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// Use renders of the scan as the orbit (the 3D stages alone)
     #[arg(long)]
     oracle: bool,
@@ -59,6 +69,35 @@ pub struct BenchArgs {
     /// Where to rasterize
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Join the outputs of `bench --shard` runs into one report
+    Merge {
+        /// The shards' output folders
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
+        _ => Err(format!("{s:?}: expected I/N with 0 <= I < N, e.g. 0/4")),
+    }
+}
+
+/// One object's line of the report: its metrics (COLUMNS and seconds), or why it failed.
+struct Row {
+    name: String,
+    values: Result<BTreeMap<String, f64>, String>,
 }
 
 /// The objects of a dataset: its sub-folders that hold a mesh, by name.
@@ -191,19 +230,28 @@ const COLUMNS: [&str; 7] = [
 ];
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let objects = objects(&args.dataset)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+    if let Some(BenchCommand::Merge { dirs, out }) = &args.command {
+        return merge(dirs, out);
+    }
+    let (Some(dataset), Some(out)) = (&args.dataset, &args.out) else {
+        bail!("bench needs DATASET and --out");
+    };
+    let mut objects = objects(dataset)?;
+    if let Some((i, n)) = args.shard {
+        objects = objects.into_iter().skip(i).step_by(n).collect();
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create the folder", out.display()))?;
     let bar = ProgressBar::new(objects.len() as u64).with_style(
         ProgressStyle::with_template(
             "bench {bar:30} {pos}/{len} objects  {elapsed_precise} (eta {eta})  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rows: Vec<(String, Result<Value, String>)> = Vec::new();
+    let mut rows = Vec::new();
     for (name, path) in &objects {
         bar.set_message(name.clone());
-        let dir = args.out.join(name);
+        let dir = out.join(name);
         let done = std::fs::read(dir.join("metrics.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
@@ -214,29 +262,101 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         if let Err(e) = &result {
             bar.suspend(|| eprintln!("error: {name}: {e}"));
         }
-        rows.push((name.clone(), result));
+        let values = result.map(|m| {
+            COLUMNS
+                .iter()
+                .chain(&["seconds"])
+                .filter_map(|c| Some((c.to_string(), m[c].as_f64()?)))
+                .collect()
+        });
+        rows.push(Row {
+            name: name.clone(),
+            values,
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let mode = if args.oracle {
+        "oracle (renders of the scans)"
+    } else {
+        "inflate (weight-free baseline)"
+    };
+    write_report(out, &rows, mode)?;
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Reads a bench output's results.csv back into rows.
+fn read_rows(dir: &Path) -> Result<Vec<Row>> {
+    let path = dir.join("results.csv");
+    let mut reader = csv::Reader::from_path(&path)
+        .with_context(|| format!("{}: cannot read (is this a bench output?)", path.display()))?;
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{}: bad row", path.display()))?;
+        let field = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .and_then(|i| record.get(i))
+        };
+        let name = field("object").unwrap_or_default().to_string();
+        let error = field("error").unwrap_or_default();
+        let values = if error.is_empty() {
+            Ok(COLUMNS
+                .iter()
+                .chain(&["seconds"])
+                .filter_map(|c| Some((c.to_string(), field(c)?.parse::<f64>().ok()?)))
+                .collect())
+        } else {
+            Err(error.to_string())
+        };
+        rows.push(Row { name, values });
+    }
+    Ok(rows)
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    let mut mode: Option<String> = None;
+    for dir in dirs {
+        rows.extend(read_rows(dir)?);
+        let summary: Value = serde_json::from_slice(
+            &std::fs::read(dir.join("summary.json"))
+                .with_context(|| format!("{}: no summary.json", dir.display()))?,
+        )?;
+        let this = summary["orbit"].as_str().unwrap_or_default().to_string();
+        match &mode {
+            Some(m) if *m != this => bail!(
+                "{}: its orbit mode ({this}) differs from the other shards' ({m})",
+                dir.display()
+            ),
+            _ => mode = Some(this),
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create the folder", out.display()))?;
+    write_report(out, &rows, mode.as_deref().unwrap_or_default())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// results.csv, summary.json and report.md for `rows`, and a line on stdout.
+fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
     let mut table = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["object"];
     header.extend(COLUMNS);
     header.extend(["seconds", "error"]);
     table.write_record(&header)?;
-    for (name, r) in &rows {
-        let mut record = vec![name.clone()];
-        match r {
+    for row in rows {
+        let mut record = vec![row.name.clone()];
+        match &row.values {
             Ok(m) => {
                 record.extend(
                     COLUMNS
                         .iter()
-                        .map(|c| m[c].as_f64().map_or(String::new(), |v| v.to_string())),
-                );
-                record.push(
-                    m["seconds"]
-                        .as_f64()
-                        .map_or(String::new(), |v| format!("{v:.2}")),
+                        .chain(&["seconds"])
+                        .map(|c| m.get(*c).map_or(String::new(), |v| v.to_string())),
                 );
                 record.push(String::new());
             }
@@ -248,13 +368,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         table.write_record(&record)?;
     }
     save(
-        &args.out.join("results.csv"),
+        &out.join("results.csv"),
         &table.into_inner().context("results table")?,
     )?;
 
-    let ok: Vec<&Value> = rows.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let ok: Vec<&BTreeMap<String, f64>> =
+        rows.iter().filter_map(|r| r.values.as_ref().ok()).collect();
     let stats = |c: &str| {
-        let mut v: Vec<f64> = ok.iter().filter_map(|m| m[c].as_f64()).collect();
+        let mut v: Vec<f64> = ok.iter().filter_map(|m| m.get(c).copied()).collect();
         v.sort_by(f64::total_cmp);
         let mean = if v.is_empty() {
             f64::NAN
@@ -264,39 +385,34 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
         json!({ "mean": mean, "median": median })
     };
-    let summary: serde_json::Map<String, Value> =
+    let metrics: serde_json::Map<String, Value> =
         COLUMNS.iter().map(|c| (c.to_string(), stats(c))).collect();
-    let mode = if args.oracle {
-        "oracle (renders of the scans)"
-    } else {
-        "inflate (weight-free baseline)"
-    };
     let summary = json!({
-        "dataset": args.dataset, "orbit": mode, "coarse": "visual hull",
-        "objects": rows.len(), "failed": rows.len() - ok.len(), "metrics": summary,
+        "orbit": mode, "coarse": "visual hull",
+        "objects": rows.len(), "failed": rows.len() - ok.len(), "metrics": metrics,
     });
     save(
-        &args.out.join("summary.json"),
+        &out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
 
+    let value = |m: &BTreeMap<String, f64>, c: &str| m.get(c).copied().unwrap_or(f64::NAN);
     let mut md = format!(
-        "# orbitmesh bench: {}\n\nOrbit: {mode}. 3D stage: the visual hull (the NeRF and DMTet stages are not \
-         written yet). Metrics: the gso protocol of DESIGN.md, {} points.\n\n\
-         | object | Chamfer ↓ | F@0.01 ↑ | F@0.05 ↑ | volume IoU ↑ | seconds |\n|---|---|---|---|---|---|\n",
-        args.dataset.display(),
-        args.points
+        "# orbitmesh bench\n\nOrbit: {mode}. 3D stage: the visual hull (the NeRF and DMTet stages \
+         are not written yet). Metrics: the gso protocol of DESIGN.md.\n\n\
+         | object | Chamfer ↓ | F@0.01 ↑ | F@0.05 ↑ | volume IoU ↑ | seconds |\n|---|---|---|---|---|---|\n"
     );
-    for (name, r) in &rows {
-        match r {
+    for row in rows {
+        let name = &row.name;
+        match &row.values {
             Ok(m) => {
                 md += &format!(
                     "| {name} | {:.4} | {:.3} | {:.3} | {:.3} | {:.1} |\n",
-                    m["chamfer"].as_f64().unwrap_or(f64::NAN),
-                    m["fscore@0.01"].as_f64().unwrap_or(f64::NAN),
-                    m["fscore@0.05"].as_f64().unwrap_or(f64::NAN),
-                    m["volume_iou"].as_f64().unwrap_or(f64::NAN),
-                    m["seconds"].as_f64().unwrap_or(f64::NAN),
+                    value(m, "chamfer"),
+                    value(m, "fscore@0.01"),
+                    value(m, "fscore@0.05"),
+                    value(m, "volume_iou"),
+                    value(m, "seconds"),
                 )
             }
             Err(e) => md += &format!("| {name} | failed: {e} | | | | |\n"),
@@ -312,14 +428,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         mean("fscore@0.05"),
         mean("volume_iou")
     );
-    save(&args.out.join("report.md"), md.as_bytes())?;
+    save(&out.join("report.md"), md.as_bytes())?;
     println!(
         "{} objects, {} failed; mean Chamfer {:.4}, mean IoU {:.3}; report in {}",
         rows.len(),
         rows.len() - ok.len(),
         mean("chamfer"),
         mean("volume_iou"),
-        args.out.join("report.md").display()
+        out.join("report.md").display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -16,15 +16,16 @@ use orbitmesh_geom::{EvalFrame, EvalOptions, evaluate, read_mesh};
 use orbitmesh_nerf::HullOptions;
 use orbitmesh_orbit::PrepareOptions;
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
+use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Scene, open_rasterizer};
 use serde_json::{Value, json};
 
 use crate::hull::hull_into;
 use crate::input::{DeviceArg, UpArg, load_mesh};
 use crate::orbit::{OrbitSettings, orbit_into};
-use crate::output::save;
+use crate::output::{encode_png, save};
 use crate::prepare::prepare_into;
-use crate::render::render_orbit;
+use crate::render::{render_orbit, render_view};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchPreset {
@@ -191,6 +192,7 @@ fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
     let mesh = read_mesh(&dir.join("coarse/hull.obj"))?
         .mesh
         .simplified(100_000);
+    write_sheet(dir, &scene, &mesh, &orbit_dir, &rasterizer)?;
     let opts = EvalOptions {
         points: args.points as usize,
         frame: EvalFrame::PredictionNormalised,
@@ -217,6 +219,46 @@ fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )?;
     Ok(metrics)
+}
+
+/// sheet.png: the orbit the 3D stage saw, the scan and our mesh from the same six cameras.
+fn write_sheet(
+    dir: &Path,
+    scan: &Scene,
+    mesh: &orbitmesh_geom::TriMesh,
+    orbit_dir: &Path,
+    rasterizer: &orbitmesh_render::Rasterizer,
+) -> Result<()> {
+    const VIEWS: usize = 6;
+    let ours = Scene::new(mesh, &mut Vec::new())?;
+    let k = Intrinsics::from_fov(SV3D_FOV_DEG, 160, 160);
+    let mut cells = Vec::new();
+    for i in 0..VIEWS {
+        // Orbit frames 0, 3, 7, … of 21, and cameras at the same azimuths.
+        let frame = i * 21 / VIEWS;
+        let picture = image::open(orbit_dir.join(format!("{frame:03}.png")))
+            .with_context(|| format!("{}: orbit frame {frame}", orbit_dir.display()))?
+            .to_rgba8();
+        cells.push((picture, format!("orbit {frame}")));
+    }
+    for (label, scene) in [("scan", scan), ("ours", &ours)] {
+        for i in 0..VIEWS {
+            let view = OrbitView {
+                elevation_deg: 10.0,
+                azimuth_deg: 360.0 * (i * 21 / VIEWS) as f64 / 21.0,
+                radius: SV3D_RADIUS,
+            };
+            let picture = render_view(
+                scene,
+                &view.camera(k),
+                Background::Colour([1.0; 3]),
+                rasterizer,
+            )?;
+            cells.push((picture, format!("{label} {:.0}", view.azimuth_deg)));
+        }
+    }
+    let sheet = contact_sheet(&cells, 160, Some(VIEWS as u32));
+    save(&dir.join("sheet.png"), &encode_png(&sheet)?)
 }
 
 const COLUMNS: [&str; 7] = [

@@ -99,6 +99,21 @@ fn parse_background(s: &str) -> Result<Background, String> {
     }
 }
 
+/// One colour picture of `scene` from `camera`, 4× supersampled.
+pub fn render_view(
+    scene: &Scene,
+    camera: &Camera,
+    background: Background,
+    rasterizer: &Rasterizer,
+) -> Result<RgbaImage> {
+    let ssaa = Camera {
+        intrinsics: camera.intrinsics.scaled(SSAA),
+        ..*camera
+    };
+    let vis = rasterizer.rasterize(scene, &ssaa)?;
+    Ok(shade_rgba(scene, &vis, &ssaa, SSAA, background))
+}
+
 /// Renders `scene` from every view into `dir` as 000.png… (4× supersampled, frames in parallel)
 /// with cameras.json and transforms.json; `per_frame` runs after each frame is written, with its
 /// camera and file name. Returns the frames and their pictures, in view order.
@@ -120,13 +135,7 @@ pub fn render_orbit(
         .enumerate()
         .map(|(k, view)| {
             let cam = view.camera(intrinsics);
-            let ssaa = Camera {
-                intrinsics: intrinsics.scaled(SSAA),
-                ..cam
-            };
-            let vis = rasterizer.rasterize(scene, &ssaa)?;
-            let rgba = shade_rgba(scene, &vis, &ssaa, SSAA, background);
-            drop(vis);
+            let rgba = render_view(scene, &cam, background, rasterizer)?;
             let file = format!("{k:03}.png");
             save(&dir.join(&file), &encode_png(&rgba)?)?;
             per_frame(&cam, &file)?;
@@ -249,7 +258,7 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
         .collect();
     let frames: Vec<OrbitFrame> = rendered.into_iter().map(|(f, _)| f).collect();
     if let Some(sheet) = &args.sheet {
-        save(sheet, &encode_png(&contact_sheet(&pictures, 192))?)?;
+        save(sheet, &encode_png(&contact_sheet(&pictures, 192, None))?)?;
     }
     println!(
         "{} frames of {}² in {} via {}: {seconds:.3} s to rasterize, shade, encode and write them",

@@ -28,10 +28,17 @@ fn draw_text(img: &mut RgbaImage, x0: u32, y0: u32, text: &str) {
     }
 }
 
-/// Thumbnails `thumb` pixels wide in a near-square grid on white, each labelled underneath.
-pub fn contact_sheet(frames: &[(RgbaImage, String)], thumb: u32) -> RgbaImage {
+/// Thumbnails `thumb` pixels wide on white, each labelled underneath, `columns` to a row (by
+/// default a near-square grid).
+pub fn contact_sheet(
+    frames: &[(RgbaImage, String)],
+    thumb: u32,
+    columns: Option<u32>,
+) -> RgbaImage {
     let n = frames.len().max(1) as u32;
-    let cols = (n as f64).sqrt().ceil() as u32;
+    let cols = columns
+        .unwrap_or_else(|| (n as f64).sqrt().ceil() as u32)
+        .clamp(1, n);
     let rows = n.div_ceil(cols);
     let aspect = frames
         .first()
@@ -61,7 +68,7 @@ mod tests {
     fn sheet_places_every_frame_and_labels_it() {
         let red = RgbaImage::from_pixel(40, 40, Rgba([255, 0, 0, 255]));
         let frames: Vec<_> = (0..5).map(|k| (red.clone(), format!("{k}"))).collect();
-        let sheet = contact_sheet(&frames, 32);
+        let sheet = contact_sheet(&frames, 32, None);
         // 3 columns, 2 rows.
         assert_eq!(sheet.width(), 3 * 40);
         assert_eq!(sheet.height(), 2 * (32 + LABEL_HEIGHT + 8));
@@ -69,5 +76,7 @@ mod tests {
         assert_eq!(reds, 5 * 32 * 32);
         let ink = sheet.pixels().filter(|p| p.0 == [20, 20, 20, 255]).count();
         assert!(ink > 0);
+        let row = contact_sheet(&frames, 32, Some(5));
+        assert_eq!((row.width(), row.height()), (5 * 40, 32 + LABEL_HEIGHT + 8));
     }
 }

@@ -70,6 +70,9 @@ pub struct BenchArgs {
     /// Where to rasterize
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// Objects benchmarked at once; the cores are shared out among them
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: u64,
 }
 
 #[derive(Subcommand)]
@@ -290,33 +293,48 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rows = Vec::new();
-    for (name, path) in &objects {
-        bar.set_message(name.clone());
-        let dir = out.join(name);
-        let done = std::fs::read(dir.join("metrics.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        let result = match done {
-            Some(m) => Ok(m),
-            None => run_object(path, &dir, &args).map_err(|e| format!("{e:#}").replace('\n', " ")),
-        };
-        if let Err(e) = &result {
-            bar.suspend(|| eprintln!("error: {name}: {e}"));
+    // `--jobs` objects at once, each on its share of the cores, so the machine is never
+    // oversubscribed; rows keep the objects' order whatever finishes first.
+    let jobs = (args.jobs as usize).clamp(1, objects.len());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_job = (cores / jobs).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Row>>> = objects
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(per_job).build();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((name, path)) = objects.get(i) else {
+                        break;
+                    };
+                    bar.set_message(name.clone());
+                    let row = match &pool {
+                        Ok(pool) => pool.install(|| bench_one(name, path, out, &args)),
+                        Err(e) => Row {
+                            name: name.clone(),
+                            values: Err(format!("no thread pool: {e}")),
+                        },
+                    };
+                    if let Err(e) = &row.values {
+                        bar.suspend(|| eprintln!("error: {name}: {e}"));
+                    }
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(row);
+                    }
+                    bar.inc(1);
+                }
+            });
         }
-        let values = result.map(|m| {
-            COLUMNS
-                .iter()
-                .chain(&["seconds"])
-                .filter_map(|c| Some((c.to_string(), m[c].as_f64()?)))
-                .collect()
-        });
-        rows.push(Row {
-            name: name.clone(),
-            values,
-        });
-        bar.inc(1);
-    }
+    });
+    let rows: Vec<Row> = slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().ok().flatten())
+        .collect();
     bar.finish_and_clear();
     let mode = if args.oracle {
         "oracle (renders of the scans)"
@@ -325,6 +343,29 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     write_report(out, &rows, mode)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One object: its earlier metrics.json if it has one, else a fresh run.
+fn bench_one(name: &str, path: &Path, out: &Path, args: &BenchArgs) -> Row {
+    let dir = out.join(name);
+    let done = std::fs::read(dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let result = match done {
+        Some(m) => Ok(m),
+        None => run_object(path, &dir, args).map_err(|e| format!("{e:#}").replace('\n', " ")),
+    };
+    let values = result.map(|m| {
+        COLUMNS
+            .iter()
+            .chain(&["seconds"])
+            .filter_map(|c| Some((c.to_string(), m[c].as_f64()?)))
+            .collect()
+    });
+    Row {
+        name: name.to_string(),
+        values,
+    }
 }
 
 /// Reads a bench output's results.csv back into rows.

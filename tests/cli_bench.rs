@@ -35,7 +35,10 @@ fn bench_survives_a_corrupt_object_and_resumes() {
         "5000",
         "--device",
         "cpu",
+        "--jobs",
+        "2",
     ];
+    // Two objects at once: rows still come in the objects' order.
     let run = orbitmesh(&args);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let results = std::fs::read_to_string(out.join("results.csv")).unwrap();

@@ -169,6 +169,44 @@ impl TriMesh {
         Ok(())
     }
 
+    /// The unit normal of each face (right-handed winding); zero for degenerate faces.
+    pub fn face_normals(&self) -> Vec<[f32; 3]> {
+        (0..self.faces.len())
+            .map(|f| {
+                let a = area_vector(&self.triangle(f));
+                let len = norm(a);
+                if len > 0.0 {
+                    a.map(|x| (x / len) as f32)
+                } else {
+                    [0.0; 3]
+                }
+            })
+            .collect()
+    }
+
+    /// The area-weighted unit normal of each vertex; zero where no face with area touches it.
+    pub fn vertex_normals(&self) -> Vec<[f32; 3]> {
+        let mut sums = vec![[0.0f64; 3]; self.positions.len()];
+        for (f, face) in self.faces.iter().enumerate() {
+            let a = area_vector(&self.triangle(f));
+            for &v in face {
+                for k in 0..3 {
+                    sums[v as usize][k] += a[k];
+                }
+            }
+        }
+        sums.into_iter()
+            .map(|s| {
+                let len = norm(s);
+                if len > 0.0 {
+                    s.map(|x| (x / len) as f32)
+                } else {
+                    [0.0; 3]
+                }
+            })
+            .collect()
+    }
+
     /// Total surface area.
     pub fn area(&self) -> f64 {
         (0..self.faces.len())

@@ -12,18 +12,11 @@ use crate::{NerfError, Orbit};
 /// get mid grey.
 pub fn colour_from_frames(mesh: &TriMesh, orbit: &Orbit) -> Result<Vec<[f32; 3]>, NerfError> {
     let scene = Scene::new(mesh, &mut Vec::new())?;
-    // Area-weighted vertex normals.
-    let mut normals = vec![Vector3::<f64>::zeros(); mesh.positions.len()];
-    for (f, face) in mesh.faces.iter().enumerate() {
-        let n = scene.normals[f];
-        let t = mesh.triangle(f);
-        let e1 = Vector3::from(t[1]) - Vector3::from(t[0]);
-        let e2 = Vector3::from(t[2]) - Vector3::from(t[0]);
-        let area = 0.5 * e1.cross(&e2).norm();
-        for &v in face {
-            normals[v as usize] += area * Vector3::new(n[0].into(), n[1].into(), n[2].into());
-        }
-    }
+    let normals: Vec<Vector3<f64>> = mesh
+        .vertex_normals()
+        .iter()
+        .map(|n| Vector3::new(n[0].into(), n[1].into(), n[2].into()))
+        .collect();
     let mut best = vec![(f64::NEG_INFINITY, [0.5f32; 3]); mesh.positions.len()];
     for frame in &orbit.frames {
         let cam = &frame.camera;
@@ -32,9 +25,11 @@ pub fn colour_from_frames(mesh: &TriMesh, orbit: &Orbit) -> Result<Vec<[f32; 3]>
         let (w, h) = (vis.width as i64, vis.height as i64);
         for (v, p) in mesh.positions.iter().enumerate() {
             let p = Vector3::new(p[0].into(), p[1].into(), p[2].into());
-            let to_eye = (eye - p).normalize();
-            let facing = normals[v].normalize().dot(&to_eye);
-            // (A degenerate normal gives NaN, which is never better.)
+            // A vertex without a normal (only degenerate faces) has no side to be seen from.
+            if normals[v] == Vector3::zeros() {
+                continue;
+            }
+            let facing = normals[v].dot(&(eye - p).normalize());
             if facing.partial_cmp(&best[v].0) != Some(std::cmp::Ordering::Greater) {
                 continue;
             }

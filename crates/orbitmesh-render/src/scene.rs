@@ -120,26 +120,7 @@ impl Scene {
         } else {
             mesh.face_materials.clone()
         };
-        let normals = mesh
-            .faces
-            .iter()
-            .map(|f| {
-                let [a, b, c] = f.map(|i| mesh.positions[i as usize]);
-                let e1 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-                let e2 = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-                let n = [
-                    e1[1] * e2[2] - e1[2] * e2[1],
-                    e1[2] * e2[0] - e1[0] * e2[2],
-                    e1[0] * e2[1] - e1[1] * e2[0],
-                ];
-                let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-                if len > 0.0 {
-                    n.map(|x| x / len)
-                } else {
-                    [0.0; 3]
-                }
-            })
-            .collect();
+        let normals = mesh.face_normals();
         Ok(Scene {
             positions: mesh.positions.clone(),
             faces: mesh.faces.clone(),

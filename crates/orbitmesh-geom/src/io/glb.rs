@@ -70,36 +70,6 @@ fn floats<const N: usize>(v: &[[f32; N]]) -> Vec<u8> {
     v.iter().flatten().flat_map(|f| f.to_le_bytes()).collect()
 }
 
-/// Area-weighted vertex normals (zero-area faces add nothing; isolated vertices get +Y).
-fn vertex_normals(positions: &[[f32; 3]], faces: &[[u32; 3]]) -> Vec<[f32; 3]> {
-    let mut n = vec![[0.0f32; 3]; positions.len()];
-    for f in faces {
-        let [a, b, c] = f.map(|i| positions[i as usize]);
-        let e1 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-        let e2 = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-        let cr = [
-            e1[1] * e2[2] - e1[2] * e2[1],
-            e1[2] * e2[0] - e1[0] * e2[2],
-            e1[0] * e2[1] - e1[1] * e2[0],
-        ];
-        for &i in f {
-            for k in 0..3 {
-                n[i as usize][k] += cr[k];
-            }
-        }
-    }
-    n.into_iter()
-        .map(|v| {
-            let len = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-            if len > 0.0 {
-                v.map(|x| x / len)
-            } else {
-                [0.0, 1.0, 0.0]
-            }
-        })
-        .collect()
-}
-
 /// Writes `mesh` (Z up, in the object frame) as GLB, Y up, scaled by `scale` (metres per unit).
 pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
     mesh.validate(path)?;
@@ -109,7 +79,18 @@ pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
         .iter()
         .map(|p| [p[0] * scale, p[2] * scale, -p[1] * scale])
         .collect();
-    let normals = vertex_normals(&positions, &mesh.faces);
+    // The same turn for the normals; glTF wants unit normals, so vertices without one get +Y.
+    let normals: Vec<[f32; 3]> = mesh
+        .vertex_normals()
+        .into_iter()
+        .map(|n| {
+            if n == [0.0; 3] {
+                [0.0, 1.0, 0.0]
+            } else {
+                [n[0], n[2], -n[1]]
+            }
+        })
+        .collect();
     let mut lo = [f32::INFINITY; 3];
     let mut hi = [f32::NEG_INFINITY; 3];
     for p in &positions {

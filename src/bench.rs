@@ -17,12 +17,12 @@ use orbitmesh_nerf::HullOptions;
 use orbitmesh_orbit::PrepareOptions;
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::sheet::contact_sheet;
-use orbitmesh_render::{Background, Scene, open_rasterizer};
+use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
 use serde_json::{Value, json};
 
 use crate::hull::hull_into;
 use crate::input::{DeviceArg, UpArg, load_mesh};
-use crate::orbit::{OrbitSettings, orbit_into};
+use crate::orbit::{OrbitSettings, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
 use crate::prepare::prepare_into;
 use crate::render::{render_orbit, render_view};
@@ -129,14 +129,18 @@ fn objects(dataset: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(found)
 }
 
-fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
+fn run_object(
+    object: &Path,
+    dir: &Path,
+    args: &BenchArgs,
+    rasterizer: &Rasterizer,
+) -> Result<Value> {
     let started = Instant::now();
     let scan = load_mesh(&resolve_mesh_path(object)?, args.up)?;
     let mut normalised = scan.clone();
     normalised.transform(&normalising_transform(&normalised.bounds()));
     let mut warnings = Vec::new();
     let scene = Scene::new(&normalised, &mut warnings)?;
-    let rasterizer = open_rasterizer(args.device.into())?;
     let (res, resolution) = match args.preset {
         BenchPreset::Fast => (256, 128),
         BenchPreset::Default => (576, 192),
@@ -150,7 +154,7 @@ fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
             &views,
             k,
             Background::Transparent,
-            &rasterizer,
+            rasterizer,
             &orbit_dir,
             |_, _| Ok(()),
         )?;
@@ -168,7 +172,7 @@ fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
             &input,
             k,
             Background::Colour([1.0; 3]),
-            &rasterizer,
+            rasterizer,
             &input_dir,
             |_, _| Ok(()),
         )?;
@@ -182,9 +186,10 @@ fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
             elevation: 10.0,
             input_elevation: 10.0,
             res,
-            device: args.device,
         };
-        orbit_into(&dir.join("prepare/prepared.png"), &settings, &orbit_dir)?;
+        let prepared = dir.join("prepare/prepared.png");
+        let image = read_prepared(&prepared)?;
+        orbit_into(&prepared, &image, &settings, rasterizer, &orbit_dir)?;
         "inflate: the weight-free baseline"
     };
     let hull = HullOptions {
@@ -195,7 +200,7 @@ fn run_object(object: &Path, dir: &Path, args: &BenchArgs) -> Result<Value> {
     let mesh = read_mesh(&dir.join("coarse/hull.obj"))?
         .mesh
         .simplified(100_000);
-    write_sheet(dir, &scene, &mesh, &orbit_dir, &rasterizer)?;
+    write_sheet(dir, &scene, &mesh, &orbit_dir, rasterizer)?;
     let opts = EvalOptions {
         points: args.points as usize,
         frame: EvalFrame::PredictionNormalised,
@@ -230,7 +235,7 @@ fn write_sheet(
     scan: &Scene,
     mesh: &orbitmesh_geom::TriMesh,
     orbit_dir: &Path,
-    rasterizer: &orbitmesh_render::Rasterizer,
+    rasterizer: &Rasterizer,
 ) -> Result<()> {
     const VIEWS: usize = 6;
     let ours = Scene::new(mesh, &mut Vec::new())?;
@@ -295,6 +300,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     );
     // `--jobs` objects at once, each on its share of the cores, so the machine is never
     // oversubscribed; rows keep the objects' order whatever finishes first.
+    // One rasterizer for the whole bench: opening a GPU device is not free.
+    let rasterizer = open_rasterizer(args.device.into())?;
     let jobs = (args.jobs as usize).clamp(1, objects.len());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_job = (cores / jobs).max(1);
@@ -314,7 +321,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     };
                     bar.set_message(name.clone());
                     let row = match &pool {
-                        Ok(pool) => pool.install(|| bench_one(name, path, out, &args)),
+                        Ok(pool) => pool.install(|| bench_one(name, path, out, &args, &rasterizer)),
                         Err(e) => Row {
                             name: name.clone(),
                             values: Err(format!("no thread pool: {e}")),
@@ -346,14 +353,21 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 }
 
 /// One object: its earlier metrics.json if it has one, else a fresh run.
-fn bench_one(name: &str, path: &Path, out: &Path, args: &BenchArgs) -> Row {
+fn bench_one(
+    name: &str,
+    path: &Path,
+    out: &Path,
+    args: &BenchArgs,
+    rasterizer: &Rasterizer,
+) -> Row {
     let dir = out.join(name);
     let done = std::fs::read(dir.join("metrics.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let result = match done {
         Some(m) => Ok(m),
-        None => run_object(path, &dir, args).map_err(|e| format!("{e:#}").replace('\n', " ")),
+        None => run_object(path, &dir, args, rasterizer)
+            .map_err(|e| format!("{e:#}").replace('\n', " ")),
     };
     let values = result.map(|m| {
         COLUMNS

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use nalgebra::Similarity3;
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
 
@@ -78,10 +77,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         mesh = mesh.simplified(faces as usize);
     }
     if let Some(size) = args.size {
-        let longest = mesh.bounds().longest_side();
-        if longest > 0.0 {
-            mesh.transform(&Similarity3::from_scaling(size / longest));
-        }
+        mesh.scale_longest_side_to(size);
     }
     match format {
         Format::Glb => write_glb(&args.out, &mesh, 1.0)?,

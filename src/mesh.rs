@@ -7,15 +7,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use nalgebra::Similarity3;
 use orbitmesh_geom::{read_mesh, write_mesh};
 use orbitmesh_nerf::{HullOptions, colour_from_frames, read_orbit};
 use orbitmesh_orbit::PrepareOptions;
+use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
 use crate::hull::hull_into;
 use crate::input::DeviceArg;
-use crate::orbit::{OrbitSettings, OrderArg, import_into, orbit_into};
+use crate::orbit::{OrbitSettings, OrderArg, import_into, orbit_into, read_prepared};
 use crate::prepare::prepare_into;
 use crate::stage::{files_in, fingerprint, run_stage};
 
@@ -134,14 +134,20 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             Preset::Fast => 256,
             Preset::Default => 576,
         },
-        device: args.device,
     };
+    let rasterizer = open_rasterizer(args.device.into())?;
     let prepared = prepare_dir.join("prepared.png");
     let ran = match &args.frames {
         None => {
             let fp = fingerprint(&orbit.to_json(), &[&prepare_dir.join("stage.json")]);
             run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
-                orbit_into(&prepared, &orbit, dir)
+                orbit_into(
+                    &prepared,
+                    &read_prepared(&prepared)?,
+                    &orbit,
+                    &rasterizer,
+                    dir,
+                )
             })?
         }
         Some(from) => {
@@ -181,10 +187,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         .simplified(args.faces as usize);
     mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
     if let Some(size) = args.size {
-        let longest = mesh.bounds().longest_side();
-        if longest > 0.0 {
-            mesh.transform(&Similarity3::from_scaling(size / longest));
-        }
+        mesh.scale_longest_side_to(size);
     }
     write_mesh(&args.out, &mesh)?;
     report("export", Some(t.elapsed().as_secs_f64()));

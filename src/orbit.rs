@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use image::RgbaImage;
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
 use orbitmesh_orbit::{Inflate, OrbitGenerator};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES,
     SV3D_RADIUS,
 };
-use orbitmesh_render::open_rasterizer;
+use orbitmesh_render::{Rasterizer, open_rasterizer};
 
 use crate::input::DeviceArg;
 use crate::output::{encode_png, save};
@@ -69,7 +70,6 @@ pub struct OrbitSettings {
     pub elevation: f64,
     pub input_elevation: f64,
     pub res: u32,
-    pub device: DeviceArg,
 }
 
 impl OrbitSettings {
@@ -81,26 +81,32 @@ impl OrbitSettings {
     }
 }
 
-/// Generates the orbit of the prepared image at `prepared` into `dir`: frames, cameras.json,
-/// transforms.json. Returns what the stage record keeps (the generator, labelled).
-pub fn orbit_into(
-    prepared: &Path,
-    settings: &OrbitSettings,
-    dir: &Path,
-) -> Result<serde_json::Value> {
-    let image = image::open(prepared)
-        .with_context(|| format!("{}: not a readable image", prepared.display()))?
+/// Reads a prepared image, checking it is one (square).
+pub fn read_prepared(path: &Path) -> Result<RgbaImage> {
+    let image = image::open(path)
+        .with_context(|| format!("{}: not a readable image", path.display()))?
         .to_rgba8();
     if image.width() != image.height() {
         bail!(
             "{}: {}×{} is not square; make it with `orbitmesh prepare`",
-            prepared.display(),
+            path.display(),
             image.width(),
             image.height()
         );
     }
+    Ok(image)
+}
+
+/// Generates the orbit of the prepared image (read from `prepared`) into `dir`: frames, cameras.json,
+/// transforms.json. Returns what the stage record keeps (the generator, labelled).
+pub fn orbit_into(
+    prepared: &Path,
+    image: &RgbaImage,
+    settings: &OrbitSettings,
+    rasterizer: &Rasterizer,
+    dir: &Path,
+) -> Result<serde_json::Value> {
     let generator: Box<dyn OrbitGenerator> = Box::new(Inflate::default());
-    let rasterizer = open_rasterizer(settings.device.into())?;
     let input = OrbitView {
         elevation_deg: settings.input_elevation,
         azimuth_deg: 0.0,
@@ -113,7 +119,7 @@ pub fn orbit_into(
     );
     let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, settings.res, settings.res);
     let images = generator
-        .generate(&image, input, &views, intrinsics, &rasterizer)
+        .generate(image, input, &views, intrinsics, rasterizer)
         .with_context(|| format!("{}", prepared.display()))?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
@@ -214,10 +220,12 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
         elevation: args.elevation,
         input_elevation: args.input_elevation,
         res: args.res,
-        device: args.device,
     };
+    // The input is checked before the (possibly slow) device is opened.
+    let image = read_prepared(prepared)?;
+    let rasterizer = open_rasterizer(args.device.into())?;
     let started = Instant::now();
-    let details = orbit_into(prepared, &settings, &args.out)?;
+    let details = orbit_into(prepared, &image, &settings, &rasterizer, &args.out)?;
     let seconds = started.elapsed().as_secs_f64();
     let fingerprint = stage::fingerprint(&settings.to_json(), &[prepared]);
     stage::write_stage_json(&args.out, "orbit", &fingerprint, details.clone(), seconds)?;

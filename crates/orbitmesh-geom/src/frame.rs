@@ -55,6 +55,15 @@ impl TriMesh {
         }
     }
 
+    /// Scales about the origin so the bounding box's longest side measures `size` (a mesh with
+    /// no extent is left as it is).
+    pub fn scale_longest_side_to(&mut self, size: f64) {
+        let longest = self.bounds().longest_side();
+        if longest > 0.0 {
+            self.transform(&Similarity3::from_scaling(size / longest));
+        }
+    }
+
     /// Turns the mesh into the object frame (Z up, centred, longest side 1) and returns the
     /// transform applied, so a caller can map results back.
     pub fn normalise(&mut self, up: UpAxis) -> Similarity3<f64> {

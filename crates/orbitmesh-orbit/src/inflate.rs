@@ -42,29 +42,21 @@ fn distance_inside(mask: &[bool], n: usize) -> Vec<f32> {
             d[y as usize * n + x as usize]
         }
     };
-    for y in 0..n as i64 {
-        for x in 0..n as i64 {
-            let i = y as usize * n + x as usize;
+    // A forward raster pass looking at the already-visited neighbours above and to the left,
+    // then the same backwards with the offsets mirrored.
+    let forward: Vec<usize> = (0..n * n).collect();
+    for (order, sign) in [
+        (forward.clone(), 1i64),
+        (forward.into_iter().rev().collect(), -1),
+    ] {
+        for i in order {
             if d[i] == 0 {
                 continue;
             }
+            let (x, y) = ((i % n) as i64, (i / n) as i64);
             let best = [(-1, 0, 3), (0, -1, 3), (-1, -1, 4), (1, -1, 4)]
                 .iter()
-                .map(|&(dx, dy, w)| at(x + dx, y + dy, &d).saturating_add(w))
-                .min()
-                .unwrap_or(big);
-            d[i] = d[i].min(best);
-        }
-    }
-    for y in (0..n as i64).rev() {
-        for x in (0..n as i64).rev() {
-            let i = y as usize * n + x as usize;
-            if d[i] == 0 {
-                continue;
-            }
-            let best = [(1, 0, 3), (0, 1, 3), (1, 1, 4), (-1, 1, 4)]
-                .iter()
-                .map(|&(dx, dy, w)| at(x + dx, y + dy, &d).saturating_add(w))
+                .map(|&(dx, dy, w)| at(x + sign * dx, y + sign * dy, &d).saturating_add(w))
                 .min()
                 .unwrap_or(big);
             d[i] = d[i].min(best);

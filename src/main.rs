@@ -6,6 +6,7 @@ mod export;
 mod hull;
 mod input;
 mod mesh;
+mod nerf;
 mod orbit;
 mod output;
 mod prepare;
@@ -41,6 +42,8 @@ enum Command {
     Orbit(orbit::OrbitArgs),
     /// Render a mesh from an orbit of cameras: RGBA frames, cameras.json, transforms.json
     Render(render::RenderArgs),
+    /// Train the hash-grid NeRF on an orbit and extract its mesh (the coarse stage)
+    Nerf(nerf::NerfArgs),
     /// Carve the visual hull of an orbit's silhouettes (the baseline for every reconstruction)
     Hull(hull::HullArgs),
     /// Convert a mesh to GLB (for game engines), OBJ or PLY
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Prepare(args) => prepare::run(args),
         Command::Orbit(args) => orbit::run(args),
         Command::Render(args) => render::run(args),
+        Command::Nerf(args) => nerf::run(args),
         Command::Hull(args) => hull::run(args),
         Command::Export(args) => export::run(args),
     };

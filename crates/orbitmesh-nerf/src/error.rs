@@ -6,4 +6,11 @@ pub enum NerfError {
     Render(#[from] orbitmesh_render::RenderError),
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error("training: {0}")]
+    Training(String),
+    #[error("{}: {message}", path.display())]
+    Io {
+        path: PathBuf,
+        message: String,
+    },
 }

@@ -108,6 +108,58 @@ pub fn visual_hull(orbit: &Orbit, opts: &HullOptions) -> Result<(ScalarGrid, Tri
     Ok((grid, mesh))
 }
 
+/// The cells of a `resolution`³ grid over the unit cube (the object frame + 0.5, x fastest) that
+/// the silhouettes of `frames` do not carve away, dilated by one cell so no surface is lost to
+/// pixel rounding. None when a frame has no alpha (nothing can be carved).
+pub fn carved_cells(orbit: &Orbit, frames: &[usize], resolution: usize) -> Option<Vec<bool>> {
+    use rayon::prelude::*;
+    if frames.iter().any(|i| !orbit.frames[*i].has_alpha) {
+        return None;
+    }
+    let views: Vec<Silhouette> = frames
+        .iter()
+        .map(|i| Silhouette::new(&orbit.frames[*i]))
+        .collect();
+    let r = resolution;
+    let inside = |p: [f32; 3]| views.iter().all(|v| v.alpha_at(p) > 0.0);
+    // A cell survives when its centre or any corner projects inside every silhouette.
+    let kept: Vec<bool> = (0..r * r * r)
+        .into_par_iter()
+        .map(|c| {
+            let (i, j, k) = (c % r, c / r % r, c / (r * r));
+            let at = |u: f32, v: f32, w: f32| {
+                [i as f32 + u, j as f32 + v, k as f32 + w].map(|x| x / r as f32 - 0.5)
+            };
+            inside(at(0.5, 0.5, 0.5))
+                || (0..8).any(|b| {
+                    inside(at(
+                        (b & 1) as f32,
+                        ((b >> 1) & 1) as f32,
+                        ((b >> 2) & 1) as f32,
+                    ))
+                })
+        })
+        .collect();
+    let mut dilated = kept.clone();
+    for c in 0..r * r * r {
+        if kept[c] {
+            continue;
+        }
+        let (i, j, k) = ((c % r) as i64, (c / r % r) as i64, (c / (r * r)) as i64);
+        let ri = r as i64;
+        dilated[c] = (-1..=1).any(|dz| {
+            (-1..=1).any(|dy| {
+                (-1..=1).any(|dx| {
+                    let q = [i + dx, j + dy, k + dz];
+                    q.iter().all(|v| (0..ri).contains(v))
+                        && kept[((q[2] * ri + q[1]) * ri + q[0]) as usize]
+                })
+            })
+        });
+    }
+    Some(dilated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,503 @@
+//! Instant-NGP's multiresolution hash encoding: a point in [0,1]³ becomes, per level, the trilinear
+//! blend of the feature vectors stored at the eight corners of its grid cell. Coarse levels whose
+//! whole grid fits in the table are stored densely; finer ones hash the corner into a table of
+//! 2^log2_table entries with the three primes.
+//!
+//! The lookup and its backward (a scatter-add into the table) are burn custom ops: a rayon kernel
+//! on the CPU (`Flex`), and autodiff through a hand-written backward.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+const PRIMES: [u32; 3] = [1, 2_654_435_761, 805_459_861];
+
+/// The encoding's shape (DESIGN.md's anchor by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HashGridConfig {
+    pub levels: u32,
+    pub features: u32,
+    pub log2_table: u32,
+    pub base_resolution: u32,
+    pub finest_resolution: u32,
+}
+
+impl Default for HashGridConfig {
+    fn default() -> Self {
+        HashGridConfig {
+            levels: 16,
+            features: 2,
+            log2_table: 19,
+            base_resolution: 16,
+            finest_resolution: 2048,
+        }
+    }
+}
+
+/// Where one level lives in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    /// Cells per side: the level's grid has `resolution + 1` corners per side.
+    pub resolution: u32,
+    /// First table row of the level.
+    pub offset: u32,
+    /// Rows the level owns.
+    pub size: u32,
+    pub dense: bool,
+}
+
+impl HashGridConfig {
+    pub fn output_dim(&self) -> usize {
+        (self.levels * self.features) as usize
+    }
+
+    /// Per-level resolutions grow geometrically from the base to the finest.
+    pub fn layout(&self) -> Vec<Level> {
+        let table = 1u64 << self.log2_table;
+        let growth = if self.levels > 1 {
+            ((self.finest_resolution as f64).ln() - (self.base_resolution as f64).ln())
+                / (self.levels - 1) as f64
+        } else {
+            0.0
+        };
+        let mut offset = 0u32;
+        (0..self.levels)
+            .map(|l| {
+                let resolution =
+                    (self.base_resolution as f64 * (growth * l as f64).exp()).floor() as u32;
+                let corners = (resolution as u64 + 1).pow(3);
+                let dense = corners <= table;
+                let size = corners.min(table) as u32;
+                let level = Level {
+                    resolution,
+                    offset,
+                    size,
+                    dense,
+                };
+                offset += size;
+                level
+            })
+            .collect()
+    }
+
+    pub fn table_rows(&self) -> usize {
+        self.layout().iter().map(|l| l.size as usize).sum()
+    }
+}
+
+/// Table rows and trilinear weights of the eight corners around `p` (in [0,1]³) on one level.
+#[inline]
+fn corners(level: &Level, p: [f32; 3]) -> ([u32; 8], [f32; 8]) {
+    let r = level.resolution as f32;
+    let mut cell = [0u32; 3];
+    let mut frac = [0f32; 3];
+    for a in 0..3 {
+        // Clamped so the far corner stays on the grid.
+        let x = p[a].clamp(0.0, 1.0 - 1e-6) * r;
+        let c = x.floor();
+        cell[a] = c as u32;
+        frac[a] = x - c;
+    }
+    let side = level.resolution + 1;
+    let mask = level.size - 1;
+    let mut rows = [0u32; 8];
+    let mut weights = [0f32; 8];
+    for (k, (row, weight)) in rows.iter_mut().zip(weights.iter_mut()).enumerate() {
+        let bit = [(k >> 2) & 1, (k >> 1) & 1, k & 1];
+        let c = [0, 1, 2].map(|a| cell[a] + bit[a] as u32);
+        let index = if level.dense {
+            (c[0] * side + c[1]) * side + c[2]
+        } else {
+            // A hashed level's size is the table size, a power of two.
+            (c[0].wrapping_mul(PRIMES[0]) ^ c[1].wrapping_mul(PRIMES[1]) ^ c[2].wrapping_mul(PRIMES[2]))
+                & mask
+        };
+        *row = level.offset + index;
+        *weight = [0, 1, 2]
+            .iter()
+            .map(|&a| if bit[a] == 1 { frac[a] } else { 1.0 - frac[a] })
+            .product();
+    }
+    (rows, weights)
+}
+
+/// CPU forward: `points` [n,3] row-major, `table` [rows, F] → [n, L·F].
+pub fn encode_cpu(config: &HashGridConfig, points: &[f32], table: &[f32]) -> Vec<f32> {
+    let layout = config.layout();
+    let f = config.features as usize;
+    let dim = config.output_dim();
+    let mut out = vec![0f32; points.len() / 3 * dim];
+    out.par_chunks_mut(dim * 256)
+        .zip(points.par_chunks(3 * 256))
+        .for_each(|(out, points)| {
+            for (o, p) in out.chunks_exact_mut(dim).zip(points.chunks_exact(3)) {
+                let p = [p[0], p[1], p[2]];
+                for (l, level) in layout.iter().enumerate() {
+                    let (rows, weights) = corners(level, p);
+                    let o = &mut o[l * f..(l + 1) * f];
+                    for (row, w) in rows.iter().zip(weights) {
+                        let entry = &table[*row as usize * f..][..f];
+                        for (o, e) in o.iter_mut().zip(entry) {
+                            *o += w * e;
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// CPU backward: the gradient on the table, scatter-added. Levels own disjoint rows, so each
+/// level is one parallel task with no write conflicts and a fixed summation order.
+pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[f32]) -> Vec<f32> {
+    let layout = config.layout();
+    let f = config.features as usize;
+    let dim = config.output_dim();
+    let mut grad = vec![0f32; config.table_rows() * f];
+    let mut slices = Vec::with_capacity(layout.len());
+    let mut rest = grad.as_mut_slice();
+    for level in &layout {
+        let (head, tail) = rest.split_at_mut(level.size as usize * f);
+        slices.push(head);
+        rest = tail;
+    }
+    slices
+        .into_par_iter()
+        .zip(layout.par_iter())
+        .enumerate()
+        .for_each(|(l, (level_grad, level))| {
+            for (p, g) in points.chunks_exact(3).zip(grad_out.chunks_exact(dim)) {
+                let g = &g[l * f..(l + 1) * f];
+                if g.iter().all(|v| *v == 0.0) {
+                    continue;
+                }
+                let (rows, weights) = corners(level, [p[0], p[1], p[2]]);
+                for (row, w) in rows.iter().zip(weights) {
+                    let local = (*row - level.offset) as usize * f;
+                    for (t, g) in level_grad[local..local + f].iter_mut().zip(g) {
+                        *t += w * g;
+                    }
+                }
+            }
+        });
+    grad
+}
+
+/// The hash encoding as a backend op.
+#[backend_extension(Flex, Autodiff)]
+pub trait HashGridOps: Backend {
+    /// `points` [n,3] in [0,1]³, `table` [rows, F] → features [n, L·F].
+    fn hash_encode(
+        points: FloatTensor<Self>,
+        table: FloatTensor<Self>,
+        config: HashGridConfig,
+    ) -> FloatTensor<Self>;
+    /// The table's gradient [rows, F] from the features' gradient [n, L·F].
+    fn hash_encode_backward(
+        points: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        config: HashGridConfig,
+    ) -> FloatTensor<Self>;
+}
+
+fn flex_values(t: &FlexTensor) -> Vec<f32> {
+    let t = t.to_contiguous();
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor")
+        .to_vec()
+}
+
+fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl HashGridOps for Flex {
+    fn hash_encode(points: FlexTensor, table: FlexTensor, config: HashGridConfig) -> FlexTensor {
+        let p = points.to_contiguous();
+        let t = table.to_contiguous();
+        let out = encode_cpu(
+            &config,
+            p.as_slice::<f32>().expect("f32 points"),
+            t.as_slice::<f32>().expect("f32 table"),
+        );
+        let n = out.len() / config.output_dim();
+        flex_tensor(out, [n, config.output_dim()])
+    }
+
+    fn hash_encode_backward(
+        points: FlexTensor,
+        grad_out: FlexTensor,
+        config: HashGridConfig,
+    ) -> FlexTensor {
+        let p = flex_values(&points);
+        let g = flex_values(&grad_out);
+        let grad = encode_backward_cpu(&config, &p, &g);
+        flex_tensor(grad, [config.table_rows(), config.features as usize])
+    }
+}
+
+impl<B: HashGridOps, C: CheckpointStrategy> HashGridOps for Autodiff<B, C> {
+    fn hash_encode(
+        points: FloatTensor<Self>,
+        table: FloatTensor<Self>,
+        config: HashGridConfig,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct EncodeBackward;
+        impl<B: HashGridOps> Backward<B, 1> for EncodeBackward {
+            type State = (FloatTensor<B>, HashGridConfig);
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [table] = ops.parents;
+                let grad_out = grads.consume::<B>(&ops.node);
+                if let Some(node) = table {
+                    let (points, config) = ops.state;
+                    grads.register::<B>(node.id, B::hash_encode_backward(points, grad_out, config));
+                }
+            }
+        }
+        let points = points.into_primitive();
+        match EncodeBackward.prepare::<C>([table.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::hash_encode(points.clone(), table.primitive().clone(), config);
+                prep.finish((points, config), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::hash_encode(points, table.into_primitive(), config))
+            }
+        }
+    }
+
+    fn hash_encode_backward(
+        points: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        config: HashGridConfig,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::hash_encode_backward(
+            points.into_primitive(),
+            grad_out.into_primitive(),
+            config,
+        ))
+    }
+}
+
+/// Differentiable in `table` (the points are inputs, not parameters).
+pub fn hash_encode(points: Tensor<2>, table: Tensor<2>, config: HashGridConfig) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::hash_encode(
+        points.into_dispatch(),
+        table.into_dispatch(),
+        config,
+    ))
+}
+
+/// The encoding's parameters as a burn module, so they save and load with the rest of the field.
+#[derive(Module, Debug)]
+pub struct HashGrid {
+    pub table: Param<Tensor<2>>,
+}
+
+impl HashGrid {
+    /// Table entries start uniform in ±1e-4, as instant-ngp's.
+    pub fn new(config: &HashGridConfig, device: &Device) -> Self {
+        let table = Tensor::random(
+            [config.table_rows(), config.features as usize],
+            Distribution::Uniform(-1e-4, 1e-4),
+            device,
+        );
+        HashGrid {
+            table: Param::from_tensor(table),
+        }
+    }
+
+    pub fn forward(&self, points: Tensor<2>, config: HashGridConfig) -> Tensor<2> {
+        hash_encode(points, self.table.val(), config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Int;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A small grid: two dense levels and two hashed ones, so both index paths run.
+    fn small() -> HashGridConfig {
+        HashGridConfig {
+            levels: 4,
+            features: 2,
+            log2_table: 10,
+            base_resolution: 4,
+            finest_resolution: 40,
+        }
+    }
+
+    fn random_points(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..3 * n).map(|_| rng.random::<f32>()).collect()
+    }
+
+    fn tensor(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// The same encoding in plain burn ops (select + weighted sum), differentiated by burn.
+    fn reference(config: &HashGridConfig, points: &[f32], table: Tensor<2>) -> Tensor<2> {
+        let layout = config.layout();
+        let n = points.len() / 3;
+        let f = config.features as usize;
+        let device = table.device();
+        let mut rows = Vec::new();
+        let mut weights = Vec::new();
+        for p in points.chunks_exact(3) {
+            for level in &layout {
+                let (r, w) = corners(level, [p[0], p[1], p[2]]);
+                rows.extend(r.map(|v| v as i64));
+                weights.extend(w);
+            }
+        }
+        let l = layout.len();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n * l * 8]), &device);
+        let gathered = table.select(0, idx).reshape([n, l, 8, f]);
+        let w = Tensor::<4>::from_data(TensorData::new(weights, [n, l, 8, 1]), &device);
+        (gathered * w).sum_dim(2).reshape([n, l * f])
+    }
+
+    #[test]
+    fn layout_is_dense_where_the_grid_fits() {
+        let layout = HashGridConfig::default().layout();
+        assert_eq!(layout[0].resolution, 16);
+        assert_eq!(layout[15].resolution, 2048);
+        assert!(layout[0].dense && layout[1].dense);
+        assert!(!layout[15].dense);
+        for level in &layout {
+            assert!(level.size <= 1 << 19);
+            assert_eq!(level.dense, (level.resolution as u64 + 1).pow(3) <= 1 << 19);
+        }
+        // Levels are laid end to end.
+        for pair in layout.windows(2) {
+            assert_eq!(pair[1].offset, pair[0].offset + pair[0].size);
+        }
+    }
+
+    #[test]
+    fn corner_indices_follow_instant_ngp() {
+        let dense = Level {
+            resolution: 4,
+            offset: 10,
+            size: 125,
+            dense: true,
+        };
+        // (0.3, 0.55, 0.8)·4 = (1.2, 2.2, 3.2): cell (1, 2, 3), fractions 0.2 each.
+        let (rows, weights) = corners(&dense, [0.3, 0.55, 0.8]);
+        assert_eq!(rows[0], 10 + (5 + 2) * 5 + 3);
+        assert_eq!(rows[7], 10 + (2 * 5 + 3) * 5 + 4);
+        assert!((weights[0] - 0.8f32.powi(3)).abs() < 1e-5);
+        assert!((weights.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let hashed = Level {
+            resolution: 100,
+            offset: 0,
+            size: 1 << 10,
+            dense: false,
+        };
+        let (rows, _) = corners(&hashed, [0.3, 0.55, 0.8]);
+        let expect = (30u32 ^ 55u32.wrapping_mul(2_654_435_761) ^ 80u32.wrapping_mul(805_459_861))
+            & 1023;
+        assert_eq!(rows[0], expect);
+    }
+
+    #[test]
+    fn kernel_matches_plain_burn_ops_forward_and_gradient() {
+        let config = small();
+        let device = Device::flex().autodiff();
+        let points = random_points(300, 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let rows = config.table_rows();
+        let table_values: Vec<f32> = (0..rows * 2).map(|_| rng.random::<f32>() - 0.5).collect();
+        let upstream: Vec<f32> = (0..300 * config.output_dim())
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
+        let run = |custom: bool| {
+            let table = tensor(table_values.clone(), [rows, 2], &device).require_grad();
+            let p = tensor(points.clone(), [300, 3], &device);
+            let out = if custom {
+                hash_encode(p, table.clone(), config)
+            } else {
+                reference(&config, &points, table.clone())
+            };
+            let up = tensor(upstream.clone(), [300, config.output_dim()], &device);
+            let loss = (out.clone() * up).sum();
+            let grads = loss.backward();
+            let grad = table.grad(&grads).expect("table gradient");
+            (
+                out.into_data().try_into_vec::<f32>().unwrap(),
+                grad.into_data().try_into_vec::<f32>().unwrap(),
+            )
+        };
+        let (out, grad) = run(true);
+        let (out_ref, grad_ref) = run(false);
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-4 * y.abs())
+        };
+        assert!(close(&out, &out_ref), "forward differs from the reference");
+        assert!(close(&grad, &grad_ref), "gradient differs from the reference");
+        assert!(grad.iter().any(|g| *g != 0.0));
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let config = small();
+        let points = random_points(50, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut table: Vec<f32> = (0..config.table_rows() * 2)
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
+        let upstream: Vec<f32> = (0..50 * config.output_dim())
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
+        let loss = |table: &[f32]| -> f64 {
+            encode_cpu(&config, &points, table)
+                .iter()
+                .zip(&upstream)
+                .map(|(o, u)| f64::from(o * u))
+                .sum()
+        };
+        let grad = encode_backward_cpu(&config, &points, &upstream);
+        // Check the rows that the points touch (the others have zero gradient and stay so).
+        let touched: Vec<usize> = (0..grad.len()).filter(|i| grad[*i] != 0.0).take(40).collect();
+        assert!(touched.len() >= 20);
+        for i in touched {
+            let h = 1e-2f32;
+            let saved = table[i];
+            table[i] = saved + h;
+            let up = loss(&table);
+            table[i] = saved - h;
+            let down = loss(&table);
+            table[i] = saved;
+            let numeric = (up - down) / (2.0 * f64::from(h));
+            // The encoding is linear in the table, so central differences are exact up to rounding.
+            assert!(
+                (numeric - f64::from(grad[i])).abs() < 1e-3 * (1.0 + numeric.abs()),
+                "row {i}: analytic {} vs numeric {numeric}",
+                grad[i]
+            );
+        }
+    }
+
+    #[test]
+    fn points_on_the_far_faces_stay_on_the_grid() {
+        let config = small();
+        let table = vec![1.0f32; config.table_rows() * 2];
+        let out = encode_cpu(&config, &[1.0, 1.0, 1.0, 0.0, 0.0, 0.0], &table);
+        // Weights sum to one on every level, so an all-ones table encodes to ones.
+        assert!(out.iter().all(|v| (v - 1.0).abs() < 1e-5));
+    }
+}

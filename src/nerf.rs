@@ -1,0 +1,413 @@
+//! `orbitmesh nerf`: train the hash-grid NeRF on an orbit and extract its mesh.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::Device;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use orbitmesh_geom::write_mesh;
+use orbitmesh_nerf::export::{density_grid, field_mesh};
+use orbitmesh_nerf::field::RadianceField;
+use orbitmesh_nerf::hull::carved_cells;
+use orbitmesh_nerf::read_orbit;
+use orbitmesh_nerf::train::{FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer};
+use serde_json::json;
+
+use crate::input::DeviceArg;
+use crate::output::save;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NerfPreset {
+    /// About 90 s of training on 2 cores, a 192³ mesh grid
+    Fast,
+    /// About 5 min of training on 2 cores, a 256³ mesh grid
+    Default,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "ORBIT_DIR holds frames and their transforms.json (from `orbitmesh render` or a \
+nerfstudio/instant-ngp orbit). Frames with alpha are trained over a random background colour per \
+ray, and their silhouettes carve the occupancy grid; frames without alpha are trained against \
+--background. Writes DIR/nerf.obj (vertex colours, object frame), DIR/density.npy, DIR/field.bpk \
+(the burn record) and DIR/nerf.json; DIR/checkpoint lets an interrupted run resume."
+)]
+pub struct NerfArgs {
+    /// Folder of frames + transforms.json
+    orbit: PathBuf,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "default")]
+    preset: NerfPreset,
+    /// cpu, gpu or auto
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Frames to hold out for PSNR, e.g. 3,10,17 (not trained on)
+    #[arg(long, value_delimiter = ',')]
+    holdout: Vec<usize>,
+    /// Step budget [default: from the preset]
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Training time budget in seconds [default: from the preset]
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Points per side of the density grid the mesh is extracted from [default: from the preset]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(16..=1024))]
+    mesh_resolution: Option<u64>,
+    /// log2 of the hash table's entries per level (instant-ngp: 19; smaller trains faster, coarser)
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(u32).range(8..=24))]
+    table_log2: u32,
+    /// Density at which the surface is extracted
+    #[arg(long, default_value_t = 50.0)]
+    iso: f32,
+    /// Background colour (0..1) for frames without alpha
+    #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
+    background: Vec<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Start over even if DIR/checkpoint holds a run with the same settings
+    #[arg(long)]
+    fresh: bool,
+    /// Benchmark mode (the peer's): this many evenly spread samples per ray, no occupancy grid
+    #[arg(long, requires = "fixed_rays")]
+    fixed_samples: Option<usize>,
+    /// Rays per step in the benchmark mode
+    #[arg(long, requires = "fixed_samples")]
+    fixed_rays: Option<usize>,
+}
+
+/// The tensor device for the NeRF. Its custom kernels exist for the CPU only so far, so `gpu`
+/// is refused rather than silently run elsewhere, and `auto` is the CPU.
+fn nerf_device(choice: DeviceArg) -> Result<Device> {
+    match choice {
+        DeviceArg::Cpu | DeviceArg::Auto => Ok(Device::flex()),
+        DeviceArg::Gpu => bail!(
+            "--device gpu: the NeRF's hash-grid and compositing kernels run on the CPU only so \
+             far; use --device cpu"
+        ),
+    }
+}
+
+/// Everything `nerf_into` needs besides the folders.
+pub struct NerfSettings {
+    pub config: TrainConfig,
+    pub holdout: Vec<usize>,
+    pub mesh_resolution: usize,
+    pub iso: f32,
+    pub background: [f32; 3],
+    pub fresh: bool,
+}
+
+impl NerfSettings {
+    pub fn preset(preset: NerfPreset) -> Self {
+        let mut config = TrainConfig::default();
+        let mesh_resolution = match preset {
+            NerfPreset::Fast => {
+                config.time_budget_s = 90.0;
+                config.max_steps = 1000;
+                192
+            }
+            NerfPreset::Default => 256,
+        };
+        NerfSettings {
+            config,
+            holdout: Vec::new(),
+            mesh_resolution,
+            iso: 50.0,
+            background: [1.0; 3],
+            fresh: false,
+        }
+    }
+}
+
+fn write_npy(path: &Path, dims: [usize; 3], values: &[f32]) -> Result<()> {
+    // NumPy's .npy v1.0: magic, header length, a dict padded so the data starts 64-aligned.
+    // The grid is x fastest, so in C order its shape is (z, y, x).
+    let dict = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
+        dims[2], dims[1], dims[0]
+    );
+    let unpadded = 10 + dict.len() + 1;
+    let header = format!("{dict}{}\n", " ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    save(path, &bytes)
+}
+
+fn save_field(field: &RadianceField, path: &Path) -> Result<()> {
+    // burn writes the file itself: write beside it and rename, so no half-written record remains.
+    let tmp = path.with_extension("bpk.tmp");
+    field
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| anyhow::anyhow!("{}: cannot save the field: {e:?}", tmp.display()))?;
+    let written = if tmp.exists() {
+        tmp.clone()
+    } else {
+        tmp.with_extension("tmp.bpk")
+    };
+    std::fs::rename(&written, path)
+        .with_context(|| format!("{}: cannot move the field into place", path.display()))
+}
+
+/// Trains on the orbit in `orbit_dir` and writes the field, density grid and mesh into `dir`.
+/// Returns the summary written to `nerf.json`.
+pub fn nerf_into(
+    orbit_dir: &Path,
+    settings: &NerfSettings,
+    device: &Device,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let orbit = read_orbit(orbit_dir)?;
+    let n = orbit.frames.len();
+    if let Some(bad) = settings.holdout.iter().find(|i| **i >= n) {
+        bail!("--holdout {bad}: the orbit has {n} frames (0..{})", n - 1);
+    }
+    let train: Vec<usize> = (0..n).filter(|i| !settings.holdout.contains(i)).collect();
+    if train.is_empty() {
+        bail!("--holdout leaves no frame to train on");
+    }
+    let config = &settings.config;
+    let without_alpha = orbit.frames.iter().filter(|f| !f.has_alpha).count();
+    if without_alpha > 0 {
+        eprintln!(
+            "note: {without_alpha} of {n} frames have no alpha: they are trained against the \
+             background colour {:?}, and nothing is carved from silhouettes",
+            settings.background
+        );
+    }
+    let r = config.occupancy_resolution;
+    let allowed = carved_cells(&orbit, &train, r).unwrap_or_else(|| vec![true; r * r * r]);
+    if !allowed.iter().any(|a| *a) {
+        bail!(
+            "{}: the silhouettes carve everything away (do the cameras look at the object?)",
+            orbit_dir.display()
+        );
+    }
+    let frames = TrainFrame::from_orbit(&orbit);
+    let mut trainer = Trainer::new(
+        config.clone(),
+        frames,
+        train.clone(),
+        allowed,
+        settings.background,
+        device,
+    )?;
+
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    let checkpoint = dir.join("checkpoint");
+    // The budgets are left out: a rerun with a larger budget continues the same training.
+    let mut model = config.clone();
+    model.max_steps = 0;
+    model.time_budget_s = 0.0;
+    let fingerprint = json!({ "orbit": orbit_dir, "config": model, "holdout": settings.holdout });
+    if !settings.fresh {
+        resume_from(&checkpoint, &fingerprint, &mut trainer)?;
+    }
+
+    let bar = ProgressBar::new(config.max_steps as u64).with_style(
+        ProgressStyle::with_template(
+            "nerf {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, ETA {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.state.step as u64);
+    let started = Instant::now();
+    let trained_before = trainer.state.elapsed_s;
+    let mut last_checkpoint = Instant::now();
+    let mut samples = 0usize;
+    let mut smoothed = f32::NAN;
+    while !trainer.is_done() {
+        let report = trainer.step();
+        samples += report.samples;
+        if report.loss.is_finite() {
+            smoothed = if smoothed.is_finite() {
+                0.95 * smoothed + 0.05 * report.loss
+            } else {
+                report.loss
+            };
+        }
+        bar.set_position(report.step as u64);
+        // The step and time budgets race: show whichever ends training first.
+        let by_time = config.time_budget_s - report.elapsed.as_secs_f64();
+        let by_steps = (config.max_steps - report.step) as f64 * report.elapsed.as_secs_f64()
+            / report.step.max(1) as f64;
+        bar.set_message(format!(
+            "loss {smoothed:.5} (PSNR {:.1})  {} rays, {} samples  {:.0} s left",
+            orbitmesh_nerf::train::psnr(f64::from(smoothed)),
+            report.rays,
+            report.samples,
+            by_time.min(by_steps).max(0.0)
+        ));
+        if last_checkpoint.elapsed().as_secs() >= 30 {
+            write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    bar.finish_and_clear();
+    write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
+    let train_seconds = started.elapsed().as_secs_f64();
+
+    let holdout_psnr = trainer.psnr_on(&settings.holdout, [1.0; 3]);
+    let plain = trainer.device().clone().inner();
+    let field = trainer.field().valid();
+    let grid = density_grid(
+        &field,
+        &config.field,
+        &trainer.grid,
+        settings.mesh_resolution,
+        &plain,
+    );
+    write_npy(&dir.join("density.npy"), grid.dims, &grid.values)?;
+    let mesh = field_mesh(&field, &config.field, &grid, settings.iso, &plain);
+    if mesh.faces.is_empty() {
+        bail!(
+            "the field has no surface at density {} (the training did not converge; try more \
+             --steps or --seconds, or a lower --iso)",
+            settings.iso
+        );
+    }
+    write_mesh(&dir.join("nerf.obj"), &mesh)?;
+    save_field(trainer.field(), &dir.join("field.bpk"))?;
+    save(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(config)?.as_bytes(),
+    )?;
+    let summary = json!({
+        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching tetrahedra of its density",
+        "frames": n,
+        "trained_on": train,
+        "holdout": settings.holdout,
+        "holdout_psnr_db": holdout_psnr.is_finite().then_some(holdout_psnr),
+        "steps": trainer.state.step,
+        "train_seconds_this_run": train_seconds,
+        "train_seconds_total": trainer.state.elapsed_s,
+        "samples_this_run": samples,
+        // Over the optimisation steps alone (no checkpoints), as the peer measures.
+        "samples_per_s": samples as f64 / (trainer.state.elapsed_s - trained_before).max(1e-9),
+        "occupied_fraction": trainer.grid.occupied_fraction(),
+        "mesh_resolution": settings.mesh_resolution,
+        "iso_density": settings.iso,
+        "vertices": mesh.positions.len(),
+        "faces": mesh.faces.len(),
+    });
+    save(
+        &dir.join("nerf.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+fn write_checkpoint(dir: &Path, fingerprint: &serde_json::Value, trainer: &Trainer) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    save_field(trainer.field(), &dir.join("field.bpk"))?;
+    let density: Vec<u8> = trainer
+        .grid
+        .density
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    save(&dir.join("occupancy.f32"), &density)?;
+    // Written last: a checkpoint counts only once its state names it.
+    let state = json!({ "fingerprint": fingerprint, "state": trainer.state });
+    save(
+        &dir.join("state.json"),
+        serde_json::to_string_pretty(&state)?.as_bytes(),
+    )
+}
+
+fn resume_from(dir: &Path, fingerprint: &serde_json::Value, trainer: &mut Trainer) -> Result<()> {
+    let Ok(bytes) = std::fs::read(dir.join("state.json")) else {
+        return Ok(());
+    };
+    let Ok(saved) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Ok(());
+    };
+    if saved.get("fingerprint") != Some(fingerprint) {
+        return Ok(());
+    }
+    let state: TrainState = serde_json::from_value(saved["state"].clone())
+        .with_context(|| format!("{}: unreadable training state", dir.display()))?;
+    let path = dir.join("field.bpk");
+    let field = trainer
+        .field()
+        .clone()
+        .try_load_file(&path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load the checkpoint: {e:?}", path.display()))?;
+    let density: Vec<f32> = std::fs::read(dir.join("occupancy.f32"))
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    eprintln!(
+        "resuming from step {} ({:.0} s trained) in {}",
+        state.step,
+        state.elapsed_s,
+        dir.display()
+    );
+    trainer.resume(field, state, density);
+    Ok(())
+}
+
+pub fn run(args: NerfArgs) -> Result<ExitCode> {
+    let device = nerf_device(args.device)?;
+    let mut settings = NerfSettings::preset(args.preset);
+    if let Some(s) = args.steps {
+        settings.config.max_steps = s;
+    }
+    if let Some(s) = args.seconds {
+        if !(s > 0.0 && s.is_finite()) {
+            bail!("--seconds must be positive");
+        }
+        settings.config.time_budget_s = s;
+    }
+    if let Some(r) = args.mesh_resolution {
+        settings.mesh_resolution = r as usize;
+    }
+    if !(args.iso > 0.0 && args.iso.is_finite()) {
+        bail!("--iso must be a positive density");
+    }
+    settings.iso = args.iso;
+    let [r, g, b] = args.background[..] else {
+        bail!("--background takes three numbers, e.g. 1,1,1");
+    };
+    if [r, g, b].iter().any(|c| !(0.0..=1.0).contains(c)) {
+        bail!("--background: each channel must be in 0..1");
+    }
+    settings.background = [r, g, b];
+    settings.holdout = args.holdout;
+    settings.config.seed = args.seed;
+    settings.config.field.grid.log2_table = args.table_log2;
+    settings.fresh = args.fresh;
+    if let (Some(samples), Some(rays)) = (args.fixed_samples, args.fixed_rays) {
+        if samples == 0 || rays == 0 {
+            bail!("--fixed-samples and --fixed-rays must be positive");
+        }
+        settings.config.fixed_sampling = Some(FixedSampling { rays, samples });
+    }
+    let summary = nerf_into(&args.orbit, &settings, &device, &args.out)?;
+    let psnr = summary["holdout_psnr_db"]
+        .as_f64()
+        .map_or(String::new(), |p| format!(", held-out PSNR {p:.2} dB"));
+    println!(
+        "nerf: {} steps in {:.1} s{psnr}; mesh {} vertices, {} faces -> {}",
+        summary["steps"],
+        summary["train_seconds_total"].as_f64().unwrap_or(0.0),
+        summary["vertices"],
+        summary["faces"],
+        args.out.join("nerf.obj").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -62,6 +62,12 @@ pub struct NerfArgs {
     /// log2 of the hash table's entries per level (instant-ngp: 19; smaller trains faster, coarser)
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(u32).range(8..=24))]
     table_log2: u32,
+    /// Finest hash-grid resolution (instant-ngp: 2048; a 128² orbit resolves far less)
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(32..=8192))]
+    finest_resolution: u32,
+    /// Ray-marching steps across the unit cube's diagonal (instant-ngp: 1024)
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    march_steps: u32,
     /// Density at which the surface is extracted
     #[arg(long, default_value_t = 50.0)]
     iso: f32,
@@ -133,7 +139,10 @@ fn write_npy(path: &Path, dims: [usize; 3], values: &[f32]) -> Result<()> {
         dims[2], dims[1], dims[0]
     );
     let unpadded = 10 + dict.len() + 1;
-    let header = format!("{dict}{}\n", " ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    let header = format!(
+        "{dict}{}\n",
+        " ".repeat(unpadded.next_multiple_of(64) - unpadded)
+    );
     let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -239,6 +248,16 @@ pub fn nerf_into(
             };
         }
         bar.set_position(report.step as u64);
+        if bar.is_hidden() && report.step % 100 == 0 {
+            // No terminal (a log file, CI): a line now and then instead of the bar.
+            eprintln!(
+                "nerf step {}: loss {smoothed:.5}, {} rays, {} samples, {:.0} s",
+                report.step,
+                report.rays,
+                report.samples,
+                report.elapsed.as_secs_f64()
+            );
+        }
         // The step and time budgets race: show whichever ends training first.
         let by_time = config.time_budget_s - report.elapsed.as_secs_f64();
         let by_steps = (config.max_steps - report.step) as f64 * report.elapsed.as_secs_f64()
@@ -256,10 +275,26 @@ pub fn nerf_into(
         }
     }
     bar.finish_and_clear();
-    write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
     let train_seconds = started.elapsed().as_secs_f64();
-
     let holdout_psnr = trainer.psnr_on(&settings.holdout, [1.0; 3]);
+    write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
+    for i in &settings.holdout {
+        // Each held-out view as the field renders it, over white, to compare with the frame.
+        let frame = &trainer.frames()[*i];
+        let rgba = trainer.render(*i);
+        let image = image::RgbaImage::from_fn(frame.width as u32, frame.height as u32, |x, y| {
+            let px = &rgba[4 * (y as usize * frame.width + x as usize)..][..4];
+            let c = |v: f32| ((v + 1.0 - px[3]).clamp(0.0, 1.0) * 255.0).round() as u8;
+            image::Rgba([c(px[0]), c(px[1]), c(px[2]), 255])
+        });
+        save(
+            &dir.join(format!("holdout_{i:03}.png")),
+            &crate::output::encode_png(&image)?,
+        )?;
+    }
+    if holdout_psnr.is_finite() {
+        eprintln!("held-out PSNR {holdout_psnr:.2} dB");
+    }
     let plain = trainer.device().clone().inner();
     let field = trainer.field().valid();
     let grid = density_grid(
@@ -341,11 +376,10 @@ fn resume_from(dir: &Path, fingerprint: &serde_json::Value, trainer: &mut Traine
     let state: TrainState = serde_json::from_value(saved["state"].clone())
         .with_context(|| format!("{}: unreadable training state", dir.display()))?;
     let path = dir.join("field.bpk");
-    let field = trainer
-        .field()
-        .clone()
-        .try_load_file(&path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot load the checkpoint: {e:?}", path.display()))?;
+    let field =
+        trainer.field().clone().try_load_file(&path).map_err(|e| {
+            anyhow::anyhow!("{}: cannot load the checkpoint: {e:?}", path.display())
+        })?;
     let density: Vec<f32> = std::fs::read(dir.join("occupancy.f32"))
         .unwrap_or_default()
         .chunks_exact(4)
@@ -390,6 +424,8 @@ pub fn run(args: NerfArgs) -> Result<ExitCode> {
     settings.holdout = args.holdout;
     settings.config.seed = args.seed;
     settings.config.field.grid.log2_table = args.table_log2;
+    settings.config.field.grid.finest_resolution = args.finest_resolution;
+    settings.config.step_size = 3f32.sqrt() / args.march_steps as f32;
     settings.fresh = args.fresh;
     if let (Some(samples), Some(rays)) = (args.fixed_samples, args.fixed_rays) {
         if samples == 0 || rays == 0 {

@@ -173,12 +173,22 @@ impl<B: CompositeOps, C: CheckpointStrategy> CompositeOps for Autodiff<B, C> {
         rgb: FloatTensor<Self>,
         packing: Arc<RayPacking>,
     ) -> FloatTensor<Self> {
-        type State<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, Arc<RayPacking>);
+        type State<B> = (
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            Arc<RayPacking>,
+        );
         #[derive(Debug)]
         struct CompositeBackward;
         impl<B: CompositeOps> Backward<B, 2> for CompositeBackward {
             type State = State<B>;
-            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 let [sigma_node, rgb_node] = ops.parents;
                 let grad_out = grads.consume::<B>(&ops.node);
                 let (sigma, rgb, out, packing) = ops.state;
@@ -255,7 +265,12 @@ mod tests {
     }
 
     /// Compositing in plain burn ops for rays of equal length: exclusive cumulative optical depth.
-    fn reference(sigma: Tensor<1>, rgb: Tensor<2>, packing: &RayPacking, per_ray: usize) -> Tensor<2> {
+    fn reference(
+        sigma: Tensor<1>,
+        rgb: Tensor<2>,
+        packing: &RayPacking,
+        per_ray: usize,
+    ) -> Tensor<2> {
         let rays = packing.rays();
         let device = sigma.device();
         let delta = Tensor::<2>::from_data(
@@ -282,8 +297,8 @@ mod tests {
         let upstream: Vec<f32> = (0..4 * rays).map(|_| rng.random::<f32>() - 0.5).collect();
         let device = Device::flex().autodiff();
         let run = |custom: bool| {
-            let s = Tensor::<1>::from_data(TensorData::new(sigma.clone(), [n]), &device)
-                .require_grad();
+            let s =
+                Tensor::<1>::from_data(TensorData::new(sigma.clone(), [n]), &device).require_grad();
             let c = Tensor::<2>::from_data(TensorData::new(rgb.clone(), [n, 3]), &device)
                 .require_grad();
             let out = if custom {
@@ -296,7 +311,11 @@ mod tests {
             let v = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap();
             (
                 v(out),
-                s.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap(),
+                s.grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap(),
                 v(c.grad(&grads).unwrap()),
             )
         };

@@ -9,8 +9,5 @@ pub enum NerfError {
     #[error("training: {0}")]
     Training(String),
     #[error("{}: {message}", path.display())]
-    Io {
-        path: PathBuf,
-        message: String,
-    },
+    Io { path: PathBuf, message: String },
 }

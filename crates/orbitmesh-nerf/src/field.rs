@@ -66,7 +66,8 @@ impl RadianceField {
     /// The density MLP's output [n, geo_features] at `points` [n,3] in [0,1]³.
     pub fn geometry(&self, points: Tensor<2>, config: &FieldConfig) -> Tensor<2> {
         let encoded = self.grid.forward(points, config.grid);
-        self.density_out.forward(relu(self.density_in.forward(encoded)))
+        self.density_out
+            .forward(relu(self.density_in.forward(encoded)))
     }
 
     /// Density σ [n] from the density MLP's output.

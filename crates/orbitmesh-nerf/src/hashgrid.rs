@@ -6,12 +6,12 @@
 //! The lookup and its backward (a scatter-add into the table) are burn custom ops: a rayon kernel
 //! on the CPU (`Flex`), and autodiff through a hand-written backward.
 
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use rayon::prelude::*;
@@ -92,38 +92,50 @@ impl HashGridConfig {
     }
 }
 
-/// Table rows and trilinear weights of the eight corners around `p` (in [0,1]³) on one level.
-#[inline]
+/// Table rows and trilinear weights of the eight corners around `p` (in [0,1]³) on one level;
+/// corner k has x = bit 2, y = bit 1, z = bit 0.
+#[inline(always)]
 fn corners(level: &Level, p: [f32; 3]) -> ([u32; 8], [f32; 8]) {
     let r = level.resolution as f32;
-    let mut cell = [0u32; 3];
-    let mut frac = [0f32; 3];
-    for a in 0..3 {
-        // Clamped so the far corner stays on the grid.
-        let x = p[a].clamp(0.0, 1.0 - 1e-6) * r;
+    // Clamped so the far corner stays on the grid.
+    let split = |v: f32| {
+        let x = v.clamp(0.0, 1.0 - 1e-6) * r;
         let c = x.floor();
-        cell[a] = c as u32;
-        frac[a] = x - c;
-    }
-    let side = level.resolution + 1;
+        (c as u32, x - c)
+    };
+    let (cx, fx) = split(p[0]);
+    let (cy, fy) = split(p[1]);
+    let (cz, fz) = split(p[2]);
+    // Per-axis terms for the two corner coordinates, combined below: the dense index is a sum
+    // of them, the hash an xor.
+    let (ax, ay, az) = if level.dense {
+        let side = level.resolution + 1;
+        (
+            [cx * side * side, (cx + 1) * side * side],
+            [cy * side, (cy + 1) * side],
+            [cz, cz + 1],
+        )
+    } else {
+        (
+            [cx.wrapping_mul(PRIMES[0]), (cx + 1).wrapping_mul(PRIMES[0])],
+            [cy.wrapping_mul(PRIMES[1]), (cy + 1).wrapping_mul(PRIMES[1])],
+            [cz.wrapping_mul(PRIMES[2]), (cz + 1).wrapping_mul(PRIMES[2])],
+        )
+    };
+    let (wx, wy, wz) = ([1.0 - fx, fx], [1.0 - fy, fy], [1.0 - fz, fz]);
+    // A hashed level's size is the table size, a power of two.
     let mask = level.size - 1;
     let mut rows = [0u32; 8];
     let mut weights = [0f32; 8];
-    for (k, (row, weight)) in rows.iter_mut().zip(weights.iter_mut()).enumerate() {
-        let bit = [(k >> 2) & 1, (k >> 1) & 1, k & 1];
-        let c = [0, 1, 2].map(|a| cell[a] + bit[a] as u32);
+    for k in 0..8 {
+        let (bx, by, bz) = (k >> 2, (k >> 1) & 1, k & 1);
         let index = if level.dense {
-            (c[0] * side + c[1]) * side + c[2]
+            ax[bx] + ay[by] + az[bz]
         } else {
-            // A hashed level's size is the table size, a power of two.
-            (c[0].wrapping_mul(PRIMES[0]) ^ c[1].wrapping_mul(PRIMES[1]) ^ c[2].wrapping_mul(PRIMES[2]))
-                & mask
+            (ax[bx] ^ ay[by] ^ az[bz]) & mask
         };
-        *row = level.offset + index;
-        *weight = [0, 1, 2]
-            .iter()
-            .map(|&a| if bit[a] == 1 { frac[a] } else { 1.0 - frac[a] })
-            .product();
+        rows[k] = level.offset + index;
+        weights[k] = wx[bx] * wy[by] * wz[bz];
     }
     (rows, weights)
 }
@@ -143,8 +155,8 @@ pub fn encode_cpu(config: &HashGridConfig, points: &[f32], table: &[f32]) -> Vec
                     let (rows, weights) = corners(level, p);
                     let o = &mut o[l * f..(l + 1) * f];
                     for (row, w) in rows.iter().zip(weights) {
-                        let entry = &table[*row as usize * f..][..f];
-                        for (o, e) in o.iter_mut().zip(entry) {
+                        let start = *row as usize * f;
+                        for (o, e) in o.iter_mut().zip(&table[start..start + f]) {
                             *o += w * e;
                         }
                     }
@@ -253,7 +265,12 @@ impl<B: HashGridOps, C: CheckpointStrategy> HashGridOps for Autodiff<B, C> {
         struct EncodeBackward;
         impl<B: HashGridOps> Backward<B, 1> for EncodeBackward {
             type State = (FloatTensor<B>, HashGridConfig);
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 let [table] = ops.parents;
                 let grad_out = grads.consume::<B>(&ops.node);
                 if let Some(node) = table {
@@ -263,7 +280,11 @@ impl<B: HashGridOps, C: CheckpointStrategy> HashGridOps for Autodiff<B, C> {
             }
         }
         let points = points.into_primitive();
-        match EncodeBackward.prepare::<C>([table.node()]).compute_bound().stateful() {
+        match EncodeBackward
+            .prepare::<C>([table.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let out = B::hash_encode(points.clone(), table.primitive().clone(), config);
                 prep.finish((points, config), out)
@@ -407,8 +428,8 @@ mod tests {
             dense: false,
         };
         let (rows, _) = corners(&hashed, [0.3, 0.55, 0.8]);
-        let expect = (30u32 ^ 55u32.wrapping_mul(2_654_435_761) ^ 80u32.wrapping_mul(805_459_861))
-            & 1023;
+        let expect =
+            (30u32 ^ 55u32.wrapping_mul(2_654_435_761) ^ 80u32.wrapping_mul(805_459_861)) & 1023;
         assert_eq!(rows[0], expect);
     }
 
@@ -448,7 +469,10 @@ mod tests {
                 .all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-4 * y.abs())
         };
         assert!(close(&out, &out_ref), "forward differs from the reference");
-        assert!(close(&grad, &grad_ref), "gradient differs from the reference");
+        assert!(
+            close(&grad, &grad_ref),
+            "gradient differs from the reference"
+        );
         assert!(grad.iter().any(|g| *g != 0.0));
     }
 
@@ -472,7 +496,10 @@ mod tests {
         };
         let grad = encode_backward_cpu(&config, &points, &upstream);
         // Check the rows that the points touch (the others have zero gradient and stay so).
-        let touched: Vec<usize> = (0..grad.len()).filter(|i| grad[*i] != 0.0).take(40).collect();
+        let touched: Vec<usize> = (0..grad.len())
+            .filter(|i| grad[*i] != 0.0)
+            .take(40)
+            .collect();
         assert!(touched.len() >= 20);
         for i in touched {
             let h = 1e-2f32;

@@ -78,7 +78,14 @@ impl OccupancyGrid {
     /// Folds in fresh density estimates for some cells: every cell decays by `decay`, the measured
     /// ones take the maximum with their new value; a cell is occupied when its optical thickness
     /// over one marching step reaches min(`threshold`, the mean).
-    pub fn update(&mut self, cells: &[u32], densities: &[f32], decay: f32, step: f32, threshold: f32) {
+    pub fn update(
+        &mut self,
+        cells: &[u32],
+        densities: &[f32],
+        decay: f32,
+        step: f32,
+        threshold: f32,
+    ) {
         for d in &mut self.density {
             *d *= decay;
         }
@@ -96,7 +103,12 @@ impl OccupancyGrid {
             .sum::<f64>()
             / allowed as f64;
         let cut = threshold.min(mean as f32 * step);
-        for ((o, d), a) in self.occupied.iter_mut().zip(&self.density).zip(&self.allowed) {
+        for ((o, d), a) in self
+            .occupied
+            .iter_mut()
+            .zip(&self.density)
+            .zip(&self.allowed)
+        {
             *o = *a && *d * step >= cut;
         }
     }
@@ -197,7 +209,10 @@ mod tests {
         // Only the cells with i == 4 (x in [0.5, 0.625)) may be occupied.
         let allowed: Vec<bool> = (0..r * r * r).map(|c| c % r == 4).collect();
         let grid = OccupancyGrid::new(r, allowed);
-        let rays = [([-1.0, 0.3, 0.3], [1.0, 0.0, 0.0]), ([0.3, -1.0, 0.3], [0.0, 1.0, 0.0])];
+        let rays = [
+            ([-1.0, 0.3, 0.3], [1.0, 0.0, 0.0]),
+            ([0.3, -1.0, 0.3], [0.0, 1.0, 0.0]),
+        ];
         let step = 0.01;
         let s = march(&grid, &rays, step, 1000, &[0.5, 0.5]);
         // The x ray crosses the slab (0.125 wide): about 12 samples; the y ray runs at x = 0.3.

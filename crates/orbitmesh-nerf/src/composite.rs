@@ -15,6 +15,8 @@ use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::hashgrid::flex_values;
+
 /// How samples group into rays, and their segment lengths. Built once per batch on the CPU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RayPacking {
@@ -132,16 +134,9 @@ pub trait CompositeOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-fn values(t: &FlexTensor) -> Vec<f32> {
-    t.to_contiguous()
-        .as_slice::<f32>()
-        .expect("a contiguous f32 tensor")
-        .to_vec()
-}
-
 impl CompositeOps for Flex {
     fn composite(sigma: FlexTensor, rgb: FlexTensor, packing: Arc<RayPacking>) -> FlexTensor {
-        let out = composite_cpu(&packing, &values(&sigma), &values(&rgb));
+        let out = composite_cpu(&packing, &flex_values(&sigma), &flex_values(&rgb));
         FlexTensor::from_data(TensorData::new(out, [packing.rays(), 4]))
     }
 
@@ -154,10 +149,10 @@ impl CompositeOps for Flex {
     ) -> FlexTensor {
         let (gs, gc) = composite_backward_cpu(
             &packing,
-            &values(&sigma),
-            &values(&rgb),
-            &values(&out),
-            &values(&grad_out),
+            &flex_values(&sigma),
+            &flex_values(&rgb),
+            &flex_values(&out),
+            &flex_values(&grad_out),
         );
         let mut packed = Vec::with_capacity(gs.len() * 4);
         for (s, c) in gs.iter().zip(gc.chunks_exact(3)) {

@@ -7,7 +7,7 @@ use orbitmesh_geom::isosurface::{ScalarGrid, marching_tetrahedra};
 
 use crate::field::{FieldConfig, RadianceField};
 use crate::occupancy::OccupancyGrid;
-use crate::train::{query_colour, query_density};
+use crate::train::{query_density, query_radiance};
 
 /// The field's density at `resolution`³ points spanning the object frame's [−0.5, 0.5]³. Points
 /// in cells the occupancy grid (dilated by one cell) marks empty are not queried: they read 0.
@@ -91,7 +91,7 @@ pub fn field_mesh(
             }
         })
         .collect();
-    let rgb = query_colour(field, config, &points, &dirs, device);
+    let (_, rgb) = query_radiance(field, config, &points, &dirs, device);
     mesh.colors = Some(rgb.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect());
     mesh
 }

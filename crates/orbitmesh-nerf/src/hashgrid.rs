@@ -219,7 +219,8 @@ pub trait HashGridOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-fn flex_values(t: &FlexTensor) -> Vec<f32> {
+/// A Flex tensor's values in row-major order (CPU kernels take plain slices).
+pub(crate) fn flex_values(t: &FlexTensor) -> Vec<f32> {
     let t = t.to_contiguous();
     t.as_slice::<f32>()
         .expect("a contiguous f32 tensor")
@@ -232,13 +233,7 @@ fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
 
 impl HashGridOps for Flex {
     fn hash_encode(points: FlexTensor, table: FlexTensor, config: HashGridConfig) -> FlexTensor {
-        let p = points.to_contiguous();
-        let t = table.to_contiguous();
-        let out = encode_cpu(
-            &config,
-            p.as_slice::<f32>().expect("f32 points"),
-            t.as_slice::<f32>().expect("f32 table"),
-        );
+        let out = encode_cpu(&config, &flex_values(&points), &flex_values(&table));
         let n = out.len() / config.output_dim();
         flex_tensor(out, [n, config.output_dim()])
     }

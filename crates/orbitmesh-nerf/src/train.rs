@@ -204,25 +204,27 @@ pub fn query_density(
     out
 }
 
-/// Colours at points seen along unit directions, without gradients.
-pub fn query_colour(
+/// Densities [n] and colours [n·3] at points seen along unit directions, without gradients.
+pub fn query_radiance(
     field: &RadianceField,
     config: &FieldConfig,
     points: &[f32],
     dirs: &[f32],
     device: &Device,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     const CHUNK: usize = 1 << 17;
-    let mut out = Vec::with_capacity(points.len());
+    let mut sigma = Vec::with_capacity(points.len() / 3);
+    let mut colour = Vec::with_capacity(points.len());
     for (p, d) in points.chunks(3 * CHUNK).zip(dirs.chunks(3 * CHUNK)) {
-        let (_, rgb) = field.forward(
+        let (s, rgb) = field.forward(
             tensor2(p.to_vec(), 3, device),
             tensor2(sh_of(d), SH_COEFFS, device),
             config,
         );
-        out.extend(values(rgb));
+        sigma.extend(values1(s));
+        colour.extend(values(rgb));
     }
-    out
+    (sigma, colour)
 }
 
 /// Keeps each ray's samples up to where its transmittance (under `sigma`) drops below
@@ -276,8 +278,7 @@ pub fn render_rays(
         }
         let sigma = query_density(field, &config.field, &marched.points, device);
         let kept = compact(&marched, &sigma, config.min_transmittance);
-        let sigma = query_density(field, &config.field, &kept.points, device);
-        let rgb = query_colour(field, &config.field, &kept.points, &kept.dirs, device);
+        let (sigma, rgb) = query_radiance(field, &config.field, &kept.points, &kept.dirs, device);
         out.extend(composite_cpu(&kept.packing(), &sigma, &rgb));
     }
     out

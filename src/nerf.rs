@@ -59,12 +59,14 @@ pub struct NerfArgs {
     /// Points per side of the density grid the mesh is extracted from [default: from the preset]
     #[arg(long, value_parser = clap::value_parser!(u64).range(16..=1024))]
     mesh_resolution: Option<u64>,
-    /// log2 of the hash table's entries per level (instant-ngp: 19; smaller trains faster, coarser)
-    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(u32).range(8..=24))]
-    table_log2: u32,
-    /// Finest hash-grid resolution (instant-ngp: 2048; a 128² orbit resolves far less)
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(32..=8192))]
-    finest_resolution: u32,
+    /// log2 of the hash table's entries per level (instant-ngp: 19) [default: 19 for frames of
+    /// 512² and up, else 17: a smaller orbit cannot fill more, and a smaller table trains faster]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=24))]
+    table_log2: Option<u32>,
+    /// Finest hash-grid resolution (instant-ngp: 2048) [default: 4× the frames' longest side, in
+    /// 128..2048: finer levels than the pixels resolve only add cost]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(32..=8192))]
+    finest_resolution: Option<u32>,
     /// Ray-marching steps across the unit cube's diagonal (instant-ngp: 1024)
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=4096))]
     march_steps: u32,
@@ -107,6 +109,16 @@ pub struct NerfSettings {
     pub iso: f32,
     pub background: [f32; 3],
     pub fresh: bool,
+    /// Hash-grid size; None fits it to the frames (see [`grid_for_frames`]).
+    pub table_log2: Option<u32>,
+    pub finest_resolution: Option<u32>,
+}
+
+/// The hash table size and finest level for frames of `side` pixels: instant-ngp's anchor (2^19,
+/// 2048) for its 800² scenes and SV3D's 576² orbits, smaller for small orbits.
+pub fn grid_for_frames(side: u32) -> (u32, u32) {
+    let log2 = if side >= 512 { 19 } else { 17 };
+    (log2, (4 * side).clamp(128, 2048))
 }
 
 impl NerfSettings {
@@ -127,6 +139,8 @@ impl NerfSettings {
             iso: 50.0,
             background: [1.0; 3],
             fresh: false,
+            table_log2: None,
+            finest_resolution: None,
         }
     }
 }
@@ -186,7 +200,15 @@ pub fn nerf_into(
     if train.is_empty() {
         bail!("--holdout leaves no frame to train on");
     }
-    let config = &settings.config;
+    let side = orbit.frames[0]
+        .image
+        .width()
+        .max(orbit.frames[0].image.height());
+    let (log2, finest) = grid_for_frames(side);
+    let mut config = settings.config.clone();
+    config.field.grid.log2_table = settings.table_log2.unwrap_or(log2);
+    config.field.grid.finest_resolution = settings.finest_resolution.unwrap_or(finest);
+    let config = &config;
     let without_alpha = orbit.frames.iter().filter(|f| !f.has_alpha).count();
     if without_alpha > 0 {
         eprintln!(
@@ -423,8 +445,8 @@ pub fn run(args: NerfArgs) -> Result<ExitCode> {
     settings.background = [r, g, b];
     settings.holdout = args.holdout;
     settings.config.seed = args.seed;
-    settings.config.field.grid.log2_table = args.table_log2;
-    settings.config.field.grid.finest_resolution = args.finest_resolution;
+    settings.table_log2 = args.table_log2;
+    settings.finest_resolution = args.finest_resolution;
     settings.config.step_size = 3f32.sqrt() / args.march_steps as f32;
     settings.fresh = args.fresh;
     if let (Some(samples), Some(rays)) = (args.fixed_samples, args.fixed_rays) {

@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::isosurface::{ScalarGrid, marching_tetrahedra};
+use orbitmesh_geom::isosurface::{ScalarGrid, keep_largest_solid, marching_cubes};
 
 use crate::field::{FieldConfig, RadianceField};
 use crate::occupancy::OccupancyGrid;
@@ -61,8 +61,8 @@ pub fn density_grid(
     grid
 }
 
-/// The surface where the density crosses `iso`, coloured by the field as seen from outside along
-/// each vertex normal.
+/// The outer surface of the largest solid where the density crosses `iso` (floaters and hollows
+/// dropped), coloured by the field as seen from outside along each vertex normal.
 pub fn field_mesh(
     field: &RadianceField,
     config: &FieldConfig,
@@ -70,7 +70,9 @@ pub fn field_mesh(
     iso: f32,
     device: &Device,
 ) -> TriMesh {
-    let mut mesh = marching_tetrahedra(density, iso);
+    let mut solid = density.clone();
+    keep_largest_solid(&mut solid, iso);
+    let mut mesh = marching_cubes(&solid, iso);
     if mesh.faces.is_empty() {
         return mesh;
     }

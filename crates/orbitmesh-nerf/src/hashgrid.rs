@@ -149,10 +149,11 @@ pub fn encode_cpu(config: &HashGridConfig, points: &[f32], table: &[f32]) -> Vec
     out.par_chunks_mut(dim * 256)
         .zip(points.par_chunks(3 * 256))
         .for_each(|(out, points)| {
-            for (o, p) in out.chunks_exact_mut(dim).zip(points.chunks_exact(3)) {
-                let p = [p[0], p[1], p[2]];
-                for (l, level) in layout.iter().enumerate() {
-                    let (rows, weights) = corners(level, p);
+            // Level by level over the chunk: one level's rows stay in cache for all its points,
+            // where point by point every level's rows would compete for it.
+            for (l, level) in layout.iter().enumerate() {
+                for (o, p) in out.chunks_exact_mut(dim).zip(points.chunks_exact(3)) {
+                    let (rows, weights) = corners(level, [p[0], p[1], p[2]]);
                     let o = &mut o[l * f..(l + 1) * f];
                     for (row, w) in rows.iter().zip(weights) {
                         let start = *row as usize * f;

@@ -2,7 +2,7 @@
 
 use nalgebra::{Matrix4, Vector4};
 use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::isosurface::{ScalarGrid, marching_tetrahedra};
+use orbitmesh_geom::isosurface::{ScalarGrid, marching_cubes};
 
 use crate::{NerfError, Orbit, OrbitImage};
 
@@ -97,7 +97,7 @@ pub fn visual_hull(orbit: &Orbit, opts: &HullOptions) -> Result<(ScalarGrid, Tri
         }
         occupancy
     });
-    let mesh = marching_tetrahedra(&grid, 0.5);
+    let mesh = marching_cubes(&grid, 0.5);
     if mesh.faces.is_empty() {
         return Err(NerfError::Invalid {
             path: orbit.dir.clone(),

@@ -71,6 +71,12 @@ impl OccupancyGrid {
             .collect()
     }
 
+    pub fn occupied_cells(&self) -> Vec<u32> {
+        (0..self.occupied.len() as u32)
+            .filter(|c| self.occupied[*c as usize])
+            .collect()
+    }
+
     pub fn occupied_fraction(&self) -> f32 {
         self.occupied.iter().filter(|o| **o).count() as f32 / self.occupied.len() as f32
     }

@@ -37,7 +37,7 @@ pub fn hull_into(orbit_dir: &Path, opts: &HullOptions, dir: &Path) -> Result<ser
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
     write_mesh(&dir.join("hull.obj"), &mesh)?;
     Ok(serde_json::json!({
-        "method": "visual hull (space carving of the frames' alpha, marching tetrahedra)",
+        "method": "visual hull (space carving of the frames' alpha, marching cubes)",
         "frames": orbit.frames.len(),
         "vertices": mesh.positions.len(),
         "faces": mesh.faces.len(),

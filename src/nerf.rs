@@ -70,8 +70,9 @@ pub struct NerfArgs {
     /// Ray-marching steps across the unit cube's diagonal (instant-ngp: 1024)
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=4096))]
     march_steps: u32,
-    /// Density at which the surface is extracted
-    #[arg(long, default_value_t = 50.0)]
+    /// Density at which the surface is extracted (5 gave the best Chamfer on the GSO bunny's
+    /// 128² orbit among 5, 10, 15, 25, 50, 150)
+    #[arg(long, default_value_t = 5.0)]
     iso: f32,
     /// Background colour (0..1) for frames without alpha
     #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
@@ -136,7 +137,7 @@ impl NerfSettings {
             config,
             holdout: Vec::new(),
             mesh_resolution,
-            iso: 50.0,
+            iso: 5.0,
             background: [1.0; 3],
             fresh: false,
             table_log2: None,
@@ -342,7 +343,7 @@ pub fn nerf_into(
         serde_json::to_string_pretty(config)?.as_bytes(),
     )?;
     let summary = json!({
-        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching tetrahedra of its density",
+        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching cubes of its blurred density, largest solid",
         "frames": n,
         "trained_on": train,
         "holdout": settings.holdout,

@@ -71,6 +71,7 @@ pub fn field_mesh(
     device: &Device,
 ) -> TriMesh {
     let mut solid = density.clone();
+    solid.box_blur();
     keep_largest_solid(&mut solid, iso);
     let mut mesh = marching_cubes(&solid, iso);
     if mesh.faces.is_empty() {

@@ -269,8 +269,11 @@ fn densities_until_opaque(
         }
         alive.retain(|&r| {
             let end = (next[r] + wave).min(samples.offsets[r + 1] as usize);
-            for i in next[r]..end {
-                transmittance[r] *= (-sigma[i] * samples.deltas[i]).exp();
+            for (s, d) in sigma[next[r]..end]
+                .iter()
+                .zip(&samples.deltas[next[r]..end])
+            {
+                transmittance[r] *= (-s * d).exp();
             }
             next[r] = end;
             transmittance[r] >= min_transmittance && end < samples.offsets[r + 1] as usize

@@ -163,33 +163,8 @@ pub fn carved_cells(orbit: &Orbit, frames: &[usize], resolution: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orbit::rendered_orbit;
     use orbitmesh_geom::{Sampling, chamfer_distance, sample_surface, shapes};
-    use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
-    use orbitmesh_render::raster::rasterize_cpu;
-    use orbitmesh_render::shade::shade_rgba;
-    use orbitmesh_render::{Background, Scene};
-
-    fn orbit_of(mesh: &TriMesh, res: u32) -> Orbit {
-        let scene = Scene::new(mesh, &mut Vec::new()).unwrap();
-        let k = Intrinsics::from_fov(SV3D_FOV_DEG, res, res);
-        let frames = orbit(&even_azimuths(21), 10.0, 2.0)
-            .into_iter()
-            .map(|v| {
-                let camera = v.camera(k);
-                let vis = rasterize_cpu(&scene, &camera);
-                OrbitImage {
-                    path: "frame.png".into(),
-                    camera,
-                    image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
-                    has_alpha: true,
-                }
-            })
-            .collect();
-        Orbit {
-            dir: ".".into(),
-            frames,
-        }
-    }
 
     #[test]
     fn the_hull_of_a_convex_shape_is_the_shape() {
@@ -198,7 +173,7 @@ mod tests {
             resolution: 64,
             ..Default::default()
         };
-        let (_, hull) = visual_hull(&orbit_of(&ball, 96), &opts).unwrap();
+        let (_, hull) = visual_hull(&rendered_orbit(&ball, 21, 96), &opts).unwrap();
         let a = sample_surface(&hull, 20_000, 0, Sampling::Independent);
         let b = sample_surface(&ball, 20_000, 1, Sampling::Independent);
         let chamfer = chamfer_distance(&a.points, &b.points);
@@ -224,7 +199,7 @@ mod tests {
                 })
                 .collect(),
         );
-        let orbit = orbit_of(&ball, 96);
+        let orbit = rendered_orbit(&ball, 21, 96);
         let colours = crate::colour_from_frames(&ball, &orbit).unwrap();
         let (mut right, mut total) = (0, 0);
         for (p, c) in ball.positions.iter().zip(&colours) {
@@ -239,7 +214,7 @@ mod tests {
 
     #[test]
     fn frames_without_alpha_are_refused() {
-        let mut o = orbit_of(&shapes::cuboid([-0.2; 3], [0.2; 3]), 32);
+        let mut o = rendered_orbit(&shapes::cuboid([-0.2; 3], [0.2; 3]), 21, 32);
         o.frames[4].has_alpha = false;
         let e = visual_hull(&o, &HullOptions::default()).err().unwrap();
         assert!(e.to_string().contains("no alpha"), "{e}");

@@ -66,15 +66,11 @@ impl OccupancyGrid {
     }
 
     pub fn allowed_cells(&self) -> Vec<u32> {
-        (0..self.allowed.len() as u32)
-            .filter(|c| self.allowed[*c as usize])
-            .collect()
+        cells_where(&self.allowed)
     }
 
     pub fn occupied_cells(&self) -> Vec<u32> {
-        (0..self.occupied.len() as u32)
-            .filter(|c| self.occupied[*c as usize])
-            .collect()
+        cells_where(&self.occupied)
     }
 
     pub fn occupied_fraction(&self) -> f32 {
@@ -131,6 +127,12 @@ impl OccupancyGrid {
         }
         points
     }
+}
+
+fn cells_where(mask: &[bool]) -> Vec<u32> {
+    (0..mask.len() as u32)
+        .filter(|c| mask[*c as usize])
+        .collect()
 }
 
 /// The samples of a batch of rays: points in [0,1]³ and directions, packed per ray.

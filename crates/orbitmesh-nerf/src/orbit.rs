@@ -82,3 +82,33 @@ pub fn read_orbit(dir: &Path) -> Result<Orbit, NerfError> {
         frames,
     })
 }
+
+/// `mesh` (in the object frame) rendered with alpha from `views` cameras evenly around it at 10°
+/// elevation and distance 2, `res`² each: an in-memory orbit for tests.
+#[cfg(test)]
+pub(crate) fn rendered_orbit(mesh: &orbitmesh_geom::TriMesh, views: usize, res: u32) -> Orbit {
+    use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
+    use orbitmesh_render::raster::rasterize_cpu;
+    use orbitmesh_render::shade::shade_rgba;
+    use orbitmesh_render::{Background, Scene};
+
+    let scene = Scene::new(mesh, &mut Vec::new()).unwrap();
+    let k = Intrinsics::from_fov(SV3D_FOV_DEG, res, res);
+    let frames = orbit(&even_azimuths(views), 10.0, 2.0)
+        .into_iter()
+        .map(|v| {
+            let camera = v.camera(k);
+            let vis = rasterize_cpu(&scene, &camera);
+            OrbitImage {
+                path: "frame.png".into(),
+                camera,
+                image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
+                has_alpha: true,
+            }
+        })
+        .collect();
+    Orbit {
+        dir: ".".into(),
+        frames,
+    }
+}

@@ -641,14 +641,10 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::OrbitImage;
     use crate::hashgrid::HashGridConfig;
     use crate::hull::carved_cells;
+    use crate::orbit::rendered_orbit;
     use orbitmesh_geom::shapes;
-    use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
-    use orbitmesh_render::raster::rasterize_cpu;
-    use orbitmesh_render::shade::shade_rgba;
-    use orbitmesh_render::{Background, Scene};
 
     /// A red-and-blue ball (colour by hemisphere) seen from 12 views at 32².
     fn ball_orbit() -> Orbit {
@@ -665,25 +661,7 @@ mod tests {
                 })
                 .collect(),
         );
-        let scene = Scene::new(&mesh, &mut Vec::new()).unwrap();
-        let k = Intrinsics::from_fov(SV3D_FOV_DEG, 32, 32);
-        let frames = orbit(&even_azimuths(12), 10.0, 2.0)
-            .into_iter()
-            .map(|v| {
-                let camera = v.camera(k);
-                let vis = rasterize_cpu(&scene, &camera);
-                OrbitImage {
-                    path: "frame.png".into(),
-                    camera,
-                    image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
-                    has_alpha: true,
-                }
-            })
-            .collect();
-        Orbit {
-            dir: ".".into(),
-            frames,
-        }
+        rendered_orbit(&mesh, 12, 32)
     }
 
     fn small_config() -> TrainConfig {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand, ValueEnum};
+use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
@@ -20,6 +21,7 @@ use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
 use serde_json::{Value, json};
 
+use crate::chart::chamfer_chart;
 use crate::hull::hull_into;
 use crate::input::{DeviceArg, UpArg, load_mesh};
 use crate::orbit::{OrbitSettings, orbit_into, read_prepared};
@@ -48,7 +50,7 @@ pub struct BenchArgs {
     /// A GSO-layout folder: <name>/meshes/model.obj (or <name>/model.obj) per object
     #[arg(required = true)]
     dataset: Option<PathBuf>,
-    /// Output folder: one folder per object, results.csv, summary.json, report.md
+    /// Output folder: one folder per object, results.csv, summary.json, report.md, chamfer.png
     #[arg(long, required = true)]
     out: Option<PathBuf>,
     /// Run only shard I of N (0-based; objects sorted by name, every N-th from the I-th), to
@@ -99,6 +101,13 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// One object's line of the report: its metrics (COLUMNS and seconds), or why it failed.
+/// The SV3D paper's Chamfer figures on GSO, drawn beside ours (not measured here).
+const PAPER_CHAMFER: [(&str, f64); 3] = [
+    ("SV3D 3D stage, GT renders", 0.021),
+    ("SV3D_p", 0.024),
+    ("EscherNet", 0.042),
+];
+
 struct Row {
     name: String,
     values: Result<BTreeMap<String, f64>, String>,
@@ -438,7 +447,7 @@ fn merge(dirs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// results.csv, summary.json and report.md for `rows`, and a line on stdout.
+/// results.csv, summary.json, report.md and chamfer.png for `rows`, and a line on stdout.
 fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
     let mut table = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["object"];
@@ -497,6 +506,7 @@ fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
     let mut md = format!(
         "# orbitmesh bench\n\nOrbit: {mode}. 3D stage: the visual hull (the NeRF and DMTet stages \
          are not written yet). Metrics: the gso protocol of DESIGN.md.\n\n\
+         ![per-object Chamfer](chamfer.png)\n\n\
          | object | Chamfer ↓ | F@0.01 ↑ | F@0.05 ↑ | volume IoU ↑ | seconds |\n|---|---|---|---|---|---|\n"
     );
     for row in rows {
@@ -526,6 +536,23 @@ fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
         mean("volume_iou")
     );
     save(&out.join("report.md"), md.as_bytes())?;
+    let chamfers: Vec<(String, Option<f64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                r.values
+                    .as_ref()
+                    .ok()
+                    .and_then(|m| m.get("chamfer").copied()),
+            )
+        })
+        .collect();
+    let chart = chamfer_chart(&chamfers, &PAPER_CHAMFER)?;
+    save(
+        &out.join("chamfer.png"),
+        &encode_png(&DynamicImage::ImageRgb8(chart).into_rgba8())?,
+    )?;
     println!(
         "{} objects, {} failed; mean Chamfer {:.4}, mean IoU {:.3}; report in {}",
         rows.len(),

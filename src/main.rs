@@ -1,6 +1,7 @@
 //! The `orbitmesh` command line.
 
 mod bench;
+mod chart;
 mod eval;
 mod export;
 mod hull;

@@ -6,7 +6,7 @@ use common::{orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]
-fn bench_survives_a_corrupt_object_and_resumes() {
+fn bench_survives_a_corrupt_object_resumes_and_merges_shards() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for (name, mesh) in [
@@ -80,4 +80,57 @@ fn bench_survives_a_corrupt_object_and_resumes() {
             .count(),
         4
     );
+
+    // Two shards on two "machines", merged, give the single run's report (timings aside).
+    let mut parts = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let part = dir.path().join(format!("part-{}", &shard[..1]));
+        let mut shard_args = args.to_vec();
+        shard_args[3] = part.to_str().unwrap();
+        shard_args.extend(["--shard", shard]);
+        let run = orbitmesh(&shard_args);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        parts.push(part);
+    }
+    let merged = dir.path().join("merged");
+    let mut merge_args = vec!["bench", "merge"];
+    merge_args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+    merge_args.extend(["--out", merged.to_str().unwrap()]);
+    let run = orbitmesh(&merge_args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        results_without_seconds(&merged),
+        results_without_seconds(&out)
+    );
+    let metrics = |dir: &std::path::Path| {
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        (
+            summary["metrics"].clone(),
+            summary["objects"].clone(),
+            summary["failed"].clone(),
+        )
+    };
+    assert_eq!(metrics(&merged), metrics(&out));
+    assert_eq!(
+        std::fs::read(merged.join("chamfer.png")).unwrap(),
+        std::fs::read(out.join("chamfer.png")).unwrap()
+    );
+}
+
+/// results.csv's rows without the timing column, which differs between runs.
+fn results_without_seconds(dir: &std::path::Path) -> Vec<Vec<String>> {
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let mut lines = csv
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
+    let header = lines.next().unwrap();
+    let seconds = header.iter().position(|h| h == "seconds").unwrap();
+    std::iter::once(header.clone())
+        .chain(lines)
+        .map(|mut row| {
+            row.remove(seconds);
+            row
+        })
+        .collect()
 }

@@ -6,6 +6,7 @@ pub mod frames;
 pub mod generator;
 pub mod inflate;
 pub mod prepare;
+pub mod sv3d;
 
 pub use generator::{OrbitError, OrbitGenerator};
 pub use inflate::Inflate;

@@ -1,0 +1,76 @@
+//! The SV3D parity fixtures (`shared/fixtures/sv3d-tiny`: a tiny configuration with random
+//! weights in the real checkpoint's layout, and one recorded run of the reference code), read in
+//! place. Found through `ORBITMESH_SV3D_FIXTURES`, else in a `shared/fixtures/sv3d-tiny` beside
+//! any folder above this crate; tests skip with a message where there is none.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{Sv3dConfig, Weights};
+
+pub struct Fixture {
+    pub config: Sv3dConfig,
+    pub weights: Weights,
+    /// The recorded run (`sv3d_tiny_io.safetensors`).
+    pub io: Weights,
+    pub device: Device,
+}
+
+fn folder() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ORBITMESH_SV3D_FIXTURES") {
+        return Some(PathBuf::from(dir));
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/sv3d-tiny"))
+        .find(|d| d.join("sv3d_tiny.safetensors").is_file())
+}
+
+/// The fixtures on `device`, or `None` (with a message) where they are not on this machine.
+pub fn fixture(device: &Device) -> Option<Fixture> {
+    let Some(dir) = folder() else {
+        eprintln!("skipped: no shared/fixtures/sv3d-tiny (set ORBITMESH_SV3D_FIXTURES)");
+        return None;
+    };
+    let config = std::fs::read_to_string(dir.join("sv3d_tiny_config.json")).unwrap();
+    Some(Fixture {
+        config: Sv3dConfig::from_json(&config).unwrap(),
+        weights: Weights::open(&dir.join("sv3d_tiny.safetensors"), device).unwrap(),
+        io: Weights::open(&dir.join("sv3d_tiny_io.safetensors"), device).unwrap(),
+        device: device.clone(),
+    })
+}
+
+impl Fixture {
+    /// One recorded tensor.
+    pub fn io<const D: usize>(&self, name: &str) -> Tensor<D> {
+        let (values, shape) = self.io.read(name).unwrap();
+        let shape: [usize; D] = shape
+            .try_into()
+            .unwrap_or_else(|s| panic!("{name}: rank of {s:?} is not {D}"));
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+}
+
+/// Asserts `got` matches `expected` to `rel` of the largest expected magnitude.
+pub fn assert_close<const D: usize>(what: &str, got: Tensor<D>, expected: Tensor<D>, rel: f32) {
+    assert_eq!(got.dims(), expected.dims(), "{what}: shapes differ");
+    let got: Vec<f32> = got.into_data().try_to_vec().unwrap();
+    let expected: Vec<f32> = expected.into_data().try_to_vec().unwrap();
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let (worst, at) = got
+        .iter()
+        .zip(&expected)
+        .map(|(g, e)| (g - e).abs())
+        .enumerate()
+        .fold((0f32, 0), |(w, at), (i, d)| {
+            if d > w || d.is_nan() { (d, i) } else { (w, at) }
+        });
+    assert!(
+        worst <= rel * scale,
+        "{what}: max difference {worst:e} at {at} (got {}, expected {}) exceeds {rel:e} × {scale:e}",
+        got[at],
+        expected[at]
+    );
+}

@@ -1,0 +1,161 @@
+//! SV3D (Voleti et al., Stability AI, 2024) in burn: the video diffusion model that turns one
+//! image into a 21-frame orbit, loaded from the official `sv3d_p.safetensors` / `sv3d_u.safetensors`
+//! by their own tensor names. Parts, in the order data flows through them:
+//! - [`clip`]: OpenCLIP ViT-H/14's image tower and its preprocessing (the cross-attention token);
+//! - [`vae`]: the VAE encoder (the conditioning image's latent) and the per-frame decoder;
+//! - [`unet`]: the spatio-temporal `VideoUNet` and its timestep/camera vector embedding;
+//! - [`sampler`]: the EDM discretisation, the v-prediction denoiser scaling, the triangle CFG guider
+//!   and the Euler sampler.
+//!
+//! Every size comes from [`Sv3dConfig`]: [`Sv3dConfig::sv3d_p`] is the published model, and the
+//! parity tests build a tiny one from `../shared/fixtures/sv3d-tiny`.
+
+pub mod clip;
+pub mod layers;
+pub mod sampler;
+pub mod unet;
+pub mod vae;
+pub mod weights;
+
+#[cfg(test)]
+pub(crate) mod fixture;
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use weights::{Params, Weights};
+
+/// What can go wrong loading or running SV3D.
+#[derive(Debug, thiserror::Error)]
+pub enum Sv3dError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a readable safetensors file: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    #[error("{}: {} problem(s) with the weights:\n  {}", path.display(), problems.len(), problems.join("\n  "))]
+    Weights {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("SV3D configuration: {0}")]
+    Config(String),
+}
+
+/// The VideoUNet's hyper-parameters (sgm's `VideoUNet` arguments, same names).
+#[derive(Clone, Debug, Deserialize)]
+pub struct UnetConfig {
+    pub adm_in_channels: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub model_channels: usize,
+    pub attention_resolutions: Vec<usize>,
+    pub num_res_blocks: usize,
+    pub channel_mult: Vec<usize>,
+    pub num_head_channels: usize,
+    pub transformer_depth: usize,
+    pub context_dim: usize,
+    pub extra_ff_mix_layer: bool,
+    pub video_kernel_size: Vec<usize>,
+}
+
+/// The VAE's `ddconfig` (sgm's `Encoder`/`Decoder` arguments, same names).
+#[derive(Clone, Debug, Deserialize)]
+pub struct VaeConfig {
+    pub z_channels: usize,
+    pub resolution: usize,
+    pub in_channels: usize,
+    pub out_ch: usize,
+    pub ch: usize,
+    pub ch_mult: Vec<usize>,
+    pub num_res_blocks: usize,
+    pub attn_resolutions: Vec<usize>,
+    pub double_z: bool,
+}
+
+/// OpenCLIP's vision tower (`vision_cfg`) and the output embedding size.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClipConfig {
+    pub embed_dim: usize,
+    pub vision_cfg: ClipVisionConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClipVisionConfig {
+    pub image_size: usize,
+    pub layers: usize,
+    pub width: usize,
+    pub head_width: usize,
+    pub patch_size: usize,
+}
+
+/// The whole model's sizes, in the layout of the fixtures' `sv3d_tiny_config.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Sv3dConfig {
+    pub unet: UnetConfig,
+    #[serde(rename = "vae_ddconfig")]
+    pub vae: VaeConfig,
+    pub open_clip: ClipConfig,
+    /// Latents are scaled by this before the UNet and divided by it before the decoder.
+    pub scale_factor: f64,
+}
+
+impl Sv3dConfig {
+    /// The published sv3d_p / sv3d_u (`scripts/sampling/configs/sv3d_p.yaml`; OpenCLIP ViT-H-14).
+    pub fn sv3d_p() -> Self {
+        Self {
+            unet: UnetConfig {
+                adm_in_channels: 1280,
+                in_channels: 8,
+                out_channels: 4,
+                model_channels: 320,
+                attention_resolutions: vec![4, 2, 1],
+                num_res_blocks: 2,
+                channel_mult: vec![1, 2, 4, 4],
+                num_head_channels: 64,
+                transformer_depth: 1,
+                context_dim: 1024,
+                extra_ff_mix_layer: true,
+                video_kernel_size: vec![3, 1, 1],
+            },
+            vae: VaeConfig {
+                z_channels: 4,
+                resolution: 256,
+                in_channels: 3,
+                out_ch: 3,
+                ch: 128,
+                ch_mult: vec![1, 2, 4, 4],
+                num_res_blocks: 2,
+                attn_resolutions: vec![],
+                double_z: true,
+            },
+            open_clip: ClipConfig {
+                embed_dim: 1024,
+                vision_cfg: ClipVisionConfig {
+                    image_size: 224,
+                    layers: 32,
+                    width: 1280,
+                    head_width: 80,
+                    patch_size: 14,
+                },
+            },
+            scale_factor: 0.18215,
+        }
+    }
+
+    /// A configuration from JSON in the fixtures' layout.
+    pub fn from_json(text: &str) -> Result<Self, Sv3dError> {
+        serde_json::from_str(text).map_err(|e| Sv3dError::Config(e.to_string()))
+    }
+}
+
+/// The checkpoint's name prefixes of each part.
+pub mod prefix {
+    pub const UNET: &str = "model.diffusion_model";
+    pub const CLIP: &str = "conditioner.embedders.0.open_clip.model";
+    pub const ENCODER: &str = "conditioner.embedders.1.encoder";
+    pub const DECODER: &str = "first_stage_model.decoder";
+}

@@ -1,0 +1,255 @@
+//! Reading SV3D's weights by the checkpoint's own tensor names.
+//!
+//! The official files are 9.4 GB of safetensors; they are memory-mapped and each tensor is
+//! converted to f32 only when a module asks for it. Modules ask through [`Params`], a view of the
+//! file under a name prefix (`model.diffusion_model.input_blocks.1.0`), giving the shape they expect.
+//! Problems (a missing tensor, a wrong shape, an unsupported dtype) are collected rather than
+//! raised at the first one, so one run names every problem; [`Weights::finish`] reports them, and
+//! the tensors under the loaded prefixes that no module asked for.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata};
+
+use super::Sv3dError;
+
+struct Stored {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+enum Source {
+    File {
+        path: PathBuf,
+        bytes: Mmap,
+        tensors: HashMap<String, Stored>,
+    },
+    /// No file: modules get placeholder tensors and the names and shapes they asked for are
+    /// recorded, so a full-size model's parameter list can be checked without 9 GB of memory.
+    ShapesOnly,
+}
+
+/// A weights file (or the shapes-only stand-in) and what has been read from it.
+pub struct Weights {
+    source: Source,
+    device: Device,
+    requested: RefCell<Vec<(String, Vec<usize>)>>,
+    problems: RefCell<Vec<String>>,
+}
+
+impl Weights {
+    /// Memory-maps a safetensors file and reads its header.
+    pub fn open(path: &Path, device: &Device) -> Result<Self, Sv3dError> {
+        let io = |source| Sv3dError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only; a file changed under a running process would give
+        // wrong numbers, not memory unsafety beyond what reading any file concurrently risks.
+        let bytes = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let format = |reason: String| Sv3dError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (header_len, metadata): (usize, Metadata) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+        let data_start = 8 + header_len;
+        let mut tensors = HashMap::new();
+        for (name, info) in metadata.tensors() {
+            let (start, end) = info.data_offsets;
+            if data_start + end > bytes.len() {
+                return Err(format(format!(
+                    "tensor {name} runs past the end of the file"
+                )));
+            }
+            tensors.insert(
+                name,
+                Stored {
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start: data_start + start,
+                    end: data_start + end,
+                },
+            );
+        }
+        Ok(Self {
+            source: Source::File {
+                path: path.to_path_buf(),
+                bytes,
+                tensors,
+            },
+            device: device.clone(),
+            requested: RefCell::default(),
+            problems: RefCell::default(),
+        })
+    }
+
+    /// No file: records the names and shapes modules ask for (see [`Weights::requested`]).
+    pub fn shapes_only(device: &Device) -> Self {
+        Self {
+            source: Source::ShapesOnly,
+            device: device.clone(),
+            requested: RefCell::default(),
+            problems: RefCell::default(),
+        }
+    }
+
+    /// The whole file, to be narrowed with [`Params::at`].
+    pub fn root(&self) -> Params<'_> {
+        Params {
+            weights: self,
+            prefix: String::new(),
+        }
+    }
+
+    /// Every tensor asked for so far, by full name, with the shape asked for.
+    pub fn requested(&self) -> Vec<(String, Vec<usize>)> {
+        self.requested.borrow().clone()
+    }
+
+    /// The file's tensor names (none for the shapes-only stand-in).
+    pub fn names(&self) -> Vec<String> {
+        match &self.source {
+            Source::File { tensors, .. } => tensors.keys().cloned().collect(),
+            Source::ShapesOnly => Vec::new(),
+        }
+    }
+
+    /// One tensor converted to f32, with its shape as stored.
+    pub fn read(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), String> {
+        let Source::File { bytes, tensors, .. } = &self.source else {
+            return Err("no weights file".into());
+        };
+        let stored = tensors
+            .get(name)
+            .ok_or_else(|| format!("{name}: missing"))?;
+        let raw = &bytes[stored.start..stored.end];
+        let values: Vec<f32> = match stored.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(format!(
+                    "{name}: dtype {other:?} is not a float type SV3D uses"
+                ));
+            }
+        };
+        let count: usize = stored.shape.iter().product();
+        if values.len() != count {
+            return Err(format!(
+                "{name}: {} values stored for shape {:?}",
+                values.len(),
+                stored.shape
+            ));
+        }
+        Ok((values, stored.shape.clone()))
+    }
+
+    /// Ends loading: an error listing every problem met, and every tensor whose name starts with
+    /// one of `scopes` that no module asked for (tensors outside them, such as the CLIP text
+    /// tower's leftovers in the official files, are not the model's business).
+    pub fn finish(&self, scopes: &[&str]) -> Result<(), Sv3dError> {
+        let mut problems = self.problems.borrow().clone();
+        if let Source::File { tensors, .. } = &self.source {
+            let asked: BTreeSet<String> = self
+                .requested
+                .borrow()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect();
+            let mut unexpected: Vec<&String> = tensors
+                .keys()
+                .filter(|k| scopes.iter().any(|s| k.starts_with(s)) && !asked.contains(*k))
+                .collect();
+            unexpected.sort();
+            problems.extend(unexpected.into_iter().map(|k| format!("{k}: unexpected")));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let path = match &self.source {
+            Source::File { path, .. } => path.clone(),
+            Source::ShapesOnly => PathBuf::from("(no file)"),
+        };
+        Err(Sv3dError::Weights { path, problems })
+    }
+
+    fn tensor<const D: usize>(&self, name: String, shape: [usize; D]) -> Tensor<D> {
+        self.requested
+            .borrow_mut()
+            .push((name.clone(), shape.to_vec()));
+        let placeholder = |dims: [usize; D]| Tensor::<D>::zeros(dims, &self.device);
+        if let Source::ShapesOnly = self.source {
+            return placeholder([1; D]);
+        }
+        match self.read(&name) {
+            Ok((values, stored)) if stored == shape => {
+                Tensor::from_data(TensorData::new(values, shape), &self.device)
+            }
+            // A 0-d scalar (e.g. a mix factor) stored where a 1-element tensor is asked for.
+            Ok((values, stored)) if stored.is_empty() && shape.iter().product::<usize>() == 1 => {
+                Tensor::from_data(TensorData::new(values, shape), &self.device)
+            }
+            Ok((_, stored)) => {
+                self.problems
+                    .borrow_mut()
+                    .push(format!("{name}: shape {stored:?}, expected {shape:?}"));
+                placeholder(shape)
+            }
+            Err(problem) => {
+                self.problems.borrow_mut().push(problem);
+                placeholder(shape)
+            }
+        }
+    }
+}
+
+/// The part of a weights file under one name prefix.
+#[derive(Clone)]
+pub struct Params<'a> {
+    weights: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> Params<'a> {
+    /// The part under `prefix.part`.
+    pub fn at(&self, part: impl Display) -> Params<'a> {
+        let prefix = if self.prefix.is_empty() {
+            part.to_string()
+        } else {
+            format!("{}.{part}", self.prefix)
+        };
+        Params {
+            weights: self.weights,
+            prefix,
+        }
+    }
+
+    /// The tensor `prefix.name`, which must have `shape`. A missing or mis-shaped tensor is
+    /// recorded for [`Weights::finish`] and a zero tensor of `shape` stands in for it.
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        self.weights.tensor(self.at(name).prefix, shape)
+    }
+
+    /// The device the tensors are loaded on.
+    pub fn device(&self) -> &Device {
+        &self.weights.device
+    }
+}

@@ -17,7 +17,7 @@ pub struct Fixture {
     pub device: Device,
 }
 
-fn folder() -> Option<PathBuf> {
+pub fn folder() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("ORBITMESH_SV3D_FIXTURES") {
         return Some(PathBuf::from(dir));
     }

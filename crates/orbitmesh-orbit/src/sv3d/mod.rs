@@ -7,11 +7,12 @@
 //! - [`sampler`]: the EDM discretisation, the v-prediction denoiser scaling, the triangle CFG guider
 //!   and the Euler sampler.
 //!
-//! Every size comes from [`Sv3dConfig`]: [`Sv3dConfig::sv3d_p`] is the published model, and the
+//! Every size comes from [`Sv3dConfig`]: [`Sv3dConfig::sv3d`] is the published model, and the
 //! parity tests build a tiny one from `../shared/fixtures/sv3d-tiny`.
 
 pub mod clip;
 pub mod layers;
+pub mod model;
 pub mod sampler;
 pub mod unet;
 pub mod vae;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use model::{SampleOptions, Sv3d, Variant};
 pub use weights::{Params, Weights};
 
 /// What can go wrong loading or running SV3D.
@@ -104,11 +106,12 @@ pub struct Sv3dConfig {
 }
 
 impl Sv3dConfig {
-    /// The published sv3d_p / sv3d_u (`scripts/sampling/configs/sv3d_p.yaml`; OpenCLIP ViT-H-14).
-    pub fn sv3d_p() -> Self {
+    /// The published sv3d_p or sv3d_u (`scripts/sampling/configs/sv3d_p.yaml`; OpenCLIP
+    /// ViT-H-14); the two differ only in the vector conditioning's width.
+    pub fn sv3d(variant: Variant) -> Self {
         Self {
             unet: UnetConfig {
-                adm_in_channels: 1280,
+                adm_in_channels: variant.adm_in_channels(),
                 in_channels: 8,
                 out_channels: 4,
                 model_channels: 320,
@@ -158,4 +161,63 @@ pub mod prefix {
     pub const CLIP: &str = "conditioner.embedders.0.open_clip.model";
     pub const ENCODER: &str = "conditioner.embedders.1.encoder";
     pub const DECODER: &str = "first_stage_model.decoder";
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use burn::tensor::Device;
+
+    use super::*;
+
+    /// The full-size model asks for exactly the official checkpoint's tensors, by name and shape,
+    /// apart from the ones [`Sv3d::scopes`] leaves out, without allocating its 9 GB.
+    #[test]
+    fn full_size_parameters_equal_the_checkpoint_manifest() {
+        let Some(dir) = fixture::folder() else {
+            eprintln!("skipped: no shared/fixtures/sv3d-tiny (set ORBITMESH_SV3D_FIXTURES)");
+            return;
+        };
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("sv3d_p_manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let scopes = Sv3d::scopes();
+        let expected = |variant: Variant| -> BTreeMap<String, Vec<usize>> {
+            let mut tensors: BTreeMap<String, Vec<usize>> =
+                serde_json::from_value(manifest["sv3d_p"].clone()).unwrap();
+            if variant == Variant::U {
+                let differs: BTreeMap<String, Vec<usize>> =
+                    serde_json::from_value(manifest["sv3d_u_differs"].clone()).unwrap();
+                tensors.extend(differs);
+            }
+            tensors.retain(|name, _| scopes.iter().any(|s| name.starts_with(s.as_str())));
+            tensors
+        };
+        let device = Device::flex();
+        for variant in [Variant::P, Variant::U] {
+            let weights = Weights::shapes_only(&device);
+            Sv3d::from_weights(&weights, Sv3dConfig::sv3d(variant), variant).unwrap();
+            let asked: BTreeMap<String, Vec<usize>> = weights.requested().into_iter().collect();
+            let expected = expected(variant);
+            let missing: Vec<_> = expected
+                .keys()
+                .filter(|k| !asked.contains_key(*k))
+                .collect();
+            let extra: Vec<_> = asked
+                .keys()
+                .filter(|k| !expected.contains_key(*k))
+                .collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{variant:?}: not asked for {missing:?}; not in the checkpoint {extra:?}"
+            );
+            for (name, shape) in &expected {
+                assert_eq!(&asked[name], shape, "{variant:?}: {name}");
+            }
+            let parameters: usize = asked.values().map(|s| s.iter().product::<usize>()).sum();
+            assert!(parameters > 2_000_000_000, "{parameters}");
+        }
+    }
 }

@@ -2,9 +2,9 @@
 //! c_noise, the triangle classifier-free guidance over the frames, and the Euler sampler
 //! (sgm's `EulerEDMSampler` with no churn), as `scripts/sampling/configs/sv3d_p.yaml` sets them.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
-use super::unet::{UnetInputs, VideoUnet, timestep_embedding};
+use super::unet::{UnetInputs, VideoUnet};
 
 /// EDM's discretisation (Karras et al. 2022) from σ_max down to σ_min, with a final 0 appended.
 pub fn edm_sigmas(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<f64> {
@@ -50,27 +50,6 @@ pub fn v_scalings(sigma: f64) -> (f64, f64, f64, f64) {
     )
 }
 
-/// The vector conditioning per frame: the embeddings of the conditioning augmentation (256),
-/// the polar angle (512) and the azimuth (512), in radians, as sgm's `ConcatTimestepEmbedderND`s.
-pub fn camera_vector(
-    cond_aug: f32,
-    polars_rad: &[f32],
-    azimuths_rad: &[f32],
-    device: &Device,
-) -> Tensor<2> {
-    let frames = polars_rad.len();
-    let aug = timestep_embedding(&vec![cond_aug; frames], 256, 10_000.0);
-    let polar = timestep_embedding(polars_rad, 512, 10_000.0);
-    let azimuth = timestep_embedding(azimuths_rad, 512, 10_000.0);
-    let mut out = Vec::with_capacity(frames * 1280);
-    for f in 0..frames {
-        out.extend_from_slice(&aug[f * 256..(f + 1) * 256]);
-        out.extend_from_slice(&polar[f * 512..(f + 1) * 512]);
-        out.extend_from_slice(&azimuth[f * 512..(f + 1) * 512]);
-    }
-    Tensor::from_data(TensorData::new(out, [frames, 1280]), device)
-}
-
 /// What the orbit is conditioned on, one row per frame.
 #[derive(Clone)]
 pub struct Conditioning {
@@ -78,7 +57,7 @@ pub struct Conditioning {
     pub context: Tensor<3>,
     /// [frames, z, h, w]: the conditioning image's VAE latent, concatenated to the noisy latents.
     pub concat: Tensor<4>,
-    /// [frames, adm_in_channels]: [`camera_vector`].
+    /// [frames, adm_in_channels]: [`super::model::vector`].
     pub vector: Tensor<2>,
 }
 
@@ -148,6 +127,7 @@ mod tests {
 
     use super::*;
     use crate::sv3d::fixture::{assert_close, fixture};
+    use crate::sv3d::model::{Variant, vector};
     use crate::sv3d::prefix;
 
     fn as_tensor(values: &[f64], device: &Device) -> Tensor<1> {
@@ -177,7 +157,7 @@ mod tests {
         );
         let polars: Vec<f32> = fx.io::<1>("polars_rad").into_data().try_to_vec().unwrap();
         let azimuths: Vec<f32> = fx.io::<1>("azimuths_rad").into_data().try_to_vec().unwrap();
-        let vector = camera_vector(1e-5, &polars, &azimuths, &fx.device);
+        let vector = vector(Variant::P, &polars, &azimuths, &fx.device);
         assert_close("vector_y", vector, fx.io("vector_y"), 1e-5);
     }
 

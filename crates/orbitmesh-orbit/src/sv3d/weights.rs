@@ -123,6 +123,14 @@ impl Weights {
         }
     }
 
+    /// A tensor's shape as stored, if the file has it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        match &self.source {
+            Source::File { tensors, .. } => tensors.get(name).map(|t| t.shape.clone()),
+            Source::ShapesOnly => None,
+        }
+    }
+
     /// One tensor converted to f32, with its shape as stored.
     pub fn read(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), String> {
         let Source::File { bytes, tensors, .. } = &self.source else {
@@ -251,5 +259,92 @@ impl<'a> Params<'a> {
     /// The device the tensors are loaded on.
     pub fn device(&self) -> &Device {
         &self.weights.device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+
+    fn write(path: &Path, tensors: &[(&str, Vec<usize>)]) {
+        let data: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let bytes = (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect();
+                (name.to_string(), bytes, shape.clone())
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = data
+            .iter()
+            .map(|(name, bytes, shape)| {
+                let view =
+                    safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap();
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, path).unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_named_and_good_tensors_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        write(
+            &path,
+            &[
+                ("m.a.weight", vec![2, 3]),
+                ("m.b.weight", vec![4]),
+                ("m.extra", vec![1]),
+                ("other.x", vec![1]),
+            ],
+        );
+        let device = Device::flex();
+        let weights = Weights::open(&path, &device).unwrap();
+        let m = weights.root().at("m");
+        let a = m.at("a").tensor("weight", [2, 3]);
+        let values: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        assert_eq!(values, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        m.at("b").tensor("weight", [5]);
+        m.at("c").tensor("weight", [1]);
+        let Err(Sv3dError::Weights { problems, .. }) = weights.finish(&["m."]) else {
+            panic!("problems expected");
+        };
+        assert_eq!(
+            problems,
+            [
+                "m.b.weight: shape [4], expected [5]",
+                "m.c.weight: missing",
+                "m.extra: unexpected"
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_or_foreign_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        write(&path, &[("t", vec![64])]);
+        let bytes = std::fs::read(&path).unwrap();
+        let device = Device::flex();
+        for (what, cut) in [("header", 20), ("data", bytes.len() - 8)] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let err = Weights::open(&path, &device)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: opened"));
+            assert!(matches!(err, Sv3dError::Format { .. }), "{what}: {err}");
+            assert!(err.to_string().contains("w.safetensors"), "{err}");
+        }
+        std::fs::write(&path, b"not safetensors at all").unwrap();
+        assert!(matches!(
+            Weights::open(&path, &device),
+            Err(Sv3dError::Format { .. })
+        ));
+        let missing = Weights::open(&dir.path().join("none.safetensors"), &device)
+            .err()
+            .unwrap();
+        assert!(matches!(missing, Sv3dError::Io { .. }), "{missing}");
     }
 }

@@ -1,0 +1,227 @@
+//! The whole SV3D model: one image in, an orbit of frames out, as the official sampling script
+//! runs it (`scripts/sampling/simple_video_sample.py`), with our own seeded noise.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::clip::ClipImageEncoder;
+use super::sampler::{Conditioning, edm_sigmas, sample, triangle_scales};
+use super::unet::{VideoUnet, timestep_embedding};
+use super::vae::{VaeDecoder, VaeEncoder};
+use super::{Sv3dConfig, Sv3dError, Weights, prefix};
+
+/// The two published checkpoints: `sv3d_p` takes each frame's camera, `sv3d_u` only makes its own
+/// fixed orbit (elevation 0). They differ only in the vector embedding's width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    P,
+    U,
+}
+
+impl Variant {
+    /// The vector conditioning's width: the augmentation's 256, plus 512 each for the polar angle
+    /// and the azimuth in `sv3d_p`.
+    pub fn adm_in_channels(self) -> usize {
+        match self {
+            Variant::P => 1280,
+            Variant::U => 256,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::P => "sv3d_p",
+            Variant::U => "sv3d_u",
+        }
+    }
+}
+
+/// How an orbit is sampled.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    pub steps: usize,
+    pub seed: u64,
+    /// Frames decoded at once: bounds the decoder's memory.
+    pub decode_chunk: usize,
+    /// The guidance scale at the orbit's far side (1 at the input view).
+    pub max_guidance: f64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            steps: 50,
+            seed: 23,
+            decode_chunk: 7,
+            max_guidance: 2.5,
+        }
+    }
+}
+
+/// The conditioning augmentation SV3D's script uses for both checkpoints.
+const COND_AUG: f32 = 1e-5;
+const SIGMA_MIN: f64 = 0.002;
+const SIGMA_MAX: f64 = 700.0;
+const RHO: f64 = 7.0;
+
+/// SV3D's parts, loaded.
+pub struct Sv3d {
+    pub config: Sv3dConfig,
+    pub variant: Variant,
+    clip: ClipImageEncoder,
+    encoder: VaeEncoder,
+    unet: VideoUnet,
+    decoder: VaeDecoder,
+    device: Device,
+}
+
+impl Sv3d {
+    /// The published model from `sv3d_p.safetensors` or `sv3d_u.safetensors` (which one, from the
+    /// file), every tensor checked by name and shape.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, Sv3dError> {
+        let weights = Weights::open(path, device)?;
+        let label = format!("{}.label_emb.0.0.weight", prefix::UNET);
+        let variant = match weights.shape(&label).as_deref() {
+            Some([1280, 1280]) => Variant::P,
+            Some([1280, 256]) => Variant::U,
+            other => {
+                return Err(Sv3dError::Weights {
+                    path: path.to_path_buf(),
+                    problems: vec![format!(
+                        "{label}: {other:?}, where sv3d_p has [1280, 1280] and sv3d_u [1280, 256]: \
+                         not an SV3D checkpoint"
+                    )],
+                });
+            }
+        };
+        Self::from_weights(&weights, Sv3dConfig::sv3d(variant), variant)
+    }
+
+    /// The model at `config`'s size from `weights`, or every problem with them.
+    pub fn from_weights(
+        weights: &Weights,
+        config: Sv3dConfig,
+        variant: Variant,
+    ) -> Result<Self, Sv3dError> {
+        let root = weights.root();
+        let model = Self {
+            clip: ClipImageEncoder::load(&root.at(prefix::CLIP), &config.open_clip),
+            encoder: VaeEncoder::load(&root.at(prefix::ENCODER), &config.vae),
+            unet: VideoUnet::load(&root.at(prefix::UNET), &config.unet),
+            decoder: VaeDecoder::load(&root.at(prefix::DECODER), &config.vae),
+            device: root.device().clone(),
+            config,
+            variant,
+        };
+        weights.finish(
+            &Self::scopes()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(model)
+    }
+
+    /// The checkpoint prefixes whose every tensor the model uses (the official files also hold
+    /// the CLIP text tower's leftovers and the conditioner autoencoder's unused decoder).
+    pub fn scopes() -> Vec<String> {
+        let mut scopes = vec![
+            ClipImageEncoder::scope(),
+            prefix::UNET.to_string(),
+            format!("{}.", prefix::DECODER),
+        ];
+        scopes.extend(VaeEncoder::scopes());
+        scopes
+    }
+
+    /// The vector conditioning per frame (see [`Variant::adm_in_channels`]).
+    pub fn vector(&self, polars_rad: &[f32], azimuths_rad: &[f32]) -> Tensor<2> {
+        vector(self.variant, polars_rad, azimuths_rad, &self.device)
+    }
+
+    /// An orbit of `cameras` (polar, azimuth in radians; the input view, azimuth 0, last, as SV3D
+    /// orders them) around `image` ([1, 3, H, W] in [−1, 1] on white). Returns the frames
+    /// [frames, 3, H, W] in [0, 1], the last being the input image itself (as the official
+    /// script does). `on_step` sees each of the sampler's steps.
+    pub fn generate(
+        &self,
+        image: Tensor<4>,
+        cameras: &[(f32, f32)],
+        options: &SampleOptions,
+        mut on_step: impl FnMut(usize, usize),
+    ) -> Tensor<4> {
+        let frames = cameras.len();
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let mut gaussian = |dims: [usize; 4]| {
+            let values: Vec<f32> = (0..dims.iter().product::<usize>())
+                .map(|_| standard_normal(&mut rng))
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(values, dims), &self.device)
+        };
+        let cond_frames = image.clone() + gaussian(image.dims()) * f64::from(COND_AUG);
+        let latent = self.encoder.forward(cond_frames);
+        let token = self.clip.forward(image.clone());
+        let [_, z, h, w] = latent.dims();
+        let [_, k, d] = token.dims();
+        let (polars, azimuths): (Vec<f32>, Vec<f32>) = cameras.iter().copied().unzip();
+        let cond = Conditioning {
+            context: token.expand([frames, k, d]),
+            concat: latent.expand([frames, z, h, w]),
+            vector: self.vector(&polars, &azimuths),
+        };
+        let sigmas = edm_sigmas(options.steps, SIGMA_MIN, SIGMA_MAX, RHO);
+        let scales = triangle_scales(frames, 1.0, options.max_guidance);
+        let noise = gaussian([frames, z, h, w]);
+        let latents = sample(&self.unet, &cond, noise, &sigmas, &scales, |i, _| {
+            on_step(i + 1, options.steps)
+        });
+        let decoded = self.decoder.decode_chunked(
+            latents / self.config.scale_factor,
+            options.decode_chunk.max(1),
+        );
+        let [_, c, hh, ww] = decoded.dims();
+        let decoded = decoded.slice([0..frames - 1, 0..c, 0..hh, 0..ww]);
+        let frames = Tensor::cat(vec![decoded, image], 0);
+        ((frames + 1.0) / 2.0).clamp(0.0, 1.0)
+    }
+}
+
+/// The vector conditioning: the embeddings of the conditioning augmentation (256) and, for
+/// `sv3d_p`, of the polar angle and the azimuth (512 each), as sgm's `ConcatTimestepEmbedderND`s.
+pub fn vector(
+    variant: Variant,
+    polars_rad: &[f32],
+    azimuths_rad: &[f32],
+    device: &Device,
+) -> Tensor<2> {
+    let frames = polars_rad.len();
+    let aug = timestep_embedding(&vec![COND_AUG; frames], 256, 10_000.0);
+    let width = variant.adm_in_channels();
+    let mut out = Vec::with_capacity(frames * width);
+    let (polar, azimuth) = match variant {
+        Variant::P => (
+            timestep_embedding(polars_rad, 512, 10_000.0),
+            timestep_embedding(azimuths_rad, 512, 10_000.0),
+        ),
+        Variant::U => (Vec::new(), Vec::new()),
+    };
+    for f in 0..frames {
+        out.extend_from_slice(&aug[f * 256..(f + 1) * 256]);
+        if variant == Variant::P {
+            out.extend_from_slice(&polar[f * 512..(f + 1) * 512]);
+            out.extend_from_slice(&azimuth[f * 512..(f + 1) * 512]);
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [frames, width]), device)
+}
+
+/// One standard normal draw (Box–Muller): SV3D's noise cannot match torch's generator anyway, so
+/// any good Gaussian from the seed will do.
+fn standard_normal(rng: &mut impl Rng) -> f32 {
+    let u: f64 = 1.0 - rng.random::<f64>();
+    let v: f64 = rng.random();
+    ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+}

@@ -4,6 +4,10 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{DynamicImage, RgbImage, RgbaImage};
+use orbitmesh_render::camera::Intrinsics;
+use orbitmesh_render::{OrbitView, Rasterizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -12,6 +16,8 @@ use super::sampler::{Conditioning, edm_sigmas, sample, triangle_scales};
 use super::unet::{VideoUnet, timestep_embedding};
 use super::vae::{VaeDecoder, VaeEncoder};
 use super::{Sv3dConfig, Sv3dError, Weights, prefix};
+use crate::generator::{OrbitError, OrbitGenerator};
+use crate::prepare::background_model;
 
 /// The two published checkpoints: `sv3d_p` takes each frame's camera, `sv3d_u` only makes its own
 /// fixed orbit (elevation 0). They differ only in the vector embedding's width.
@@ -48,6 +54,8 @@ pub struct SampleOptions {
     pub decode_chunk: usize,
     /// The guidance scale at the orbit's far side (1 at the input view).
     pub max_guidance: f64,
+    /// The frames' side: the published model was trained at 576².
+    pub resolution: u32,
 }
 
 impl Default for SampleOptions {
@@ -57,6 +65,7 @@ impl Default for SampleOptions {
             seed: 23,
             decode_chunk: 7,
             max_guidance: 2.5,
+            resolution: 576,
         }
     }
 }
@@ -224,4 +233,204 @@ fn standard_normal(rng: &mut impl Rng) -> f32 {
     let u: f64 = 1.0 - rng.random::<f64>();
     let v: f64 = rng.random();
     ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+}
+
+/// SV3D as an [`OrbitGenerator`]: the prepared image on white in, the orbit's frames out, with
+/// alpha from the white background they are generated on.
+pub struct Sv3dGenerator {
+    model: Sv3d,
+    options: SampleOptions,
+}
+
+impl Sv3dGenerator {
+    pub fn new(model: Sv3d, options: SampleOptions) -> Self {
+        Self { model, options }
+    }
+
+    pub fn load(path: &Path, device: &Device, options: SampleOptions) -> Result<Self, Sv3dError> {
+        Ok(Self::new(Sv3d::load(path, device)?, options))
+    }
+
+    /// SV3D's cameras for `views` around `input` ((polar, azimuth) in radians, azimuths relative
+    /// to the input view) and the order SV3D wants them in: ascending azimuth, the input view last.
+    fn cameras(
+        &self,
+        input: OrbitView,
+        views: &[OrbitView],
+    ) -> Result<(Vec<(f32, f32)>, Vec<usize>), OrbitError> {
+        let azimuth = |v: &OrbitView| (v.azimuth_deg - input.azimuth_deg).rem_euclid(360.0);
+        let last = views
+            .iter()
+            .position(|v| azimuth(v).min(360.0 - azimuth(v)) < 1e-6);
+        let Some(last) = last else {
+            return Err(OrbitError::Input(
+                "SV3D's orbit must include the input view (azimuth 0)".into(),
+            ));
+        };
+        if self.model.variant == Variant::U {
+            let fixed = views.len() == SV3D_FRAMES
+                && views.iter().all(|v| v.elevation_deg.abs() < 1e-6)
+                && input.elevation_deg.abs() < 1e-6;
+            if !fixed {
+                return Err(OrbitError::Input(format!(
+                    "sv3d_u makes only its own orbit: {SV3D_FRAMES} frames at elevation 0 seen \
+                     from an input at elevation 0 (use sv3d_p for other cameras)"
+                )));
+            }
+        }
+        let mut order: Vec<usize> = (0..views.len()).filter(|&i| i != last).collect();
+        order.sort_by(|&a, &b| azimuth(&views[a]).total_cmp(&azimuth(&views[b])));
+        order.push(last);
+        let cameras = order
+            .iter()
+            .map(|&i| {
+                let polar = (90.0 - views[i].elevation_deg).to_radians() as f32;
+                let az = if i == last {
+                    0.0
+                } else {
+                    azimuth(&views[i]).to_radians() as f32
+                };
+                (polar, az)
+            })
+            .collect();
+        Ok((cameras, order))
+    }
+}
+
+/// The frame count SV3D was trained on.
+const SV3D_FRAMES: usize = 21;
+
+impl OrbitGenerator for Sv3dGenerator {
+    fn name(&self) -> &'static str {
+        self.model.variant.name()
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.model.variant {
+            Variant::P => "sv3d_p: SV3D's video diffusion model (Voleti et al. 2024), with cameras",
+            Variant::U => "sv3d_u: SV3D's video diffusion model (Voleti et al. 2024), fixed orbit",
+        }
+    }
+
+    fn generate(
+        &self,
+        prepared: &RgbaImage,
+        input_view: OrbitView,
+        views: &[OrbitView],
+        intrinsics: Intrinsics,
+        _rasterizer: &Rasterizer,
+    ) -> Result<Vec<RgbaImage>, OrbitError> {
+        let (cameras, order) = self.cameras(input_view, views)?;
+        let image = on_white(prepared, self.options.resolution, &self.model.device);
+        let frames = self
+            .model
+            .generate(image, &cameras, &self.options, |_, _| {});
+        let [n, _, h, w] = frames.dims();
+        let values: Vec<f32> = frames
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| OrbitError::Input(format!("SV3D's frames: {e:?}")))?;
+        let plane = h * w;
+        let mut out = vec![RgbaImage::new(1, 1); n];
+        for (k, &view) in order.iter().enumerate() {
+            let rgb = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let at = |c: usize| values[(k * 3 + c) * plane + y as usize * w + x as usize];
+                image::Rgb([0, 1, 2].map(|c| (at(c) * 255.0).round() as u8))
+            });
+            let (fw, fh) = (intrinsics.width, intrinsics.height);
+            let rgb = if (fw, fh) == (w as u32, h as u32) {
+                rgb
+            } else {
+                image::imageops::resize(&rgb, fw, fh, FilterType::Lanczos3)
+            };
+            let rgba = DynamicImage::ImageRgb8(rgb).into_rgba8();
+            let mask = background_model(&rgba, Path::new("SV3D frame"))
+                .map_err(|e| OrbitError::Input(e.to_string()))?;
+            let mut rgba = rgba;
+            for (p, m) in rgba.pixels_mut().zip(mask.pixels()) {
+                p[3] = m[0];
+            }
+            out[view] = rgba;
+        }
+        Ok(out)
+    }
+}
+
+/// The prepared RGBA image composited on white, `side`², as [1, 3, side, side] in [−1, 1].
+fn on_white(prepared: &RgbaImage, side: u32, device: &Device) -> Tensor<4> {
+    let resized = if prepared.dimensions() == (side, side) {
+        prepared.clone()
+    } else {
+        image::imageops::resize(prepared, side, side, FilterType::Lanczos3)
+    };
+    let s = side as usize;
+    let mut values = vec![0f32; 3 * s * s];
+    for (x, y, p) in resized.enumerate_pixels() {
+        let a = f32::from(p[3]) / 255.0;
+        for c in 0..3 {
+            let v = (f32::from(p[c]) / 255.0) * a + (1.0 - a);
+            values[c * s * s + y as usize * s + x as usize] = v * 2.0 - 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [1, 3, s, s]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use orbitmesh_render::camera::{self, SV3D_FOV_DEG, SV3D_RADIUS};
+
+    use super::*;
+    use crate::sv3d::fixture::fixture;
+
+    #[test]
+    fn the_tiny_model_makes_an_orbit_with_the_input_view_kept() {
+        let Some(fx) = fixture(&Device::flex()) else {
+            return;
+        };
+        let model = Sv3d::from_weights(&fx.weights, fx.config.clone(), Variant::P).unwrap();
+        let options = SampleOptions {
+            steps: 2,
+            resolution: 64,
+            ..Default::default()
+        };
+        let generator = Sv3dGenerator::new(model, options);
+        // An opaque disc on transparent: the input view must come back as it went in, on white.
+        let prepared = RgbaImage::from_fn(64, 64, |x, y| {
+            let d = ((x as f32 - 31.5).powi(2) + (y as f32 - 31.5).powi(2)).sqrt();
+            if d < 20.0 {
+                image::Rgba([200, 40, 30, 255])
+            } else {
+                image::Rgba([0, 0, 0, 0])
+            }
+        });
+        let input = OrbitView {
+            elevation_deg: 10.0,
+            azimuth_deg: 0.0,
+            radius: SV3D_RADIUS,
+        };
+        let views = camera::orbit(&camera::even_azimuths(SV3D_FRAMES), 10.0, SV3D_RADIUS);
+        let k = Intrinsics::from_fov(SV3D_FOV_DEG, 64, 64);
+        let frames = generator
+            .generate(&prepared, input, &views, k, &Rasterizer::Cpu)
+            .unwrap();
+        assert_eq!(frames.len(), SV3D_FRAMES);
+        assert!(frames.iter().all(|f| f.dimensions() == (64, 64)));
+        let centre = frames[0].get_pixel(32, 32);
+        let corner = frames[0].get_pixel(2, 2);
+        assert!(
+            centre[0].abs_diff(200) <= 2 && centre[1].abs_diff(40) <= 2,
+            "{centre:?}"
+        );
+        assert_eq!(
+            corner[3], 0,
+            "the white around the input view is background: {corner:?}"
+        );
+        assert!(frames[5] != frames[0], "generated frames are not the input");
+
+        let no_input = &views[1..];
+        let err = generator
+            .generate(&prepared, input, no_input, k, &Rasterizer::Cpu)
+            .unwrap_err();
+        assert!(err.to_string().contains("input view"), "{err}");
+    }
 }

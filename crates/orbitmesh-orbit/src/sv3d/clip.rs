@@ -285,11 +285,20 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::sv3d::fixture::{assert_close, fixture};
+    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
 
     #[test]
-    fn preprocessing_and_embedding_match_the_reference_run() {
-        let Some(fx) = fixture(&Device::flex()) else {
+    fn preprocessing_and_embedding_match_the_reference_run_on_flex() {
+        preprocessing_and_embedding_match_the_reference_run(Device::flex(), FLEX_REL);
+    }
+
+    #[test]
+    fn preprocessing_and_embedding_match_the_reference_run_on_wgpu() {
+        preprocessing_and_embedding_match_the_reference_run(wgpu(), WGPU_REL);
+    }
+
+    fn preprocessing_and_embedding_match_the_reference_run(device: Device, rel: f32) {
+        let Some(fx) = fixture(&device) else {
             return;
         };
         let cfg = &fx.config.open_clip;
@@ -302,13 +311,13 @@ mod tests {
             "clip_preprocessed",
             preprocessed,
             fx.io("clip_preprocessed"),
-            1e-4,
+            rel,
         );
         assert_close(
             "clip_embedding",
             encoder.forward(image),
             fx.io("clip_embedding"),
-            1e-4,
+            rel,
         );
     }
 

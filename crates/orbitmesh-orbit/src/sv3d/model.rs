@@ -257,7 +257,7 @@ impl Sv3dGenerator {
         &self,
         input: OrbitView,
         views: &[OrbitView],
-    ) -> Result<(Vec<(f32, f32)>, Vec<usize>), OrbitError> {
+    ) -> Result<(Cameras, Vec<usize>), OrbitError> {
         let azimuth = |v: &OrbitView| (v.azimuth_deg - input.azimuth_deg).rem_euclid(360.0);
         let last = views
             .iter()
@@ -296,6 +296,9 @@ impl Sv3dGenerator {
         Ok((cameras, order))
     }
 }
+
+/// Each frame's (polar, azimuth) in radians, in SV3D's order.
+type Cameras = Vec<(f32, f32)>;
 
 /// The frame count SV3D was trained on.
 const SV3D_FRAMES: usize = 21;

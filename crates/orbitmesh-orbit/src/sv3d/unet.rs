@@ -593,12 +593,21 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::sv3d::fixture::{assert_close, fixture};
+    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
     use crate::sv3d::prefix;
 
     #[test]
-    fn every_block_matches_the_reference_run() {
-        let Some(fx) = fixture(&Device::flex()) else {
+    fn every_block_matches_the_reference_run_on_flex() {
+        every_block_matches_the_reference_run(Device::flex(), FLEX_REL);
+    }
+
+    #[test]
+    fn every_block_matches_the_reference_run_on_wgpu() {
+        every_block_matches_the_reference_run(wgpu(), WGPU_REL);
+    }
+
+    fn every_block_matches_the_reference_run(device: Device, rel: f32) {
+        let Some(fx) = fixture(&device) else {
             return;
         };
         let unet = VideoUnet::load(&fx.weights.root().at(prefix::UNET), &fx.config.unet);
@@ -622,10 +631,10 @@ mod tests {
             assert_eq!(trimmed, shape, "{name}: shape");
             let count = values.len();
             let expected = Tensor::<1>::from_data(TensorData::new(values, [count]), &fx.device);
-            assert_close(name, got.reshape([count]), expected, 1e-4);
+            assert_close(name, got.reshape([count]), expected, rel);
             checked.push(name.to_string());
         });
         assert_eq!(checked.len(), 2 + 12 + 1 + 12, "{checked:?}");
-        assert_close("unet_out", out, fx.io("unet_out"), 1e-4);
+        assert_close("unet_out", out, fx.io("unet_out"), rel);
     }
 }

@@ -15,7 +15,7 @@ use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
 use orbitmesh_geom::{EvalFrame, EvalOptions, evaluate, read_mesh};
 use orbitmesh_nerf::HullOptions;
-use orbitmesh_orbit::PrepareOptions;
+use orbitmesh_orbit::{Inflate, PrepareOptions};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
@@ -191,6 +191,7 @@ fn run_object(
             &dir.join("prepare"),
         )?;
         let settings = OrbitSettings {
+            generator: json!({ "generator": "inflate" }),
             frames: 21,
             elevation: 10.0,
             input_elevation: 10.0,
@@ -198,7 +199,14 @@ fn run_object(
         };
         let prepared = dir.join("prepare/prepared.png");
         let image = read_prepared(&prepared)?;
-        orbit_into(&prepared, &image, &settings, rasterizer, &orbit_dir)?;
+        orbit_into(
+            &prepared,
+            &image,
+            &settings,
+            &Inflate::default(),
+            rasterizer,
+            &orbit_dir,
+        )?;
         "inflate: the weight-free baseline"
     };
     let hull = HullOptions {

@@ -15,7 +15,9 @@ use serde_json::json;
 
 use crate::hull::hull_into;
 use crate::input::DeviceArg;
-use crate::orbit::{OrbitSettings, OrderArg, import_into, orbit_into, read_prepared};
+use crate::orbit::{
+    GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
+};
 use crate::prepare::prepare_into;
 use crate::stage::{files_in, fingerprint, run_stage};
 
@@ -28,9 +30,10 @@ enum Preset {
 #[derive(Args)]
 #[command(
     after_help = "Stages, each in its own folder of the work folder: prepare (the photo \
-to SV3D's input), orbit (frames around the object from the weight-free `inflate` generator), \
-coarse (for now the visual hull of those frames; the hash-grid NeRF and the DMTet fine stage are \
-not written yet), then export with vertex colours from the frames. Rerunning skips every stage \
+to SV3D's input), orbit (frames around the object: the weight-free `inflate` baseline by default, SV3D with \
+--generator sv3d --weights FILE), \
+coarse (the visual hull of those frames: the hash-grid NeRF of `orbitmesh nerf` does not beat it \
+yet, and the DMTet fine stage is not written yet), then export with vertex colours from the frames. Rerunning skips every stage \
 whose inputs and settings are unchanged."
 )]
 pub struct MeshArgs {
@@ -46,9 +49,11 @@ pub struct MeshArgs {
     #[arg(long)]
     mask: Option<PathBuf>,
     /// Use the orbit in this folder (e.g. the official SV3D code's frames) instead of generating
-    /// one with the weight-free inflate baseline
-    #[arg(long)]
+    /// one
+    #[arg(long, conflicts_with_all = ["generator", "weights"])]
     frames: Option<PathBuf>,
+    #[command(flatten)]
+    generator: GeneratorArgs,
     /// How --frames are posed
     #[arg(long, value_enum, default_value = "sv3d")]
     orbit_order: OrderArg,
@@ -82,6 +87,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             args.out.display()
         );
     }
+    args.generator.check()?;
     let parent = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -127,6 +133,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
 
     let orbit_dir = work.join("orbit");
     let orbit = OrbitSettings {
+        generator: args.generator.to_json(),
         frames: 21,
         elevation: 10.0,
         input_elevation: 10.0,
@@ -139,12 +146,17 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     let prepared = prepare_dir.join("prepared.png");
     let ran = match &args.frames {
         None => {
-            let fp = fingerprint(&orbit.to_json(), &[&prepare_dir.join("stage.json")]);
+            let mut inputs = vec![prepare_dir.join("stage.json")];
+            inputs.extend(args.generator.weights.clone());
+            let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+            let fp = fingerprint(&orbit.to_json(), &inputs);
             run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
+                let generator = args.generator.open(&rasterizer)?;
                 orbit_into(
                     &prepared,
                     &read_prepared(&prepared)?,
                     &orbit,
+                    generator.as_ref(),
                     &rasterizer,
                     dir,
                 )

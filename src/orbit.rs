@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use image::RgbaImage;
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
+use orbitmesh_orbit::sv3d::{SampleOptions, Sv3dGenerator};
 use orbitmesh_orbit::{Inflate, OrbitGenerator};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES,
@@ -19,10 +20,93 @@ use crate::input::DeviceArg;
 use crate::output::{encode_png, save};
 use crate::stage;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum GeneratorArg {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GeneratorArg {
     /// Weight-free classical baseline: the silhouette inflated into a rounded solid
     Inflate,
+    /// SV3D's video diffusion model; needs --weights
+    Sv3d,
+}
+
+/// Where the official SV3D weights come from: nothing here downloads them.
+const SV3D_WEIGHTS_HELP: &str = "download sv3d_p.safetensors (or sv3d_u.safetensors) yourself from \
+https://huggingface.co/stabilityai/sv3d (accept its license there), then pass --weights FILE";
+
+/// The orbit generator and its settings, shared by `orbit` and `mesh`.
+#[derive(Args)]
+pub struct GeneratorArgs {
+    /// Which generator makes the frames
+    #[arg(long, value_enum, default_value = "inflate")]
+    pub generator: GeneratorArg,
+    /// SV3D's weights for --generator sv3d: the official sv3d_p.safetensors or sv3d_u.safetensors
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Sampling steps of --generator sv3d
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub steps: u64,
+    /// Seed of --generator sv3d's noise
+    #[arg(long, default_value_t = 23)]
+    pub seed: u64,
+    /// Frames decoded at once by --generator sv3d (fewer: less memory)
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=21))]
+    pub decode_chunk: u64,
+}
+
+impl GeneratorArgs {
+    /// Fails at once when the generator cannot run (SV3D without weights), before any work.
+    pub fn check(&self) -> Result<()> {
+        match (self.generator, &self.weights) {
+            (GeneratorArg::Sv3d, None) => {
+                bail!("--generator sv3d needs --weights: {SV3D_WEIGHTS_HELP}")
+            }
+            (GeneratorArg::Sv3d, Some(w)) if !w.is_file() => {
+                bail!("{}: no such weights file; {SV3D_WEIGHTS_HELP}", w.display())
+            }
+            (GeneratorArg::Inflate, Some(_)) => {
+                bail!("--weights is for --generator sv3d; inflate needs none")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The settings a stage's fingerprint keeps (the weights file is one of its inputs).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self.generator {
+            GeneratorArg::Inflate => serde_json::json!({ "generator": "inflate" }),
+            GeneratorArg::Sv3d => serde_json::json!({
+                "generator": "sv3d", "weights": self.weights, "steps": self.steps,
+                "seed": self.seed, "decode_chunk": self.decode_chunk,
+            }),
+        }
+    }
+
+    /// Loads the generator; SV3D runs on the rasterizer's GPU when it has one, else the CPU.
+    pub fn open(&self, rasterizer: &Rasterizer) -> Result<Box<dyn OrbitGenerator>> {
+        self.check()?;
+        Ok(match (self.generator, &self.weights) {
+            (GeneratorArg::Sv3d, Some(path)) => {
+                let device = match rasterizer {
+                    Rasterizer::Gpu(_) => burn::tensor::Device::wgpu(Default::default()),
+                    Rasterizer::Cpu => burn::tensor::Device::flex(),
+                };
+                let options = SampleOptions {
+                    steps: self.steps as usize,
+                    seed: self.seed,
+                    decode_chunk: self.decode_chunk as usize,
+                    ..Default::default()
+                };
+                let generator = Sv3dGenerator::load(path, &device, options)?;
+                if matches!(rasterizer, Rasterizer::Cpu) {
+                    eprintln!(
+                        "warning: SV3D on the CPU takes hours for one orbit; use --device gpu \
+                         where there is one"
+                    );
+                }
+                Box::new(generator)
+            }
+            _ => Box::new(Inflate::default()),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -44,9 +128,8 @@ pub struct OrbitArgs {
     /// Output folder
     #[arg(long)]
     out: PathBuf,
-    /// Which generator makes the frames
-    #[arg(long, value_enum, default_value = "inflate")]
-    generator: GeneratorArg,
+    #[command(flatten)]
+    generator: GeneratorArgs,
     /// Number of frames, evenly spaced in azimuth from the input view
     #[arg(long, default_value_t = SV3D_FRAMES as u64, value_parser = clap::value_parser!(u64).range(1..=360))]
     frames: u64,
@@ -66,6 +149,8 @@ pub struct OrbitArgs {
 
 /// What an orbit is generated with.
 pub struct OrbitSettings {
+    /// The generator's own settings ([`GeneratorArgs::to_json`]).
+    pub generator: serde_json::Value,
     pub frames: usize,
     pub elevation: f64,
     pub input_elevation: f64,
@@ -75,7 +160,7 @@ pub struct OrbitSettings {
 impl OrbitSettings {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "generator": "inflate", "frames": self.frames, "elevation_deg": self.elevation,
+            "generator": self.generator, "frames": self.frames, "elevation_deg": self.elevation,
             "input_elevation_deg": self.input_elevation, "res": self.res,
         })
     }
@@ -103,10 +188,10 @@ pub fn orbit_into(
     prepared: &Path,
     image: &RgbaImage,
     settings: &OrbitSettings,
+    generator: &dyn OrbitGenerator,
     rasterizer: &Rasterizer,
     dir: &Path,
 ) -> Result<serde_json::Value> {
-    let generator: Box<dyn OrbitGenerator> = Box::new(Inflate::default());
     let input = OrbitView {
         elevation_deg: settings.input_elevation,
         azimuth_deg: 0.0,
@@ -215,7 +300,9 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     let Some(prepared) = &args.prepared else {
         bail!("give PREPARED (a prepared image) or --from-frames DIR");
     };
+    args.generator.check()?;
     let settings = OrbitSettings {
+        generator: args.generator.to_json(),
         frames: args.frames as usize,
         elevation: args.elevation,
         input_elevation: args.input_elevation,
@@ -225,9 +312,19 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     let image = read_prepared(prepared)?;
     let rasterizer = open_rasterizer(args.device.into())?;
     let started = Instant::now();
-    let details = orbit_into(prepared, &image, &settings, &rasterizer, &args.out)?;
+    let generator = args.generator.open(&rasterizer)?;
+    let details = orbit_into(
+        prepared,
+        &image,
+        &settings,
+        generator.as_ref(),
+        &rasterizer,
+        &args.out,
+    )?;
     let seconds = started.elapsed().as_secs_f64();
-    let fingerprint = stage::fingerprint(&settings.to_json(), &[prepared]);
+    let mut inputs: Vec<&Path> = vec![prepared];
+    inputs.extend(args.generator.weights.as_deref());
+    let fingerprint = stage::fingerprint(&settings.to_json(), &inputs);
     stage::write_stage_json(&args.out, "orbit", &fingerprint, details.clone(), seconds)?;
     println!(
         "{} frames in {} from {} ({seconds:.2} s)",

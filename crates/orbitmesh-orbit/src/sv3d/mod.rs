@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use model::{SampleOptions, Sv3d, Variant};
+pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Variant};
 pub use weights::{Params, Weights};
 
 /// What can go wrong loading or running SV3D.
@@ -38,13 +38,26 @@ pub enum Sv3dError {
     },
     #[error("{}: not a readable safetensors file: {reason}", path.display())]
     Format { path: PathBuf, reason: String },
-    #[error("{}: {} problem(s) with the weights:\n  {}", path.display(), problems.len(), problems.join("\n  "))]
+    #[error("{}", weights_message(path, problems))]
     Weights {
         path: PathBuf,
         problems: Vec<String>,
     },
     #[error("SV3D configuration: {0}")]
     Config(String),
+}
+
+/// One problem on one line; several listed one per line under the file's name.
+fn weights_message(path: &std::path::Path, problems: &[String]) -> String {
+    match problems {
+        [one] => format!("{}: {one}", path.display()),
+        _ => format!(
+            "{}: {} problems with the weights:\n  {}",
+            path.display(),
+            problems.len(),
+            problems.join("\n  ")
+        ),
+    }
 }
 
 /// The VideoUNet's hyper-parameters (sgm's `VideoUNet` arguments, same names).

@@ -1,0 +1,90 @@
+//! End-to-end tests of `--generator sv3d`: it never runs without the user's weights, and bad
+//! weights files are refused with their name and problem.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_input_error, orbitmesh};
+
+/// A prepared image (square RGBA), as `orbitmesh prepare` writes.
+fn prepared(dir: &Path) -> PathBuf {
+    let path = dir.join("prepared.png");
+    image::RgbaImage::from_pixel(64, 64, image::Rgba([200, 40, 30, 255]))
+        .save(&path)
+        .unwrap();
+    path
+}
+
+fn orbit_with(dir: &Path, weights: Option<&Path>) -> std::process::Output {
+    let image = prepared(dir);
+    let out = dir.join("orbit");
+    let mut args = vec![
+        "orbit",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--generator",
+        "sv3d",
+        "--device",
+        "cpu",
+    ];
+    if let Some(w) = weights {
+        args.extend(["--weights", w.to_str().unwrap()]);
+    }
+    orbitmesh(&args)
+}
+
+#[test]
+fn sv3d_without_weights_fails_at_once_saying_where_to_get_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = assert_input_error(&orbit_with(dir.path(), None), "--weights");
+    assert!(line.contains("huggingface.co/stabilityai/sv3d"), "{line}");
+    assert!(!dir.path().join("orbit").exists());
+
+    let missing = dir.path().join("sv3d_p.safetensors");
+    assert_input_error(
+        &orbit_with(dir.path(), Some(&missing)),
+        "sv3d_p.safetensors",
+    );
+
+    let photo = prepared(dir.path());
+    let out = dir.path().join("x.glb");
+    let run = orbitmesh(&[
+        "mesh",
+        photo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--generator",
+        "sv3d",
+    ]);
+    assert_input_error(&run, "--weights");
+    assert!(
+        !dir.path().join("x.work").exists(),
+        "no work before the check"
+    );
+}
+
+#[test]
+fn bad_weights_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    // A header length promising more than the file holds.
+    std::fs::write(&truncated, [200u8, 0, 0, 0, 0, 0, 0, 0, b'{']).unwrap();
+    let line = assert_input_error(
+        &orbit_with(dir.path(), Some(&truncated)),
+        "truncated.safetensors",
+    );
+    assert!(line.contains("not a readable safetensors file"), "{line}");
+
+    // A real safetensors file whose tensors are not SV3D's full-size ones: the tiny parity
+    // model, where the fixtures are on this machine.
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/sv3d-tiny/sv3d_tiny.safetensors"))
+        .find(|p| p.is_file());
+    if let Some(tiny) = tiny {
+        let line = assert_input_error(&orbit_with(dir.path(), Some(&tiny)), "label_emb.0.0.weight");
+        assert!(line.contains("not an SV3D checkpoint"), "{line}");
+    }
+}

@@ -35,9 +35,9 @@ https://huggingface.co/stabilityai/sv3d (accept its license there), then pass --
 /// The orbit generator and its settings, shared by `orbit` and `mesh`.
 #[derive(Args)]
 pub struct GeneratorArgs {
-    /// Which generator makes the frames
-    #[arg(long, value_enum, default_value = "inflate")]
-    pub generator: GeneratorArg,
+    /// Which generator makes the frames [default: sv3d with --weights, else inflate]
+    #[arg(long, value_enum)]
+    pub generator: Option<GeneratorArg>,
     /// SV3D's weights for --generator sv3d: the official sv3d_p.safetensors or sv3d_u.safetensors
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -53,9 +53,17 @@ pub struct GeneratorArgs {
 }
 
 impl GeneratorArgs {
+    fn generator(&self) -> GeneratorArg {
+        self.generator.unwrap_or(if self.weights.is_some() {
+            GeneratorArg::Sv3d
+        } else {
+            GeneratorArg::Inflate
+        })
+    }
+
     /// Fails at once when the generator cannot run (SV3D without weights), before any work.
     pub fn check(&self) -> Result<()> {
-        match (self.generator, &self.weights) {
+        match (self.generator(), &self.weights) {
             (GeneratorArg::Sv3d, None) => {
                 bail!("--generator sv3d needs --weights: {SV3D_WEIGHTS_HELP}")
             }
@@ -71,7 +79,7 @@ impl GeneratorArgs {
 
     /// The settings a stage's fingerprint keeps (the weights file is one of its inputs).
     pub fn to_json(&self) -> serde_json::Value {
-        match self.generator {
+        match self.generator() {
             GeneratorArg::Inflate => serde_json::json!({ "generator": "inflate" }),
             GeneratorArg::Sv3d => serde_json::json!({
                 "generator": "sv3d", "weights": self.weights, "steps": self.steps,
@@ -83,7 +91,7 @@ impl GeneratorArgs {
     /// Loads the generator; SV3D runs on the rasterizer's GPU when it has one, else the CPU.
     pub fn open(&self, rasterizer: &Rasterizer) -> Result<Box<dyn OrbitGenerator>> {
         self.check()?;
-        Ok(match (self.generator, &self.weights) {
+        Ok(match (self.generator(), &self.weights) {
             (GeneratorArg::Sv3d, Some(path)) => {
                 let device = match rasterizer {
                     Rasterizer::Gpu(_) => burn::tensor::Device::wgpu(Default::default()),

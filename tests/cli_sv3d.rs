@@ -16,6 +16,7 @@ fn prepared(dir: &Path) -> PathBuf {
     path
 }
 
+/// `orbitmesh orbit` with SV3D: named with --generator, or implied by --weights alone.
 fn orbit_with(dir: &Path, weights: Option<&Path>) -> std::process::Output {
     let image = prepared(dir);
     let out = dir.join("orbit");
@@ -24,11 +25,12 @@ fn orbit_with(dir: &Path, weights: Option<&Path>) -> std::process::Output {
         image.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--generator",
-        "sv3d",
         "--device",
         "cpu",
     ];
+    if weights.is_none() {
+        args.extend(["--generator", "sv3d"]);
+    }
     if let Some(w) = weights {
         args.extend(["--weights", w.to_str().unwrap()]);
     }

@@ -11,6 +11,7 @@
 //! parity tests build a tiny one from `../shared/fixtures/sv3d-tiny`.
 
 pub mod clip;
+pub mod guidance;
 pub mod layers;
 pub mod model;
 pub mod sampler;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use guidance::{Guidance, Sv3dGuidance};
 pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Variant};
 pub use weights::{Params, Weights};
 

@@ -146,6 +146,18 @@ impl Sv3d {
         scopes
     }
 
+    pub(crate) fn clip(&self) -> &ClipImageEncoder {
+        &self.clip
+    }
+
+    pub(crate) fn encoder(&self) -> &VaeEncoder {
+        &self.encoder
+    }
+
+    pub(crate) fn unet(&self) -> &VideoUnet {
+        &self.unet
+    }
+
     /// The vector conditioning per frame (see [`Variant::adm_in_channels`]).
     pub fn vector(&self, polars_rad: &[f32], azimuths_rad: &[f32]) -> Tensor<2> {
         vector(self.variant, polars_rad, azimuths_rad, &self.device)
@@ -229,7 +241,7 @@ pub fn vector(
 
 /// One standard normal draw (Box–Muller): SV3D's noise cannot match torch's generator anyway, so
 /// any good Gaussian from the seed will do.
-fn standard_normal(rng: &mut impl Rng) -> f32 {
+pub(crate) fn standard_normal(rng: &mut impl Rng) -> f32 {
     let u: f64 = 1.0 - rng.random::<f64>();
     let v: f64 = rng.random();
     ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32

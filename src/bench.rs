@@ -217,7 +217,13 @@ fn run_object(
     let mesh = read_mesh(&dir.join("coarse/hull.obj"))?
         .mesh
         .simplified(100_000);
-    write_sheet(dir, &scene, &mesh, &orbit_dir, rasterizer)?;
+    // The oracle has no conditioning image: its orbit's first frame is the view it would be.
+    let input = if args.oracle {
+        orbit_dir.join("000.png")
+    } else {
+        dir.join("input/000.png")
+    };
+    write_sheet(dir, &scene, &mesh, &input, &orbit_dir, rasterizer)?;
     let opts = EvalOptions {
         points: args.points as usize,
         frame: EvalFrame::PredictionNormalised,
@@ -251,13 +257,19 @@ fn write_sheet(
     dir: &Path,
     scan: &Scene,
     mesh: &orbitmesh_geom::TriMesh,
+    input: &Path,
     orbit_dir: &Path,
     rasterizer: &Rasterizer,
 ) -> Result<()> {
     const VIEWS: usize = 6;
     let ours = Scene::new(mesh, &mut Vec::new())?;
     let k = Intrinsics::from_fov(SV3D_FOV_DEG, 160, 160);
-    let mut cells = Vec::new();
+    let blank = || image::RgbaImage::from_pixel(160, 160, image::Rgba([255; 4]));
+    let picture = image::open(input)
+        .with_context(|| format!("{}: the input image", input.display()))?
+        .to_rgba8();
+    // Rows: the input then the orbit; the scan; our mesh, each from the same six azimuths.
+    let mut cells = vec![(picture, "input".to_string())];
     for i in 0..VIEWS {
         // Orbit frames 0, 3, 7, … of 21, and cameras at the same azimuths.
         let frame = i * 21 / VIEWS;
@@ -267,6 +279,7 @@ fn write_sheet(
         cells.push((picture, format!("orbit {frame}")));
     }
     for (label, scene) in [("scan", scan), ("ours", &ours)] {
+        cells.push((blank(), String::new()));
         for i in 0..VIEWS {
             let view = OrbitView {
                 elevation_deg: 10.0,
@@ -282,7 +295,7 @@ fn write_sheet(
             cells.push((picture, format!("{label} {:.0}", view.azimuth_deg)));
         }
     }
-    let sheet = contact_sheet(&cells, 160, Some(VIEWS as u32));
+    let sheet = contact_sheet(&cells, 160, Some(VIEWS as u32 + 1));
     save(&dir.join("sheet.png"), &encode_png(&sheet)?)
 }
 

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::write_mesh;
 use orbitmesh_nerf::export::{density_grid, field_mesh};
 use orbitmesh_nerf::field::RadianceField;
-use orbitmesh_nerf::hull::carved_cells;
+use orbitmesh_nerf::hull::{carved_cells, silhouette_grid};
 use orbitmesh_nerf::read_orbit;
 use orbitmesh_nerf::train::{FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer};
 use serde_json::json;
@@ -328,7 +328,16 @@ pub fn nerf_into(
         &plain,
     );
     write_npy(&dir.join("density.npy"), grid.dims, &grid.values)?;
-    let mesh = field_mesh(&field, &config.field, &grid, settings.iso, &plain);
+    let silhouettes =
+        (without_alpha == 0).then(|| silhouette_grid(&orbit, &train, grid.dims[0], 0.5));
+    let mesh = field_mesh(
+        &field,
+        &config.field,
+        &grid,
+        silhouettes.as_ref(),
+        settings.iso,
+        &plain,
+    );
     if mesh.faces.is_empty() {
         bail!(
             "the field has no surface at density {} (the training did not converge; try more \
@@ -343,7 +352,7 @@ pub fn nerf_into(
         serde_json::to_string_pretty(config)?.as_bytes(),
     )?;
     let summary = json!({
-        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching cubes of its blurred density, largest solid",
+        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching cubes of its blurred density bounded by the training views' visual hull, largest solid",
         "frames": n,
         "trained_on": train,
         "holdout": settings.holdout,

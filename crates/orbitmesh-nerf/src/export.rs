@@ -67,11 +67,19 @@ pub fn field_mesh(
     field: &RadianceField,
     config: &FieldConfig,
     density: &ScalarGrid,
+    silhouettes: Option<&ScalarGrid>,
     iso: f32,
     device: &Device,
 ) -> TriMesh {
     let mut solid = density.clone();
     solid.box_blur();
+    // Exact silhouettes bound the object: the surface is the nearer of the field's and the
+    // visual hull's (scaled so the hull's 0.5 meets the field's iso).
+    if let Some(hull) = silhouettes {
+        for (d, a) in solid.values.iter_mut().zip(&hull.values) {
+            *d = d.min(2.0 * iso * a);
+        }
+    }
     keep_largest_solid(&mut solid, iso);
     let mut mesh = marching_cubes(&solid, iso);
     if mesh.faces.is_empty() {

@@ -86,17 +86,8 @@ pub fn visual_hull(orbit: &Orbit, opts: &HullOptions) -> Result<(ScalarGrid, Tri
             message: "the frame has no alpha channel: the visual hull needs silhouettes".into(),
         });
     }
-    let views: Vec<Silhouette> = orbit.frames.iter().map(Silhouette::new).collect();
-    let grid = ScalarGrid::sample_cube(opts.resolution, opts.extent, |p| {
-        let mut occupancy = 1.0f32;
-        for v in &views {
-            occupancy = occupancy.min(v.alpha_at(p));
-            if occupancy <= 0.0 {
-                break;
-            }
-        }
-        occupancy
-    });
+    let all: Vec<usize> = (0..orbit.frames.len()).collect();
+    let grid = silhouette_grid(orbit, &all, opts.resolution, opts.extent);
     let mesh = marching_cubes(&grid, 0.5);
     if mesh.faces.is_empty() {
         return Err(NerfError::Invalid {
@@ -106,6 +97,25 @@ pub fn visual_hull(orbit: &Orbit, opts: &HullOptions) -> Result<(ScalarGrid, Tri
         });
     }
     Ok((grid, mesh))
+}
+
+/// The least alpha over the silhouettes of `frames` at each point of an `n`³ lattice over
+/// [−half, half]³: 1 inside every silhouette, 0 outside one, the visual hull at 0.5.
+pub fn silhouette_grid(orbit: &Orbit, frames: &[usize], n: usize, half: f32) -> ScalarGrid {
+    let views: Vec<Silhouette> = frames
+        .iter()
+        .map(|&i| Silhouette::new(&orbit.frames[i]))
+        .collect();
+    ScalarGrid::sample_cube(n, half, |p| {
+        let mut occupancy = 1.0f32;
+        for v in &views {
+            occupancy = occupancy.min(v.alpha_at(p));
+            if occupancy <= 0.0 {
+                break;
+            }
+        }
+        occupancy
+    })
 }
 
 /// The cells of a `resolution`³ grid over the unit cube (the object frame + 0.5, x fastest) that

@@ -134,3 +134,85 @@ fn results_without_seconds(dir: &std::path::Path) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+#[test]
+fn a_killed_bench_reruns_only_the_unfinished_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let names = ["a", "b", "c", "d", "e", "f"];
+    for (i, name) in names.iter().enumerate() {
+        std::fs::create_dir_all(data.join(name).join("meshes")).unwrap();
+        let r = 0.3 + 0.05 * i as f32;
+        write_mesh(
+            &data.join(name).join("meshes/model.obj"),
+            &shapes::uv_sphere(r, 24, 48),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("out");
+    let args = [
+        "bench",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--oracle",
+        "--preset",
+        "fast",
+        "--points",
+        "5000",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+    ];
+    let finished = || -> Vec<&str> {
+        names
+            .iter()
+            .copied()
+            .filter(|n| out.join(n).join("metrics.json").is_file())
+            .collect()
+    };
+    // Killed as soon as the first object has its result.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while finished().is_empty() {
+        assert!(started.elapsed().as_secs() < 120, "no object finished");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = finished();
+    assert!(
+        before.len() < names.len(),
+        "the bench ended before it was killed"
+    );
+    assert!(!out.join("results.csv").exists());
+    let stamps: Vec<_> = before
+        .iter()
+        .map(|n| {
+            std::fs::metadata(out.join(n).join("metrics.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+
+    let run = orbitmesh(&args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(finished().len(), names.len());
+    for (n, stamp) in before.iter().zip(stamps) {
+        let now = std::fs::metadata(out.join(n).join("metrics.json"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(
+            now, stamp,
+            "{n} was finished before the kill and must not be redone"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 //! costs from the fixture's manifest of its tensors: parameters, weight memory, and the FLOPs of
 //! one UNet call counted as 2 × weights × the positions each weight is applied at (plus the
 //! attention matrices), and the GPU time of a 50-step orbit at an assumed throughput. Run it with
-//! `cargo run --example sv3d_bench -- [flex|wgpu|both] [N]` (default both, N = 3).
+//! `cargo build --workspace --examples && target/debug/examples/sv3d_bench [flex|wgpu|both] [N]`
+//! (default both, N = 3).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

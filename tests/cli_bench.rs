@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
@@ -23,21 +25,7 @@ fn bench_survives_a_corrupt_object_resumes_and_merges_shards() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let args = [
-        "bench",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--oracle",
-        "--preset",
-        "fast",
-        "--points",
-        "5000",
-        "--device",
-        "cpu",
-        "--jobs",
-        "2",
-    ];
+    let args = oracle_bench(&data, &out, "2");
     // Two objects at once: rows still come in the objects' order.
     let run = orbitmesh(&args);
     assert!(run.status.success(), "{}", text(&run.stderr));
@@ -118,8 +106,27 @@ fn bench_survives_a_corrupt_object_resumes_and_merges_shards() {
     );
 }
 
+/// A fast oracle bench of `data` into `out` (`out` is argument 3), `jobs` objects at once.
+fn oracle_bench<'a>(data: &'a Path, out: &'a Path, jobs: &'a str) -> [&'a str; 13] {
+    [
+        "bench",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--oracle",
+        "--preset",
+        "fast",
+        "--points",
+        "5000",
+        "--device",
+        "cpu",
+        "--jobs",
+        jobs,
+    ]
+}
+
 /// results.csv's rows without the timing column, which differs between runs.
-fn results_without_seconds(dir: &std::path::Path) -> Vec<Vec<String>> {
+fn results_without_seconds(dir: &Path) -> Vec<Vec<String>> {
     let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
     let mut lines = csv
         .lines()
@@ -150,21 +157,7 @@ fn a_killed_bench_reruns_only_the_unfinished_objects() {
         .unwrap();
     }
     let out = dir.path().join("out");
-    let args = [
-        "bench",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--oracle",
-        "--preset",
-        "fast",
-        "--points",
-        "5000",
-        "--device",
-        "cpu",
-        "--jobs",
-        "1",
-    ];
+    let args = oracle_bench(&data, &out, "1");
     let finished = || -> Vec<&str> {
         names
             .iter()

@@ -1,0 +1,18 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DmtetError {
+    #[error(transparent)]
+    Render(#[from] orbitmesh_render::RenderError),
+    #[error(transparent)]
+    Nerf(#[from] orbitmesh_nerf::NerfError),
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    /// Every tetrahedron ended up on one side of the surface.
+    #[error(
+        "the surface vanished at step {step}: every grid vertex is {side} (try fewer steps or a lower learning rate)"
+    )]
+    Vanished { step: usize, side: &'static str },
+    #[error("refinement: {0}")]
+    Refine(String),
+}

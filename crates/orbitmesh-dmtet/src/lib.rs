@@ -1,0 +1,11 @@
+//! The fine stage: the coarse shape becomes a DMTet tetrahedral SDF (per lattice point an SDF
+//! value and a bounded deformation), whose marching-tetrahedra surface is refined against the
+//! orbit frames by differentiable rasterization, then written as a textured mesh.
+
+mod error;
+pub mod raster;
+pub mod surface;
+pub mod tetgrid;
+
+pub use error::DmtetError;
+pub use tetgrid::{TetGrid, Topology};

@@ -11,6 +11,7 @@ mod nerf;
 mod orbit;
 mod output;
 mod prepare;
+mod refine;
 mod render;
 mod stage;
 
@@ -47,6 +48,8 @@ enum Command {
     Nerf(nerf::NerfArgs),
     /// Carve the visual hull of an orbit's silhouettes (the baseline for every reconstruction)
     Hull(hull::HullArgs),
+    /// Refine a coarse mesh against its orbit: DMTet and differentiable rasterization (the fine stage)
+    Refine(refine::RefineArgs),
     /// Convert a mesh to GLB (for game engines), OBJ or PLY
     Export(export::ExportArgs),
 }
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Nerf(args) => nerf::run(args),
         Command::Hull(args) => hull::run(args),
+        Command::Refine(args) => refine::run(args),
         Command::Export(args) => export::run(args),
     };
     match result {

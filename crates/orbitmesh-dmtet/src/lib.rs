@@ -4,8 +4,10 @@
 
 mod error;
 pub mod raster;
+pub mod refine;
 pub mod surface;
 pub mod tetgrid;
 
 pub use error::DmtetError;
+pub use refine::{GuidedViews, RefineConfig, Refiner, StepReport};
 pub use tetgrid::{TetGrid, Topology};

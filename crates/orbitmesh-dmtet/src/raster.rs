@@ -149,6 +149,14 @@ impl EdgeFaces {
         EdgeFaces(map)
     }
 
+    /// The face pairs across every edge with two faces.
+    pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.0
+            .values()
+            .filter(|[_, g]| *g != NO_TRIANGLE)
+            .map(|&[f, g]| (f, g))
+    }
+
     fn across(&self, a: u32, b: u32, face: u32) -> u32 {
         self.0
             .get(&(a.min(b), a.max(b)))

@@ -5,8 +5,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::tetgrid::{TetGrid, Topology};
 
-/// Crossing points closer than this fraction of an edge to a lattice point are held there, so no
-/// surface vertex coincides with another and no face degenerates.
+/// In the meshes written out, crossing points closer than this fraction of an edge to a lattice
+/// point are held there, so no surface vertex coincides with another and no face degenerates.
+/// Not while optimising: a held point's SDF values get no gradient, and could never change sign.
 pub const EDGE_MARGIN: f32 = 0.02;
 
 pub(crate) fn index(values: impl IntoIterator<Item = u32>, device: &Device) -> Tensor<1, Int> {
@@ -39,7 +40,8 @@ pub struct SurfacePoints {
 
 impl SurfacePoints {
     /// Surface vertices from the SDF ([V]) and raw deformations ([V, 3]; each lattice point moves
-    /// by at most `bound` along each axis, through tanh, as in DMTet).
+    /// by at most `bound` along each axis, through tanh, as in DMTet); crossing points are kept
+    /// `margin` (a fraction of the edge) away from its ends.
     pub fn new(
         grid: &TetGrid,
         topology: &Topology,
@@ -47,6 +49,7 @@ impl SurfacePoints {
         sdf: Tensor<1>,
         deform: Tensor<2>,
         bound: f32,
+        margin: f32,
     ) -> Self {
         let device = sdf.device();
         let a = index(topology.edges.iter().map(|e| e[0]), &device);
@@ -59,7 +62,10 @@ impl SurfacePoints {
         let (pa, pb) = (moved(&a), moved(&b));
         let sa = sdf.clone().select(0, a.clone()).reshape([n, 1]);
         let sb = sdf.select(0, b.clone()).reshape([n, 1]);
-        let t = (sa.clone() / (sa - sb)).clamp(EDGE_MARGIN, 1.0 - EDGE_MARGIN);
+        let mut t = sa.clone() / (sa - sb);
+        if margin > 0.0 {
+            t = t.clamp(margin, 1.0 - margin);
+        }
         debug_assert_eq!(grid.vertex_count(), lattice.dims()[0]);
         SurfacePoints {
             positions: pa.clone() + (pb - pa) * t.clone(),
@@ -118,6 +124,7 @@ mod tests {
                 Tensor::from_data(TensorData::new(sdf.to_vec(), [sdf.len()]), &plain),
                 tensor2(deform.to_vec(), 3, &plain),
                 bound,
+                0.0,
             );
             to_vec(p.positions)
                 .iter()
@@ -128,7 +135,7 @@ mod tests {
         let s = Tensor::<1>::from_data(TensorData::new(sdf.clone(), [sdf.len()]), &device)
             .require_grad();
         let d = tensor2(deform.clone(), 3, &device).require_grad();
-        let p = SurfacePoints::new(&grid, &topo, lat, s.clone(), d.clone(), bound);
+        let p = SurfacePoints::new(&grid, &topo, lat, s.clone(), d.clone(), bound, 0.0);
         let grads = (p.positions * w).sum().backward();
         let gs = to_vec(s.grad(&grads).unwrap());
         let gd = to_vec(d.grad(&grads).unwrap());
@@ -180,6 +187,7 @@ mod tests {
             Tensor::from_data(TensorData::new(sdf, [n]), &device),
             Tensor::zeros([n, 3], &device),
             grid.spacing(),
+            EDGE_MARGIN,
         );
         for q in to_vec(p.positions).chunks(3) {
             assert!((q[0] - 0.11).abs() < 1e-5, "{q:?}");

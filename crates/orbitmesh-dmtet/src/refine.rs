@@ -1,0 +1,695 @@
+//! The optimisation: SDF from the coarse mesh, then Adam on the SDF, the deformations and a
+//! per-lattice-point colour against the orbit frames (colour and mask), with Laplacian and
+//! normal-consistency regularisers, and an optional score-distillation guidance in the last steps.
+
+use std::time::Instant;
+
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, IndexingUpdateOp, Tensor, TensorData};
+use orbitmesh_geom::sample::{Sampling, sample_surface};
+use orbitmesh_geom::nearest::PointIndex;
+use orbitmesh_geom::winding::WindingNumber;
+use orbitmesh_geom::TriMesh;
+use orbitmesh_nerf::{Orbit, colour_from_frames};
+use orbitmesh_render::raster::{NO_TRIANGLE, VisibilityBuffer};
+use orbitmesh_render::{Camera, Rasterizer, Scene};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use orbitmesh_orbit::sv3d::Guidance;
+
+use crate::DmtetError;
+use crate::raster::{EdgeFaces, Silhouettes, interpolate, project};
+use crate::surface::{EDGE_MARGIN, SurfacePoints, index, lattice, tensor2, to_vec};
+use crate::tetgrid::{TetGrid, Topology};
+
+/// The initial SDF is the coarse surface's signed distance in lattice cells, truncated here:
+/// far from the surface only the sign matters.
+const INIT_TRUNCATION: f32 = 3.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefineConfig {
+    /// Cubes per side of the tetrahedral grid.
+    pub resolution: usize,
+    /// The grid spans [−half, half]³ (objects are normalised to a largest side of 1).
+    pub half: f32,
+    pub steps: usize,
+    /// Stop early when the optimisation has run this long.
+    pub time_budget_s: Option<f64>,
+    pub learning_rate: f64,
+    pub colour_learning_rate: f64,
+    pub views_per_step: usize,
+    pub rgb_weight: f32,
+    pub mask_weight: f32,
+    pub laplacian_weight: f32,
+    pub normal_weight: f32,
+    /// Guidance (when given) acts in this many final steps.
+    pub guidance_steps: usize,
+    pub guidance_weight: f32,
+    pub seed: u64,
+}
+
+impl Default for RefineConfig {
+    fn default() -> Self {
+        RefineConfig {
+            resolution: 64,
+            half: 0.6,
+            steps: 600,
+            time_budget_s: None,
+            learning_rate: 0.01,
+            colour_learning_rate: 0.03,
+            views_per_step: 4,
+            rgb_weight: 1.0,
+            mask_weight: 1.0,
+            laplacian_weight: 0.02,
+            normal_weight: 0.01,
+            guidance_steps: 200,
+            guidance_weight: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// A 2D prior for the last steps and the views it judges: each camera with its (polar,
+/// azimuth) in radians, in the order the prior wants them.
+pub struct GuidedViews {
+    pub guidance: Box<dyn Guidance>,
+    pub views: Vec<(Camera, (f32, f32))>,
+}
+
+/// One frame as the losses use it: straight colour and alpha, 0..1.
+struct Target {
+    camera: Camera,
+    rgb: Vec<f32>,
+    alpha: Vec<f32>,
+}
+
+impl Target {
+    fn new(camera: &Camera, image: &image::RgbaImage) -> Self {
+        let mut rgb = Vec::with_capacity(image.len() / 4 * 3);
+        let mut alpha = Vec::with_capacity(image.len() / 4);
+        for p in image.pixels() {
+            rgb.extend([p[0], p[1], p[2]].map(|c| f32::from(c) / 255.0));
+            alpha.push(f32::from(p[3]) / 255.0);
+        }
+        Target {
+            camera: camera.clone(),
+            rgb,
+            alpha,
+        }
+    }
+
+    /// Colour over `bg` ([H·W, 3]) and alpha ([H·W, 1]).
+    fn composited(&self, bg: [f32; 3], device: &Device) -> (Tensor<2>, Tensor<2>) {
+        let rgb: Vec<f32> = self
+            .rgb
+            .chunks(3)
+            .zip(&self.alpha)
+            .flat_map(|(c, &a)| [0, 1, 2].map(|k| c[k] * a + bg[k] * (1.0 - a)))
+            .collect();
+        (
+            tensor2(rgb, 3, device),
+            tensor2(self.alpha.clone(), 1, device),
+        )
+    }
+}
+
+/// Adam on a plain parameter vector (the parameters live on the host between steps: the
+/// topology is recomputed from them every step anyway).
+struct Adam {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: i32,
+}
+
+impl Adam {
+    fn new(n: usize) -> Self {
+        Adam {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
+    }
+
+    fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64, frozen: &[bool]) {
+        const B1: f32 = 0.9;
+        const B2: f32 = 0.99;
+        const EPS: f32 = 1e-8;
+        self.t += 1;
+        let c1 = 1.0 - B1.powi(self.t);
+        let c2 = 1.0 - B2.powi(self.t);
+        let lr = lr as f32;
+        let width = params.len() / frozen.len();
+        params
+            .par_iter_mut()
+            .zip(grads)
+            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
+            .enumerate()
+            .for_each(|(i, ((p, &g), (m, v)))| {
+                if frozen[i / width] || !g.is_finite() {
+                    return;
+                }
+                *m = B1 * *m + (1.0 - B1) * g;
+                *v = B2 * *v + (1.0 - B2) * g * g;
+                *p -= lr * (*m / c1) / ((*v / c2).sqrt() + EPS);
+            });
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    pub step: usize,
+    pub loss: f32,
+    pub faces: usize,
+    pub elapsed_s: f64,
+}
+
+/// The leaves the gradients are read from.
+struct Params {
+    sdf: Tensor<1>,
+    deform: Tensor<2>,
+    colour: Tensor<2>,
+}
+
+/// A refinement in progress.
+pub struct Refiner {
+    pub config: RefineConfig,
+    grid: TetGrid,
+    lattice: Tensor<2>,
+    boundary: Vec<bool>,
+    sdf: Vec<f32>,
+    deform: Vec<f32>,
+    colour: Vec<f32>,
+    adam: [Adam; 3],
+    /// Ambient and headlight terms of the shading model (see [`shade`]).
+    shading: [f32; 2],
+    shading_adam: Adam,
+    targets: Vec<Target>,
+    train: Vec<usize>,
+    rasterizer: Rasterizer,
+    guidance: Option<GuidedViews>,
+    /// Directions from the origin to the training cameras, for the guidance's soft mask.
+    reference_dirs: Vec<[f32; 3]>,
+    rng: ChaCha8Rng,
+    device: Device,
+    pub step: usize,
+    pub elapsed_s: f64,
+}
+
+/// The lattice point → colour logit of the nearest point of a coloured surface.
+fn logit(c: f32) -> f32 {
+    let c = c.clamp(0.02, 0.98);
+    (c / (1.0 - c)).ln()
+}
+
+impl Refiner {
+    /// Starts from `coarse` (object frame) and the frames `train` of `orbit` (which need alpha).
+    /// `device` is the plain device; the refiner adds autodiff.
+    pub fn new(
+        config: RefineConfig,
+        coarse: &TriMesh,
+        orbit: &Orbit,
+        train: Vec<usize>,
+        rasterizer: Rasterizer,
+        device: &Device,
+    ) -> Result<Self, DmtetError> {
+        if coarse.faces.is_empty() || coarse.area() <= 0.0 {
+            return Err(DmtetError::Invalid {
+                path: orbit.dir.clone(),
+                message: "the coarse mesh has no surface to refine".into(),
+            });
+        }
+        if train.is_empty() {
+            return Err(DmtetError::Refine("no frames to refine against".into()));
+        }
+        if let Some(f) = train.iter().map(|&i| &orbit.frames[i]).find(|f| !f.has_alpha) {
+            return Err(DmtetError::Invalid {
+                path: f.path.clone(),
+                message: "the frame has no alpha channel: the mask loss needs silhouettes".into(),
+            });
+        }
+        let grid = TetGrid::new(config.resolution, config.half);
+        let points = grid.positions();
+        let boundary: Vec<bool> = (0..points.len()).map(|v| grid.on_boundary(v)).collect();
+        let sdf = initial_sdf(&grid, coarse, &boundary);
+        let topology = grid.topology(&sdf);
+        if topology.faces.is_empty() {
+            return Err(DmtetError::Invalid {
+                path: orbit.dir.clone(),
+                message: format!(
+                    "the coarse mesh leaves no surface on a {}³ grid (is it smaller than a cell \
+                     or outside [−{h}, {h}]³?)",
+                    config.resolution,
+                    h = config.half
+                ),
+            });
+        }
+        // Colours: the frames' colours on the initial surface, carried to every lattice point
+        // from the nearest surface vertex.
+        let plain = device.clone();
+        let initial = SurfacePoints::new(
+            &grid,
+            &topology,
+            lattice(&grid, &plain),
+            Tensor::from_data(TensorData::new(sdf.clone(), [sdf.len()]), &plain),
+            Tensor::zeros([sdf.len(), 3], &plain),
+            0.0,
+            EDGE_MARGIN,
+        );
+        let surface = mesh_of(&topology, to_vec(initial.positions));
+        let colours = colour_from_frames(&surface, orbit)?;
+        let nearest = PointIndex::new(&surface.positions).nearest_all(&points);
+        let colour: Vec<f32> = nearest
+            .iter()
+            .flat_map(|n| colours[n.index as usize].map(logit))
+            .collect();
+        let targets = orbit
+            .frames
+            .iter()
+            .map(|f| Target::new(&f.camera, &f.image))
+            .collect();
+        let reference_dirs = train
+            .iter()
+            .map(|&i| {
+                let p = orbit.frames[i].camera.position().normalize();
+                [p.x as f32, p.y as f32, p.z as f32]
+            })
+            .collect();
+        let n = points.len();
+        let autodiff = device.clone().autodiff();
+        Ok(Refiner {
+            lattice: lattice(&grid, &autodiff),
+            grid,
+            boundary,
+            deform: vec![0.0; n * 3],
+            adam: [Adam::new(n), Adam::new(n * 3), Adam::new(n * 3)],
+            shading: [1.0, 0.0],
+            shading_adam: Adam::new(2),
+            sdf,
+            colour,
+            targets,
+            train,
+            rasterizer,
+            guidance: None,
+            reference_dirs,
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            device: autodiff,
+            step: 0,
+            elapsed_s: 0.0,
+            config,
+        })
+    }
+
+    pub fn with_guidance(mut self, guidance: GuidedViews) -> Self {
+        self.guidance = Some(guidance);
+        self
+    }
+
+    pub fn grid(&self) -> &TetGrid {
+        &self.grid
+    }
+
+    /// Whether the step or time budget is spent.
+    pub fn done(&self) -> bool {
+        self.step >= self.config.steps
+            || self
+                .config
+                .time_budget_s
+                .is_some_and(|b| self.elapsed_s >= b)
+    }
+
+    fn topology(&self) -> Result<Topology, DmtetError> {
+        let topology = self.grid.topology(&self.sdf);
+        if topology.faces.is_empty() {
+            let side = if self.sdf.iter().all(|&s| s >= 0.0) {
+                "outside"
+            } else {
+                "inside"
+            };
+            return Err(DmtetError::Vanished {
+                step: self.step,
+                side,
+            });
+        }
+        Ok(topology)
+    }
+
+    fn surface(&self, topology: &Topology, margin: f32) -> (SurfacePoints, Tensor<2>, Params) {
+        let d = &self.device;
+        let n = self.sdf.len();
+        let sdf = Tensor::<1>::from_data(TensorData::new(self.sdf.clone(), [n]), d).require_grad();
+        let deform = tensor2(self.deform.clone(), 3, d).require_grad();
+        let colour = tensor2(self.colour.clone(), 3, d).require_grad();
+        let points = SurfacePoints::new(
+            &self.grid,
+            topology,
+            self.lattice.clone(),
+            sdf.clone(),
+            deform.clone(),
+            self.grid.spacing(),
+            margin,
+        );
+        let colours = sigmoid(points.interpolate(colour.clone()));
+        (points, colours, Params { sdf, deform, colour })
+    }
+
+    /// One optimisation step.
+    pub fn step(&mut self) -> Result<StepReport, DmtetError> {
+        let started = Instant::now();
+        let topology = self.topology()?;
+        let (points, colours, params) = self.surface(&topology, 0.0);
+        let positions = points.positions.clone();
+        let position_values = to_vec(positions.clone().detach());
+        let mesh = mesh_of(&topology, position_values);
+        let scene = Scene::new(&mesh, &mut Vec::new())?;
+        let edges = EdgeFaces::new(&topology.faces);
+        let normals = face_normals(&positions, &topology.faces);
+        let attributes = surface_attributes(&positions, &topology.faces, normals.clone(), colours);
+        let shading = Tensor::<1>::from_data(TensorData::new(self.shading.to_vec(), [2]), &self.device)
+            .require_grad();
+
+        let mut loss = Tensor::<1>::zeros([1], &self.device);
+        let views = self.config.views_per_step.min(self.train.len()).max(1);
+        for _ in 0..views {
+            let target = &self.targets[self.train[self.rng.random_range(0..self.train.len())]];
+            let bg: [f32; 3] = [self.rng.random(), self.rng.random(), self.rng.random()];
+            let vis = self.rasterizer.rasterize(&scene, &target.camera)?;
+            let image = render(&positions, attributes.clone(), &topology.faces, &edges, &vis, &target.camera);
+            let (colour, alpha) = shade(image, &shading, &target.camera);
+            let bg_t = Tensor::<1>::from_data(TensorData::new(bg.to_vec(), [3]), &self.device)
+                .reshape([1, 3]);
+            let pred = colour + (alpha.clone().neg() + 1.0) * bg_t;
+            let (t_rgb, t_alpha) = target.composited(bg, &self.device);
+            let l = (pred - t_rgb).powf_scalar(2.0).mean() * self.config.rgb_weight
+                + (alpha - t_alpha).powf_scalar(2.0).mean() * self.config.mask_weight;
+            loss = loss + l / views as f32;
+        }
+        let cells = positions.clone() / self.grid.spacing();
+        loss = loss
+            + laplacian(&cells, &topology.faces) * self.config.laplacian_weight
+            + normal_consistency(normals, &edges) * self.config.normal_weight;
+        if let Some(g) = &self.guidance
+            && self.step + self.config.guidance_steps >= self.config.steps
+        {
+            let surrogate = guided(
+                g,
+                &positions,
+                attributes.clone(),
+                &shading,
+                &mesh,
+                &scene,
+                &edges,
+                &self.rasterizer,
+                &self.reference_dirs,
+            )?;
+            loss = loss + surrogate * self.config.guidance_weight;
+        }
+        let value = to_vec(loss.clone().detach())[0];
+        let grads = loss.backward();
+        let Params { sdf, deform, colour } = params;
+        let g_sdf = sdf.grad(&grads).map(to_vec).unwrap_or_else(|| vec![0.0; self.sdf.len()]);
+        let g_def = deform
+            .grad(&grads)
+            .map(to_vec)
+            .unwrap_or_else(|| vec![0.0; self.deform.len()]);
+        let g_col = colour
+            .grad(&grads)
+            .map(to_vec)
+            .unwrap_or_else(|| vec![0.0; self.colour.len()]);
+        let lr = self.config.learning_rate;
+        self.adam[0].step(&mut self.sdf, &g_sdf, lr, &self.boundary);
+        self.adam[1].step(&mut self.deform, &g_def, lr, &self.boundary);
+        let clr = self.config.colour_learning_rate;
+        self.adam[2].step(&mut self.colour, &g_col, clr, &self.boundary);
+        if let Some(g) = shading.grad(&grads) {
+            self.shading_adam.step(&mut self.shading, &to_vec(g), clr, &[false]);
+        }
+        self.step += 1;
+        self.elapsed_s += started.elapsed().as_secs_f64();
+        Ok(StepReport {
+            step: self.step,
+            loss: value,
+            faces: topology.faces.len(),
+            elapsed_s: self.elapsed_s,
+        })
+    }
+
+    /// The current surface in the object frame, with vertex colours as seen head-on under the
+    /// fitted shading.
+    pub fn mesh(&self) -> Result<TriMesh, DmtetError> {
+        let topology = self.topology()?;
+        let (points, colours, _) = self.surface(&topology, EDGE_MARGIN);
+        let mut mesh = mesh_of(&topology, to_vec(points.positions.detach()));
+        let head_on = self.shading[0] + self.shading[1];
+        mesh.colors = Some(
+            to_vec(colours.detach())
+                .chunks(3)
+                .map(|c| [0, 1, 2].map(|k| (c[k] * head_on).clamp(0.0, 1.0)))
+                .collect(),
+        );
+        Ok(mesh)
+    }
+
+    /// The current surface seen from `camera` through the fine stage's own renderer and
+    /// shading: straight colour and alpha.
+    pub fn render(&self, camera: &Camera) -> Result<image::RgbaImage, DmtetError> {
+        let topology = self.topology()?;
+        let (points, colours, _) = self.surface(&topology, EDGE_MARGIN);
+        let positions = points.positions.detach();
+        let mesh = mesh_of(&topology, to_vec(positions.clone()));
+        let scene = Scene::new(&mesh, &mut Vec::new())?;
+        let edges = EdgeFaces::new(&topology.faces);
+        let normals = face_normals(&positions, &topology.faces);
+        let attributes = surface_attributes(&positions, &topology.faces, normals, colours.detach());
+        let shading =
+            Tensor::<1>::from_data(TensorData::new(self.shading.to_vec(), [2]), &self.device);
+        let vis = self.rasterizer.rasterize(&scene, camera)?;
+        let image = render(&positions, attributes, &topology.faces, &edges, &vis, camera);
+        let (colour, alpha) = shade(image, &shading, camera);
+        let (colour, alpha) = (to_vec(colour), to_vec(alpha));
+        let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        Ok(image::RgbaImage::from_fn(vis.width, vis.height, |x, y| {
+            let i = (y * vis.width + x) as usize;
+            let a = alpha[i].clamp(0.0, 1.0);
+            let c = |k: usize| if a > 0.0 { colour[3 * i + k] / a } else { 0.0 };
+            image::Rgba([byte(c(0)), byte(c(1)), byte(c(2)), byte(a)])
+        }))
+    }
+
+    /// The fitted shading: ambient and headlight terms.
+    pub fn shading(&self) -> [f32; 2] {
+        self.shading
+    }
+}
+
+/// Per surface vertex: albedo (3), coverage (1) and unit normal (3).
+fn surface_attributes(
+    positions: &Tensor<2>,
+    faces: &[[u32; 3]],
+    face_normals: Tensor<2>,
+    albedo: Tensor<2>,
+) -> Tensor<2> {
+    let e = positions.dims()[0];
+    let normals = vertex_normals(positions, faces, face_normals);
+    Tensor::cat(vec![albedo, Tensor::ones([e, 1], &positions.device()), normals], 1)
+}
+
+/// The shading model: albedo × (ambient + headlight · |n · view axis|), the two terms learned.
+/// Frames with baked-in light from the camera (clay renders, flash photos) are explained by the
+/// headlight term and give the normals a gradient; on evenly lit frames it goes to zero.
+/// Returns premultiplied colour [H·W, 3] and coverage [H·W, 1] from a rendered [H·W, 7] image.
+fn shade(image: Tensor<2>, shading: &Tensor<1>, camera: &Camera) -> (Tensor<2>, Tensor<2>) {
+    let device = image.device();
+    let axis = camera.camera_to_world.fixed_view::<3, 1>(0, 2);
+    let axis = tensor2(axis.iter().map(|&v| v as f32).collect(), 1, &device);
+    let facing = image.clone().narrow(1, 4, 3).matmul(axis).abs();
+    let ambient = shading.clone().narrow(0, 0, 1).reshape([1, 1]);
+    let headlight = shading.clone().narrow(0, 1, 1).reshape([1, 1]);
+    let light = facing * headlight + ambient;
+    (image.clone().narrow(1, 0, 3) * light, image.narrow(1, 3, 1))
+}
+
+/// Interpolated and antialiased [H·W, C] image of the surface in one view.
+fn render(
+    positions: &Tensor<2>,
+    attributes: Tensor<2>,
+    faces: &[[u32; 3]],
+    edges: &EdgeFaces,
+    vis: &VisibilityBuffer,
+    camera: &Camera,
+) -> Tensor<2> {
+    let (screen, depth) = project(positions.clone(), camera);
+    let screen_values: Vec<[f32; 2]> = to_vec(screen.clone().detach())
+        .chunks(2)
+        .map(|c| [c[0], c[1]])
+        .collect();
+    let image = interpolate(&screen, &depth, attributes, faces, vis);
+    Silhouettes::find(faces, edges, &screen_values, vis).apply(image, &screen)
+}
+
+/// The guidance's surrogate loss: its gradient on the rendered images, masked by SV3D's soft mask
+/// M = 1 − smoothstep(v·n; 0, 0.5) for the most visible reference camera (surfaces a training
+/// frame sees head-on are left to the photometric loss), dotted with the images.
+#[allow(clippy::too_many_arguments)]
+fn guided(
+    guided: &GuidedViews,
+    positions: &Tensor<2>,
+    attributes: Tensor<2>,
+    shading: &Tensor<1>,
+    mesh: &TriMesh,
+    scene: &Scene,
+    edges: &EdgeFaces,
+    rasterizer: &Rasterizer,
+    reference_dirs: &[[f32; 3]],
+) -> Result<Tensor<1>, DmtetError> {
+    let device = positions.device();
+    let normals = mesh.face_normals();
+    let mut images = Vec::new();
+    let mut masks = Vec::new();
+    let (mut h, mut w) = (0, 0);
+    for (camera, _) in &guided.views {
+        let vis = rasterizer.rasterize(scene, camera)?;
+        (w, h) = (vis.width as usize, vis.height as usize);
+        let image = render(positions, attributes.clone(), &mesh.faces, edges, &vis, camera);
+        let (colour, alpha) = shade(image, shading, camera);
+        let on_white = colour + alpha.neg() + 1.0;
+        images.push(on_white.transpose().reshape([1, 3, h, w]));
+        masks.extend(vis.triangle.iter().map(|&t| soft_mask(t, &normals, reference_dirs)));
+    }
+    let n = images.len();
+    let images = Tensor::cat(images, 0);
+    let angles: Vec<(f32, f32)> = guided.views.iter().map(|v| v.1).collect();
+    let gradient = guided.guidance.gradient(images.clone().detach(), &angles);
+    let mask = Tensor::<4>::from_data(TensorData::new(masks, [n, 1, h, w]), &device);
+    Ok((images * (gradient * mask).detach()).sum())
+}
+
+fn soft_mask(triangle: u32, normals: &[[f32; 3]], reference_dirs: &[[f32; 3]]) -> f32 {
+    if triangle == NO_TRIANGLE {
+        return 1.0;
+    }
+    let n = normals[triangle as usize];
+    let best = reference_dirs
+        .iter()
+        .map(|d| d[0] * n[0] + d[1] * n[1] + d[2] * n[2])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let x = (best / 0.5).clamp(0.0, 1.0);
+    1.0 - x * x * (3.0 - 2.0 * x)
+}
+
+/// Mean squared uniform Laplacian (each vertex against the mean of its neighbours).
+fn laplacian(positions: &Tensor<2>, faces: &[[u32; 3]]) -> Tensor<1> {
+    let device = positions.device();
+    let n = positions.dims()[0];
+    let mut from = Vec::with_capacity(faces.len() * 6);
+    let mut to = Vec::with_capacity(faces.len() * 6);
+    let mut degree = vec![0.0f32; n];
+    for f in faces {
+        for k in 0..3 {
+            let (a, b) = (f[k], f[(k + 1) % 3]);
+            from.extend([a, b]);
+            to.extend([b, a]);
+            degree[a as usize] += 1.0;
+            degree[b as usize] += 1.0;
+        }
+    }
+    let sum = Tensor::<2>::zeros([n, 3], &device).select_assign(
+        0,
+        index(from, &device),
+        positions.clone().select(0, index(to, &device)),
+        IndexingUpdateOp::Add,
+    );
+    let degree = tensor2(degree.iter().map(|d| d.max(1.0)).collect(), 1, &device);
+    (sum / degree - positions.clone()).powf_scalar(2.0).sum_dim(1).mean()
+}
+
+/// Face normals ([F, 3]), as long as twice the face's area.
+fn face_normals(positions: &Tensor<2>, faces: &[[u32; 3]]) -> Tensor<2> {
+    let device = positions.device();
+    let corner = |k: usize| {
+        positions
+            .clone()
+            .select(0, index(faces.iter().map(|f| f[k]), &device))
+    };
+    let (a, b, c) = (corner(0), corner(1), corner(2));
+    let (u, v) = (b - a.clone(), c - a);
+    let col = |t: &Tensor<2>, k: usize| t.clone().narrow(1, k, 1);
+    let normal = Tensor::cat(
+        vec![
+            col(&u, 1) * col(&v, 2) - col(&u, 2) * col(&v, 1),
+            col(&u, 2) * col(&v, 0) - col(&u, 0) * col(&v, 2),
+            col(&u, 0) * col(&v, 1) - col(&u, 1) * col(&v, 0),
+        ],
+        1,
+    );
+    normal
+}
+
+fn normalised(v: Tensor<2>) -> Tensor<2> {
+    let length = (v.clone().powf_scalar(2.0).sum_dim(1) + 1e-20).sqrt();
+    v / length
+}
+
+/// Unit vertex normals ([E, 3]): the area-weighted mean of the faces around each vertex.
+fn vertex_normals(positions: &Tensor<2>, faces: &[[u32; 3]], face_normals: Tensor<2>) -> Tensor<2> {
+    let device = positions.device();
+    let mut sum = Tensor::<2>::zeros(positions.dims(), &device);
+    for k in 0..3 {
+        sum = sum.select_assign(
+            0,
+            index(faces.iter().map(|f| f[k]), &device),
+            face_normals.clone(),
+            IndexingUpdateOp::Add,
+        );
+    }
+    normalised(sum)
+}
+
+/// Mean (1 − cos) between the normals of faces sharing an edge.
+fn normal_consistency(face_normals: Tensor<2>, edges: &EdgeFaces) -> Tensor<1> {
+    let device = face_normals.device();
+    let unit = normalised(face_normals);
+    // Sorted: the map's order changes from run to run, and so would the sum's rounding.
+    let mut pairs: Vec<(u32, u32)> = edges.pairs().collect();
+    pairs.sort_unstable();
+    let (f, g): (Vec<u32>, Vec<u32>) = pairs.into_iter().unzip();
+    if f.is_empty() {
+        return Tensor::zeros([1], &device);
+    }
+    let dot = (unit.clone().select(0, index(f, &device)) * unit.select(0, index(g, &device)))
+        .sum_dim(1);
+    (dot.neg() + 1.0).mean()
+}
+
+fn mesh_of(topology: &Topology, positions: Vec<f32>) -> TriMesh {
+    TriMesh::new(
+        positions.chunks(3).map(|c| [c[0], c[1], c[2]]).collect(),
+        topology.faces.clone(),
+    )
+}
+
+/// Signed distance to the coarse surface in lattice cells, truncated, negative inside (by the
+/// generalised winding number, so a coarse mesh with small holes still has an inside).
+fn initial_sdf(grid: &TetGrid, coarse: &TriMesh, boundary: &[bool]) -> Vec<f32> {
+    let points = grid.positions();
+    let samples = sample_surface(coarse, 200_000, 0, Sampling::Stratified);
+    let nearest = PointIndex::new(&samples.points).nearest_all(&points);
+    let winding = WindingNumber::new(coarse);
+    let spacing = grid.spacing();
+    points
+        .par_iter()
+        .zip(&nearest)
+        .zip(boundary)
+        .map(|((p, n), &edge)| {
+            let d = (n.distance / spacing).min(INIT_TRUNCATION);
+            if edge {
+                return INIT_TRUNCATION;
+            }
+            let inside = winding.at(p.map(f64::from)) > 0.5;
+            // Never exactly zero: a zero value would sit on no side.
+            let d = d.max(1e-3);
+            if inside { -d } else { d }
+        })
+        .collect()
+}

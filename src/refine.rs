@@ -1,0 +1,238 @@
+//! `orbitmesh refine`: the DMTet fine stage on a coarse mesh and its orbit.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use orbitmesh_dmtet::{RefineConfig, Refiner};
+use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
+use orbitmesh_nerf::{Orbit, read_orbit};
+use orbitmesh_render::{DeviceChoice, open_rasterizer};
+use serde_json::json;
+
+use crate::input::DeviceArg;
+use crate::output::{encode_png, save};
+
+#[derive(Args)]
+#[command(
+    after_help = "COARSE is the coarse stage's folder (its nerf.obj or hull.obj) or a mesh file, in \
+the object frame; ORBIT_DIR holds the frames (with alpha) and their transforms.json. Writes \
+DIR/fine.obj (vertex colours, object frame), DIR/refine.json and, for --holdout frames, \
+DIR/holdout_NNN.png."
+)]
+pub struct RefineArgs {
+    /// Coarse stage folder or mesh file
+    coarse: PathBuf,
+    /// Folder of frames + transforms.json
+    orbit: PathBuf,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    /// Frames to hold out for PSNR, e.g. 3,10,17 (not refined against)
+    #[arg(long, value_delimiter = ',')]
+    holdout: Vec<usize>,
+    /// Cubes per side of the tetrahedral grid
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=512))]
+    resolution: u64,
+    #[arg(long, default_value_t = 600)]
+    steps: usize,
+    /// Time budget in seconds (stops early)
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Rasterizer: cpu, gpu or auto (the tensors run on the CPU)
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Adam's learning rate for the SDF and the deformations
+    #[arg(long, default_value_t = RefineConfig::default().learning_rate)]
+    lr: f64,
+    /// Adam's learning rate for the colours (logits)
+    #[arg(long, default_value_t = RefineConfig::default().colour_learning_rate)]
+    colour_lr: f64,
+    #[arg(long, default_value_t = RefineConfig::default().rgb_weight)]
+    rgb_weight: f32,
+    #[arg(long, default_value_t = RefineConfig::default().mask_weight)]
+    mask_weight: f32,
+    /// Weight of the uniform Laplacian (in grid cells)
+    #[arg(long, default_value_t = RefineConfig::default().laplacian_weight)]
+    laplacian_weight: f32,
+    /// Weight of the normal consistency between neighbouring faces
+    #[arg(long, default_value_t = RefineConfig::default().normal_weight)]
+    normal_weight: f32,
+}
+
+/// The coarse mesh in `coarse`: a mesh file, or the mesh a coarse stage wrote into a folder.
+pub fn coarse_mesh(coarse: &Path) -> Result<TriMesh> {
+    let path = if coarse.is_dir() {
+        ["nerf.obj", "hull.obj", "coarse.obj"]
+            .iter()
+            .map(|f| coarse.join(f))
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!(
+                    "{}: no coarse mesh here (nerf.obj or hull.obj)",
+                    coarse.display()
+                )
+            })?
+    } else {
+        coarse.to_path_buf()
+    };
+    Ok(read_mesh(&path)?.mesh)
+}
+
+/// Mean PSNR (dB) of the refined surface's renders (the fine stage's renderer and fitted
+/// shading) against `frames` of the orbit, both over white; the renders are written beside as
+/// holdout_NNN.png.
+fn holdout_psnr(refiner: &Refiner, orbit: &Orbit, frames: &[usize], dir: &Path) -> Result<f64> {
+    let mut total = 0.0;
+    for &i in frames {
+        let frame = &orbit.frames[i];
+        let render = refiner.render(&frame.camera)?;
+        let on_white = |p: &image::Rgba<u8>, k: usize| {
+            let a = f64::from(p[3]) / 255.0;
+            f64::from(p[k]) / 255.0 * a + (1.0 - a)
+        };
+        let mut sum = 0.0f64;
+        for (p, q) in render.pixels().zip(frame.image.pixels()) {
+            for k in 0..3 {
+                sum += (on_white(p, k) - on_white(q, k)).powi(2);
+            }
+        }
+        let mse = sum / (render.len() / 4 * 3) as f64;
+        total += orbitmesh_nerf::train::psnr(mse);
+        save(&dir.join(format!("holdout_{i:03}.png")), &encode_png(&render)?)?;
+    }
+    Ok(total / frames.len() as f64)
+}
+
+/// Refines `coarse` against the orbit in `orbit_dir` into `dir`; returns the summary written to
+/// refine.json.
+pub fn refine_into(
+    coarse: &Path,
+    orbit_dir: &Path,
+    config: RefineConfig,
+    holdout: &[usize],
+    rasterizer: DeviceChoice,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let mesh = coarse_mesh(coarse)?;
+    let orbit = read_orbit(orbit_dir)?;
+    let n = orbit.frames.len();
+    if let Some(bad) = holdout.iter().find(|i| **i >= n) {
+        bail!("--holdout {bad}: the orbit has {n} frames (0..{})", n - 1);
+    }
+    let train: Vec<usize> = (0..n).filter(|i| !holdout.contains(i)).collect();
+    let started = Instant::now();
+    let rasterizer = open_rasterizer(rasterizer)?;
+    let rasterizer_name = rasterizer.name();
+    let mut refiner = Refiner::new(
+        config.clone(),
+        &mesh,
+        &orbit,
+        train.clone(),
+        rasterizer,
+        &Device::flex(),
+    )?;
+    let setup_s = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    let bar = ProgressBar::new(config.steps as u64).with_style(
+        ProgressStyle::with_template(
+            "refine {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, ETA {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut smoothed = f32::NAN;
+    while !refiner.done() {
+        let r = refiner.step()?;
+        smoothed = if smoothed.is_finite() {
+            0.9 * smoothed + 0.1 * r.loss
+        } else {
+            r.loss
+        };
+        bar.set_position(r.step as u64);
+        bar.set_message(format!("loss {smoothed:.5}, {} faces", r.faces));
+        if bar.is_hidden() && r.step % 100 == 0 {
+            eprintln!(
+                "refine step {}: loss {smoothed:.5}, {} faces, {:.0} s",
+                r.step, r.faces, r.elapsed_s
+            );
+        }
+    }
+    bar.finish_and_clear();
+    let fine = refiner.mesh()?;
+    write_mesh(&dir.join("fine.obj"), &fine)?;
+    let psnr = if holdout.is_empty() {
+        None
+    } else {
+        Some(holdout_psnr(&refiner, &orbit, holdout, dir)?)
+    };
+    let summary = json!({
+        "method": "DMTet (marching tetrahedra on a Kuhn grid) refined against the frames' colour and alpha by differentiable rasterization (orbitmesh-dmtet)",
+        "coarse": coarse,
+        "orbit": orbit_dir,
+        "resolution": config.resolution,
+        "steps": refiner.step,
+        "seconds_setup": setup_s,
+        "seconds_optimise": refiner.elapsed_s,
+        "seconds_total": started.elapsed().as_secs_f64(),
+        "rasterizer": rasterizer_name,
+        "holdout": holdout,
+        "holdout_psnr_db": psnr,
+        "shading_ambient_headlight": refiner.shading(),
+        "vertices": fine.positions.len(),
+        "faces": fine.faces.len(),
+        "seed": config.seed,
+    });
+    save(
+        &dir.join("refine.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+pub fn run(args: RefineArgs) -> Result<ExitCode> {
+    let mut config = RefineConfig {
+        resolution: args.resolution as usize,
+        steps: args.steps,
+        seed: args.seed,
+        learning_rate: args.lr,
+        colour_learning_rate: args.colour_lr,
+        rgb_weight: args.rgb_weight,
+        mask_weight: args.mask_weight,
+        laplacian_weight: args.laplacian_weight,
+        normal_weight: args.normal_weight,
+        ..RefineConfig::default()
+    };
+    if let Some(s) = args.seconds {
+        if !(s > 0.0 && s.is_finite()) {
+            bail!("--seconds must be positive");
+        }
+        config.time_budget_s = Some(s);
+    }
+    let summary = refine_into(
+        &args.coarse,
+        &args.orbit,
+        config,
+        &args.holdout,
+        args.device.into(),
+        &args.out,
+    )?;
+    let psnr = summary["holdout_psnr_db"]
+        .as_f64()
+        .map_or(String::new(), |p| format!(", held-out PSNR {p:.2} dB"));
+    println!(
+        "refine: {} steps in {:.1} s{psnr}; mesh {} vertices, {} faces -> {}",
+        summary["steps"],
+        summary["seconds_total"].as_f64().unwrap_or(0.0),
+        summary["vertices"],
+        summary["faces"],
+        args.out.join("fine.obj").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -105,7 +105,10 @@ fn holdout_psnr(refiner: &Refiner, orbit: &Orbit, frames: &[usize], dir: &Path) 
         }
         let mse = sum / (render.len() / 4 * 3) as f64;
         total += orbitmesh_nerf::train::psnr(mse);
-        save(&dir.join(format!("holdout_{i:03}.png")), &encode_png(&render)?)?;
+        save(
+            &dir.join(format!("holdout_{i:03}.png")),
+            &encode_png(&render)?,
+        )?;
     }
     Ok(total / frames.len() as f64)
 }

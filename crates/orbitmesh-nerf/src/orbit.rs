@@ -84,9 +84,9 @@ pub fn read_orbit(dir: &Path) -> Result<Orbit, NerfError> {
 }
 
 /// `mesh` (in the object frame) rendered with alpha from `views` cameras evenly around it at 10°
-/// elevation and distance 2, `res`² each: an in-memory orbit for tests.
-#[cfg(test)]
-pub(crate) fn rendered_orbit(mesh: &orbitmesh_geom::TriMesh, views: usize, res: u32) -> Orbit {
+/// elevation and distance 2, `res`² each: an in-memory orbit for tests (this crate's and the
+/// later stages').
+pub fn rendered_orbit(mesh: &orbitmesh_geom::TriMesh, views: usize, res: u32) -> Orbit {
     use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
     use orbitmesh_render::raster::rasterize_cpu;
     use orbitmesh_render::shade::shade_rgba;

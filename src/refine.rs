@@ -7,11 +7,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
+use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
+use orbitmesh_dmtet::texture::{bake, with_material};
 use orbitmesh_dmtet::{RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
 use orbitmesh_nerf::{Orbit, read_orbit};
-use orbitmesh_render::{DeviceChoice, open_rasterizer};
+use orbitmesh_render::shade::{Background, shade_rgba};
+use orbitmesh_render::{Camera, DeviceChoice, Rasterizer, Scene, open_rasterizer};
 use serde_json::json;
 
 use crate::input::DeviceArg;
@@ -21,7 +24,7 @@ use crate::output::{encode_png, save};
 #[command(
     after_help = "COARSE is the coarse stage's folder (its nerf.obj or hull.obj) or a mesh file, in \
 the object frame; ORBIT_DIR holds the frames (with alpha) and their transforms.json. Writes \
-DIR/fine.obj (vertex colours, object frame), DIR/refine.json and, for --holdout frames, \
+DIR/fine.obj with fine.mtl and texture.png (object frame), DIR/refine.json and, for --holdout frames, \
 DIR/holdout_NNN.png."
 )]
 pub struct RefineArgs {
@@ -48,6 +51,9 @@ pub struct RefineArgs {
     device: DeviceArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Side of the baked texture in texels
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=8192))]
+    texture_size: u32,
     /// Adam's learning rate for the SDF and the deformations
     #[arg(long, default_value_t = RefineConfig::default().learning_rate)]
     lr: f64,
@@ -85,32 +91,55 @@ pub fn coarse_mesh(coarse: &Path) -> Result<TriMesh> {
     Ok(read_mesh(&path)?.mesh)
 }
 
-/// Mean PSNR (dB) of the refined surface's renders (the fine stage's renderer and fitted
-/// shading) against `frames` of the orbit, both over white; the renders are written beside as
-/// holdout_NNN.png.
-fn holdout_psnr(refiner: &Refiner, orbit: &Orbit, frames: &[usize], dir: &Path) -> Result<f64> {
-    let mut total = 0.0;
+/// PSNR (dB) of `render` against `frame`, both over white.
+fn psnr_on_white(render: &RgbaImage, frame: &RgbaImage) -> f64 {
+    let on_white = |p: &image::Rgba<u8>, k: usize| {
+        let a = f64::from(p[3]) / 255.0;
+        f64::from(p[k]) / 255.0 * a + (1.0 - a)
+    };
+    let mut sum = 0.0f64;
+    for (p, q) in render.pixels().zip(frame.pixels()) {
+        for k in 0..3 {
+            sum += (on_white(p, k) - on_white(q, k)).powi(2);
+        }
+    }
+    orbitmesh_nerf::train::psnr(sum / (render.len() / 4 * 3) as f64)
+}
+
+/// Mean held-out PSNR of the refined surface, two ways: through the fine stage's renderer and
+/// fitted shading (written as holdout_NNN.png), and of the written textured mesh as a plain
+/// unlit renderer draws it (4× supersampled).
+fn holdout_psnr(
+    refiner: &Refiner,
+    textured: &Path,
+    orbit: &Orbit,
+    frames: &[usize],
+    dir: &Path,
+) -> Result<(f64, f64)> {
+    let mut warnings = Vec::new();
+    let scene = Scene::new(&read_mesh(textured)?.mesh, &mut warnings)?;
+    if let Some(w) = warnings.first() {
+        bail!("{}: {w}", textured.display());
+    }
+    let (mut shaded, mut plain) = (0.0, 0.0);
     for &i in frames {
         let frame = &orbit.frames[i];
         let render = refiner.render(&frame.camera)?;
-        let on_white = |p: &image::Rgba<u8>, k: usize| {
-            let a = f64::from(p[3]) / 255.0;
-            f64::from(p[k]) / 255.0 * a + (1.0 - a)
-        };
-        let mut sum = 0.0f64;
-        for (p, q) in render.pixels().zip(frame.image.pixels()) {
-            for k in 0..3 {
-                sum += (on_white(p, k) - on_white(q, k)).powi(2);
-            }
-        }
-        let mse = sum / (render.len() / 4 * 3) as f64;
-        total += orbitmesh_nerf::train::psnr(mse);
+        shaded += psnr_on_white(&render, &frame.image);
         save(
             &dir.join(format!("holdout_{i:03}.png")),
             &encode_png(&render)?,
         )?;
+        let camera = Camera {
+            camera_to_world: frame.camera.camera_to_world,
+            intrinsics: frame.camera.intrinsics.scaled(2),
+        };
+        let vis = Rasterizer::Cpu.rasterize(&scene, &camera)?;
+        let unlit = shade_rgba(&scene, &vis, &camera, 2, Background::Transparent);
+        plain += psnr_on_white(&unlit, &frame.image);
     }
-    Ok(total / frames.len() as f64)
+    let n = frames.len() as f64;
+    Ok((shaded / n, plain / n))
 }
 
 /// Refines `coarse` against the orbit in `orbit_dir` into `dir`; returns the summary written to
@@ -121,6 +150,7 @@ pub fn refine_into(
     config: RefineConfig,
     holdout: &[usize],
     rasterizer: DeviceChoice,
+    texture_size: u32,
     dir: &Path,
 ) -> Result<serde_json::Value> {
     let mesh = coarse_mesh(coarse)?;
@@ -169,11 +199,15 @@ pub fn refine_into(
     }
     bar.finish_and_clear();
     let fine = refiner.mesh()?;
-    write_mesh(&dir.join("fine.obj"), &fine)?;
-    let psnr = if holdout.is_empty() {
-        None
+    let baked = bake(&fine, texture_size)?;
+    let texture = dir.join("texture.png");
+    save(&texture, &encode_png(&baked.texture)?)?;
+    write_mesh(&dir.join("fine.obj"), &with_material(baked.mesh, &texture))?;
+    let (psnr, psnr_textured) = if holdout.is_empty() {
+        (None, None)
     } else {
-        Some(holdout_psnr(&refiner, &orbit, holdout, dir)?)
+        let (shaded, plain) = holdout_psnr(&refiner, &dir.join("fine.obj"), &orbit, holdout, dir)?;
+        (Some(shaded), Some(plain))
     };
     let summary = json!({
         "method": "DMTet (marching tetrahedra on a Kuhn grid) refined against the frames' colour and alpha by differentiable rasterization (orbitmesh-dmtet)",
@@ -187,6 +221,7 @@ pub fn refine_into(
         "rasterizer": rasterizer_name,
         "holdout": holdout,
         "holdout_psnr_db": psnr,
+        "holdout_psnr_textured_unlit_db": psnr_textured,
         "shading_ambient_headlight": refiner.shading(),
         "vertices": fine.positions.len(),
         "faces": fine.faces.len(),
@@ -224,13 +259,17 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         config,
         &args.holdout,
         args.device.into(),
+        args.texture_size,
         &args.out,
     )?;
     let psnr = summary["holdout_psnr_db"]
         .as_f64()
         .map_or(String::new(), |p| format!(", held-out PSNR {p:.2} dB"));
+    let psnr_textured = summary["holdout_psnr_textured_unlit_db"]
+        .as_f64()
+        .map_or(String::new(), |p| format!(" ({p:.2} dB textured, unlit)"));
     println!(
-        "refine: {} steps in {:.1} s{psnr}; mesh {} vertices, {} faces -> {}",
+        "refine: {} steps in {:.1} s{psnr}{psnr_textured}; mesh {} vertices, {} faces -> {}",
         summary["steps"],
         summary["seconds_total"].as_f64().unwrap_or(0.0),
         summary["vertices"],

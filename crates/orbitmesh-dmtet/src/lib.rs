@@ -7,6 +7,7 @@ pub mod raster;
 pub mod refine;
 pub mod surface;
 pub mod tetgrid;
+pub mod texture;
 
 pub use error::DmtetError;
 pub use refine::{GuidedViews, RefineConfig, Refiner, StepReport};

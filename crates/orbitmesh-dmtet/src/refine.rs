@@ -827,7 +827,9 @@ mod tests {
         let empty = TriMesh::new(Vec::new(), Vec::new());
         // Between lattice points: no lattice point falls inside it.
         let mut tiny = uv_sphere(0.001, 6, 12);
-        tiny.positions.iter_mut().for_each(|p| p.iter_mut().for_each(|c| *c += 0.03));
+        tiny.positions
+            .iter_mut()
+            .for_each(|p| p.iter_mut().for_each(|c| *c += 0.03));
         for coarse in [empty, tiny] {
             let err = Refiner::new(
                 small(16, 1),

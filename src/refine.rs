@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::Device;
 use clap::Args;
 use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_dmtet::texture::{bake, with_material};
-use orbitmesh_dmtet::{RefineConfig, Refiner};
+use orbitmesh_dmtet::{DmtetError, RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
 use orbitmesh_nerf::{Orbit, read_orbit};
 use orbitmesh_render::shade::{Background, shade_rgba};
@@ -73,7 +73,7 @@ pub struct RefineArgs {
 }
 
 /// The coarse mesh in `coarse`: a mesh file, or the mesh a coarse stage wrote into a folder.
-pub fn coarse_mesh(coarse: &Path) -> Result<TriMesh> {
+pub fn coarse_mesh(coarse: &Path) -> Result<(PathBuf, TriMesh)> {
     let path = if coarse.is_dir() {
         ["nerf.obj", "hull.obj", "coarse.obj"]
             .iter()
@@ -88,7 +88,8 @@ pub fn coarse_mesh(coarse: &Path) -> Result<TriMesh> {
     } else {
         coarse.to_path_buf()
     };
-    Ok(read_mesh(&path)?.mesh)
+    let mesh = read_mesh(&path)?.mesh;
+    Ok((path, mesh))
 }
 
 /// PSNR (dB) of `render` against `frame`, both over white.
@@ -153,7 +154,7 @@ pub fn refine_into(
     texture_size: u32,
     dir: &Path,
 ) -> Result<serde_json::Value> {
-    let mesh = coarse_mesh(coarse)?;
+    let (coarse_path, mesh) = coarse_mesh(coarse)?;
     let orbit = read_orbit(orbit_dir)?;
     let n = orbit.frames.len();
     if let Some(bad) = holdout.iter().find(|i| **i >= n) {
@@ -170,7 +171,11 @@ pub fn refine_into(
         train.clone(),
         rasterizer,
         &Device::flex(),
-    )?;
+    )
+    .map_err(|e| match e {
+        DmtetError::Coarse(_) => anyhow!("{}: {e}", coarse_path.display()),
+        other => other.into(),
+    })?;
     let setup_s = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;

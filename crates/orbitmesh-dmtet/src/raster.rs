@@ -125,10 +125,13 @@ pub fn interpolate(
         return image;
     };
     let b = cov.barycentrics(screen, depth);
-    let mut values = attributes.clone().select(0, cov.corners[0].clone()) * b[0].clone();
-    for k in 1..3 {
-        values = values + attributes.clone().select(0, cov.corners[k].clone()) * b[k].clone();
-    }
+    let values = cov
+        .corners
+        .into_iter()
+        .zip(b)
+        .map(|(corner, b)| attributes.clone().select(0, corner) * b)
+        .reduce(|a, b| a + b)
+        .expect("three corners");
     image.select_assign(0, cov.pixels, values, IndexingUpdateOp::Add)
 }
 

@@ -99,7 +99,7 @@ impl Target {
             alpha.push(f32::from(p[3]) / 255.0);
         }
         Target {
-            camera: camera.clone(),
+            camera: *camera,
             rgb,
             alpha,
         }
@@ -220,10 +220,7 @@ impl Refiner {
         device: &Device,
     ) -> Result<Self, DmtetError> {
         if coarse.faces.is_empty() || coarse.area() <= 0.0 {
-            return Err(DmtetError::Invalid {
-                path: orbit.dir.clone(),
-                message: "the coarse mesh has no surface to refine".into(),
-            });
+            return Err(DmtetError::Coarse("has no surface to refine".into()));
         }
         if train.is_empty() {
             return Err(DmtetError::Refine("no frames to refine against".into()));
@@ -244,15 +241,12 @@ impl Refiner {
         let sdf = initial_sdf(&grid, coarse, &boundary);
         let topology = grid.topology(&sdf);
         if topology.faces.is_empty() {
-            return Err(DmtetError::Invalid {
-                path: orbit.dir.clone(),
-                message: format!(
-                    "the coarse mesh leaves no surface on a {}³ grid (is it smaller than a cell \
-                     or outside [−{h}, {h}]³?)",
-                    config.resolution,
-                    h = config.half
-                ),
-            });
+            return Err(DmtetError::Coarse(format!(
+                "leaves no surface on a {}³ grid (is it smaller than a cell or outside \
+                 [−{h}, {h}]³?)",
+                config.resolution,
+                h = config.half
+            )));
         }
         // Colours: the frames' colours on the initial surface, carried to every lattice point
         // from the nearest surface vertex.
@@ -672,15 +666,14 @@ fn face_normals(positions: &Tensor<2>, faces: &[[u32; 3]]) -> Tensor<2> {
     let (a, b, c) = (corner(0), corner(1), corner(2));
     let (u, v) = (b - a.clone(), c - a);
     let col = |t: &Tensor<2>, k: usize| t.clone().narrow(1, k, 1);
-    let normal = Tensor::cat(
+    Tensor::cat(
         vec![
             col(&u, 1) * col(&v, 2) - col(&u, 2) * col(&v, 1),
             col(&u, 2) * col(&v, 0) - col(&u, 0) * col(&v, 2),
             col(&u, 0) * col(&v, 1) - col(&u, 1) * col(&v, 0),
         ],
         1,
-    );
-    normal
+    )
 }
 
 fn normalised(v: Tensor<2>) -> Tensor<2> {
@@ -841,7 +834,7 @@ mod tests {
             )
             .err()
             .expect("refused");
-            assert!(matches!(err, DmtetError::Invalid { .. }), "{err}");
+            assert!(matches!(err, DmtetError::Coarse(_)), "{err}");
         }
     }
 

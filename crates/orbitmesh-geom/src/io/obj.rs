@@ -178,6 +178,10 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
                 writeln!(w, "vt {u} {v}")?;
             }
         }
+        // Smooth normals, so importers (Blender's among them) shade the surface without faceting.
+        for [x, y, z] in mesh.vertex_normals() {
+            writeln!(w, "vn {x} {y} {z}")?;
+        }
         let mut current = None;
         for (f, [a, b, c]) in mesh.faces.iter().enumerate() {
             if let Some(&m) = mesh.face_materials.get(f)
@@ -188,9 +192,9 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
             }
             let (a, b, c) = (a + 1, b + 1, c + 1);
             if mesh.uvs.is_some() {
-                writeln!(w, "f {a}/{a} {b}/{b} {c}/{c}")?;
+                writeln!(w, "f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}")?;
             } else {
-                writeln!(w, "f {a} {b} {c}")?;
+                writeln!(w, "f {a}//{a} {b}//{b} {c}//{c}")?;
             }
         }
         Ok(())

@@ -2,14 +2,15 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use common::{assert_input_error, eval_report, orbitmesh, text};
 use image::{Rgba, RgbaImage};
 
-#[test]
-fn photo_to_glb_then_a_rerun_skips_finished_stages() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let photo = d.join("photo.png");
+/// An orange disc on white.
+fn write_photo(path: &Path) {
     RgbaImage::from_fn(96, 96, |x, y| {
         let r = ((x as f32 - 47.5).powi(2) + (y as f32 - 50.0).powi(2)).sqrt();
         if r < 30.0 {
@@ -18,8 +19,16 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
             Rgba([250, 250, 250, 255])
         }
     })
-    .save(&photo)
+    .save(path)
     .unwrap();
+}
+
+#[test]
+fn photo_to_glb_then_a_rerun_skips_finished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("photo.png");
+    write_photo(&photo);
     let out = d.join("ball.glb");
     let args = [
         "mesh",
@@ -32,13 +41,15 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
         "48",
         "--device",
         "cpu",
+        "--fine-steps",
+        "30",
     ];
     let first = orbitmesh(&args);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let glb = std::fs::read(&out).unwrap();
     assert_eq!(&glb[..4], b"glTF");
     let work = d.join("ball.work");
-    for stage in ["prepare", "orbit", "coarse"] {
+    for stage in ["prepare", "orbit", "coarse", "fine"] {
         assert!(work.join(stage).join("stage.json").is_file(), "{stage}");
     }
     let orbit: serde_json::Value =
@@ -50,7 +61,7 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
     assert!(second.status.success(), "{}", text(&second.stderr));
     assert_eq!(
         text(&second.stdout).matches("up to date").count(),
-        3,
+        4,
         "{}",
         text(&second.stdout)
     );
@@ -62,7 +73,10 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
         third.contains("prepare  up to date") && third.contains("orbit    up to date"),
         "{third}"
     );
-    assert!(third.contains("coarse   done"), "{third}");
+    assert!(
+        third.contains("coarse   done") && third.contains("fine     done"),
+        "{third}"
+    );
     let mut finer = args.to_vec();
     finer[7] = "40";
     let fourth = text(&orbitmesh(&finer).stdout);
@@ -70,6 +84,67 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
         fourth.contains("orbit    up to date") && fourth.contains("coarse   done"),
         "{fourth}"
     );
+}
+
+#[test]
+fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("photo.png");
+    write_photo(&photo);
+    let out = d.join("ball.glb");
+    let args = [
+        "mesh",
+        photo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--preset",
+        "fast",
+        "--resolution",
+        "48",
+        "--device",
+        "cpu",
+        "--fine-steps",
+        "100",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let unfinished = d.join("ball.work").join("fine.tmp");
+    let started = Instant::now();
+    while !unfinished.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the fine stage never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !d.join("ball.work/fine").exists() && !out.exists(),
+        "nothing finished"
+    );
+
+    let rerun = orbitmesh(&args);
+    let log = text(&rerun.stdout);
+    assert!(rerun.status.success(), "{}", text(&rerun.stderr));
+    for stage in [
+        "prepare  up to date",
+        "orbit    up to date",
+        "coarse   up to date",
+        "fine     done",
+    ] {
+        assert!(log.contains(stage), "{stage}: {log}");
+    }
+    assert!(out.is_file());
 }
 
 #[test]

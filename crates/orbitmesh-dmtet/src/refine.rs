@@ -40,6 +40,8 @@ pub struct RefineConfig {
     pub learning_rate: f64,
     pub colour_learning_rate: f64,
     pub views_per_step: usize,
+    /// Frames larger than this (longer side, pixels) are shrunk for the losses.
+    pub max_side: u32,
     pub rgb_weight: f32,
     pub mask_weight: f32,
     pub laplacian_weight: f32,
@@ -64,6 +66,7 @@ impl Default for RefineConfig {
             learning_rate: 0.15,
             colour_learning_rate: 0.03,
             views_per_step: 4,
+            max_side: 192,
             rgb_weight: 1.0,
             mask_weight: 1.0,
             // Halving both from here undid the surface (Chamfer 0.016), doubling both cost 0.001.
@@ -91,18 +94,44 @@ struct Target {
 }
 
 impl Target {
-    fn new(camera: &Camera, image: &image::RgbaImage) -> Self {
+    /// The frame, shrunk (box filter, camera to match) so its longer side is at most `max_side`:
+    /// the losses need the silhouette and colours, not every pixel of a 576² frame.
+    fn new(camera: &Camera, image: &image::RgbaImage, max_side: u32) -> Self {
+        let side = image.width().max(image.height());
+        let (image, camera) = if side > max_side {
+            let k = side.div_ceil(max_side);
+            let (w, h) = ((image.width() / k).max(1), (image.height() / k).max(1));
+            let (sx, sy) = (
+                f64::from(w) / f64::from(image.width()),
+                f64::from(h) / f64::from(image.height()),
+            );
+            let i = &camera.intrinsics;
+            let intrinsics = orbitmesh_render::Intrinsics {
+                width: w,
+                height: h,
+                fx: i.fx * sx,
+                fy: i.fy * sy,
+                cx: i.cx * sx,
+                cy: i.cy * sy,
+            };
+            let small = image::imageops::resize(image, w, h, image::imageops::FilterType::Triangle);
+            (
+                std::borrow::Cow::Owned(small),
+                Camera {
+                    camera_to_world: camera.camera_to_world,
+                    intrinsics,
+                },
+            )
+        } else {
+            (std::borrow::Cow::Borrowed(image), *camera)
+        };
         let mut rgb = Vec::with_capacity(image.len() / 4 * 3);
         let mut alpha = Vec::with_capacity(image.len() / 4);
         for p in image.pixels() {
             rgb.extend([p[0], p[1], p[2]].map(|c| f32::from(c) / 255.0));
             alpha.push(f32::from(p[3]) / 255.0);
         }
-        Target {
-            camera: *camera,
-            rgb,
-            alpha,
-        }
+        Target { camera, rgb, alpha }
     }
 
     /// Colour over `bg` ([H·W, 3]) and alpha ([H·W, 1]).
@@ -270,7 +299,7 @@ impl Refiner {
         let targets = orbit
             .frames
             .iter()
-            .map(|f| Target::new(&f.camera, &f.image))
+            .map(|f| Target::new(&f.camera, &f.image, config.max_side))
             .collect();
         let reference_dirs = train
             .iter()

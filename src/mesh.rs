@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use orbitmesh_dmtet::RefineConfig;
 use orbitmesh_geom::{read_mesh, write_mesh};
 use orbitmesh_nerf::{HullOptions, colour_from_frames, read_orbit};
 use orbitmesh_orbit::PrepareOptions;
@@ -20,7 +19,7 @@ use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
 use crate::prepare::prepare_into;
-use crate::refine::refine_into;
+use crate::refine::{preset_config, refine_into};
 use crate::stage::{files_in, fingerprint, run_stage};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -203,22 +202,11 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     })?;
     report("coarse", ran);
 
-    let fine_steps = args.fine_steps.unwrap_or(match args.preset {
-        Preset::Fast => 150,
-        Preset::Default => 600,
-    });
+    let config = preset_config(matches!(args.preset, Preset::Fast), args.fine_steps);
     let fine_dir = work.join("fine");
-    let refined = if fine_steps == 0 {
+    let refined = if config.steps == 0 {
         None
     } else {
-        let config = RefineConfig {
-            resolution: match args.preset {
-                Preset::Fast => 48,
-                Preset::Default => 64,
-            },
-            steps: fine_steps,
-            ..RefineConfig::default()
-        };
         let settings =
             json!({ "method": "dmtet", "config": format!("{config:?}"), "texture": FINE_TEXTURE });
         let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")]);

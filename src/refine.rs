@@ -72,6 +72,16 @@ pub struct RefineArgs {
     normal_weight: f32,
 }
 
+/// The fine stage's settings in the fast and default presets of `mesh` and `bench`: the step
+/// count (`steps`, or the preset's 150 / 600) and the grid (48³ / 64³).
+pub fn preset_config(fast: bool, steps: Option<usize>) -> RefineConfig {
+    RefineConfig {
+        resolution: if fast { 48 } else { 64 },
+        steps: steps.unwrap_or(if fast { 150 } else { 600 }),
+        ..RefineConfig::default()
+    }
+}
+
 /// The coarse mesh in `coarse`: a mesh file, or the mesh a coarse stage wrote into a folder.
 pub fn coarse_mesh(coarse: &Path) -> Result<(PathBuf, TriMesh)> {
     let path = if coarse.is_dir() {

@@ -231,7 +231,7 @@ pub struct Refiner {
     pub elapsed_s: f64,
 }
 
-/// The lattice point → colour logit of the nearest point of a coloured surface.
+/// The logit of a colour channel, kept off 0 and 1 so it stays finite.
 fn logit(c: f32) -> f32 {
     let c = c.clamp(0.02, 0.98);
     (c / (1.0 - c)).ln()

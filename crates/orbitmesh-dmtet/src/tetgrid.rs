@@ -39,8 +39,8 @@ pub struct TetGrid {
 /// triangles over those crossing points, oriented outwards (SDF < 0 is inside).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Topology {
-    /// The crossed edges as (inside-or-outside, other) grid vertex pairs: surface vertex `i` lies
-    /// on the edge `edges[i]`.
+    /// The crossed edges as pairs of grid vertices (the lower lattice point first): surface vertex
+    /// `i` lies on the edge `edges[i]`.
     pub edges: Vec<[u32; 2]>,
     pub faces: Vec<[u32; 3]>,
 }

@@ -83,7 +83,7 @@ pub fn preset_config(fast: bool, steps: Option<usize>) -> RefineConfig {
 }
 
 /// The coarse mesh in `coarse`: a mesh file, or the mesh a coarse stage wrote into a folder.
-pub fn coarse_mesh(coarse: &Path) -> Result<(PathBuf, TriMesh)> {
+fn coarse_mesh(coarse: &Path) -> Result<(PathBuf, TriMesh)> {
     let path = if coarse.is_dir() {
         ["nerf.obj", "hull.obj", "coarse.obj"]
             .iter()

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_input_error, eval_report, orbitmesh, text};
+use common::{assert_input_error, eval_report, orbitmesh, render, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]
@@ -12,19 +12,11 @@ fn render_then_hull_gives_a_mesh_near_the_object() {
     let mesh = d.join("ball.ply");
     write_mesh(&mesh, &shapes::uv_sphere(0.5, 32, 64)).unwrap();
     let orbit = d.join("orbit");
-    let run = orbitmesh(&[
-        "render",
-        mesh.to_str().unwrap(),
-        "--out",
-        orbit.to_str().unwrap(),
-        "--res",
-        "96",
-        "--device",
-        "cpu",
-        "--background",
-        "transparent",
-    ]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    render(
+        &mesh,
+        &orbit,
+        &["--res", "96", "--background", "transparent"],
+    );
     let out = d.join("hull");
     let run = orbitmesh(&[
         "hull",

@@ -23,14 +23,10 @@ fn write_photo(path: &Path) {
     .unwrap();
 }
 
-#[test]
-fn photo_to_glb_then_a_rerun_skips_finished_stages() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let photo = d.join("photo.png");
-    write_photo(&photo);
-    let out = d.join("ball.glb");
-    let args = [
+/// `mesh PHOTO -o OUT` with the fast preset on the CPU, a 48³ hull (argument 7) and
+/// `fine_steps` steps of the fine stage.
+fn fast_mesh<'a>(photo: &'a Path, out: &'a Path, fine_steps: &'a str) -> [&'a str; 12] {
+    [
         "mesh",
         photo.to_str().unwrap(),
         "-o",
@@ -42,8 +38,18 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
         "--device",
         "cpu",
         "--fine-steps",
-        "30",
-    ];
+        fine_steps,
+    ]
+}
+
+#[test]
+fn photo_to_glb_then_a_rerun_skips_finished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("photo.png");
+    write_photo(&photo);
+    let out = d.join("ball.glb");
+    let args = fast_mesh(&photo, &out, "30");
     let first = orbitmesh(&args);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let glb = std::fs::read(&out).unwrap();
@@ -93,20 +99,7 @@ fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     let photo = d.join("photo.png");
     write_photo(&photo);
     let out = d.join("ball.glb");
-    let args = [
-        "mesh",
-        photo.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--preset",
-        "fast",
-        "--resolution",
-        "48",
-        "--device",
-        "cpu",
-        "--fine-steps",
-        "100",
-    ];
+    let args = fast_mesh(&photo, &out, "100");
     let mut child = Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
         .args(args)
         .stdout(Stdio::null())

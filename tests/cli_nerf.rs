@@ -4,28 +4,18 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_input_error, orbitmesh, text};
+use common::{assert_input_error, orbitmesh, render, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 fn render_ball(d: &Path, name: &str, background: &str) -> std::path::PathBuf {
     let mesh = d.join("ball.ply");
     write_mesh(&mesh, &shapes::uv_sphere(0.35, 16, 32)).unwrap();
     let orbit = d.join(name);
-    let run = orbitmesh(&[
-        "render",
-        mesh.to_str().unwrap(),
-        "--out",
-        orbit.to_str().unwrap(),
-        "--res",
-        "32",
-        "--frames",
-        "12",
-        "--device",
-        "cpu",
-        "--background",
-        background,
-    ]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    render(
+        &mesh,
+        &orbit,
+        &["--res", "32", "--frames", "12", "--background", background],
+    );
     orbit
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_input_error, eval_report, orbitmesh, text};
+use common::{assert_input_error, eval_report, orbitmesh, render, text};
 use orbitmesh_geom::{read_mesh, shapes, write_mesh};
 
 fn render_and_hull(d: &Path) -> (String, String, String) {
@@ -15,21 +15,18 @@ fn render_and_hull(d: &Path) -> (String, String, String) {
     )
     .unwrap();
     let orbit = d.join("orbit");
-    let run = orbitmesh(&[
-        "render",
-        mesh.to_str().unwrap(),
-        "--out",
-        orbit.to_str().unwrap(),
-        "--res",
-        "64",
-        "--frames",
-        "8",
-        "--device",
-        "cpu",
-        "--background",
-        "transparent",
-    ]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    render(
+        &mesh,
+        &orbit,
+        &[
+            "--res",
+            "64",
+            "--frames",
+            "8",
+            "--background",
+            "transparent",
+        ],
+    );
     let hull = d.join("hull");
     let run = orbitmesh(&[
         "hull",

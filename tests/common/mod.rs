@@ -3,6 +3,7 @@
 // Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs the `orbitmesh` binary built for these tests.
@@ -11,6 +12,21 @@ pub fn orbitmesh(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the orbitmesh binary runs")
+}
+
+/// Runs `orbitmesh render MESH --out OUT --device cpu` plus `extra` and asserts it succeeded.
+pub fn render(mesh: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "render",
+        mesh.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let run = orbitmesh(&args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
 }
 
 pub fn text(b: &[u8]) -> String {

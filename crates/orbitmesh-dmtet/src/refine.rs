@@ -281,7 +281,6 @@ impl Refiner {
         // from the nearest surface vertex.
         let plain = device.clone();
         let initial = SurfacePoints::new(
-            &grid,
             &topology,
             lattice(&grid, &plain),
             Tensor::from_data(TensorData::new(sdf.clone(), [sdf.len()]), &plain),
@@ -338,10 +337,6 @@ impl Refiner {
         self
     }
 
-    pub fn grid(&self) -> &TetGrid {
-        &self.grid
-    }
-
     /// Whether the step or time budget is spent.
     pub fn done(&self) -> bool {
         self.step >= self.config.steps
@@ -374,7 +369,6 @@ impl Refiner {
         let deform = tensor2(self.deform.clone(), 3, d).require_grad();
         let colour = tensor2(self.colour.clone(), 3, d).require_grad();
         let points = SurfacePoints::new(
-            &self.grid,
             topology,
             self.lattice.clone(),
             sdf.clone(),

@@ -43,7 +43,6 @@ impl SurfacePoints {
     /// by at most `bound` along each axis, through tanh, as in DMTet); crossing points are kept
     /// `margin` (a fraction of the edge) away from its ends.
     pub fn new(
-        grid: &TetGrid,
         topology: &Topology,
         lattice: Tensor<2>,
         sdf: Tensor<1>,
@@ -66,7 +65,6 @@ impl SurfacePoints {
         if margin > 0.0 {
             t = t.clamp(margin, 1.0 - margin);
         }
-        debug_assert_eq!(grid.vertex_count(), lattice.dims()[0]);
         SurfacePoints {
             positions: pa.clone() + (pb - pa) * t.clone(),
             t,
@@ -118,7 +116,6 @@ mod tests {
         let objective = |sdf: &[f32], deform: &[f32]| -> f64 {
             let plain = Device::flex();
             let p = SurfacePoints::new(
-                &grid,
                 &topo,
                 lattice(&grid, &plain),
                 Tensor::from_data(TensorData::new(sdf.to_vec(), [sdf.len()]), &plain),
@@ -135,7 +132,7 @@ mod tests {
         let s = Tensor::<1>::from_data(TensorData::new(sdf.clone(), [sdf.len()]), &device)
             .require_grad();
         let d = tensor2(deform.clone(), 3, &device).require_grad();
-        let p = SurfacePoints::new(&grid, &topo, lat, s.clone(), d.clone(), bound, 0.0);
+        let p = SurfacePoints::new(&topo, lat, s.clone(), d.clone(), bound, 0.0);
         let grads = (p.positions * w).sum().backward();
         let gs = to_vec(s.grad(&grads).unwrap());
         let gd = to_vec(d.grad(&grads).unwrap());
@@ -181,7 +178,6 @@ mod tests {
         let topo = grid.topology(&sdf);
         let n = sdf.len();
         let p = SurfacePoints::new(
-            &grid,
             &topo,
             lattice(&grid, &device),
             Tensor::from_data(TensorData::new(sdf, [n]), &device),

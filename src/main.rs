@@ -7,6 +7,7 @@ mod export;
 mod hull;
 mod input;
 mod mesh;
+mod models;
 mod nerf;
 mod orbit;
 mod output;
@@ -52,6 +53,8 @@ enum Command {
     Refine(refine::RefineArgs),
     /// Convert a mesh to GLB (for game engines), OBJ or PLY
     Export(export::ExportArgs),
+    /// Install the optional learned models (the IS-Net background remover)
+    Models(models::ModelsArgs),
 }
 
 /// Bad input and failed commands exit with 2 (as clap does for bad arguments); a panic would be a
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Hull(args) => hull::run(args),
         Command::Refine(args) => refine::run(args),
         Command::Export(args) => export::run(args),
+        Command::Models(args) => models::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,8 +5,11 @@
 pub mod frames;
 pub mod generator;
 pub mod inflate;
+pub mod layers;
 pub mod prepare;
+pub mod segment;
 pub mod sv3d;
+pub mod weights;
 
 pub use generator::{OrbitError, OrbitGenerator};
 pub use inflate::Inflate;

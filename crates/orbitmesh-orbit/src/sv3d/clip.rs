@@ -13,9 +13,9 @@ use burn::tensor::module::{conv2d, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 
-use super::layers::{LayerNorm, multi_head_attention};
-use super::weights::Params;
 use super::{ClipConfig, prefix};
+use crate::layers::{LayerNorm, multi_head_attention};
+use crate::weights::Params;
 
 /// CLIP's training statistics, which the tower expects its `[0, 1]` input normalised by.
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];

@@ -12,54 +12,27 @@
 
 pub mod clip;
 pub mod guidance;
-pub mod layers;
 pub mod model;
 pub mod sampler;
 pub mod unet;
 pub mod vae;
-pub mod weights;
 
 #[cfg(test)]
 pub(crate) mod fixture;
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
+pub use crate::weights::{Params, Weights, WeightsError};
 pub use guidance::{Guidance, Sv3dGuidance};
 pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Variant};
-pub use weights::{Params, Weights};
 
 /// What can go wrong loading or running SV3D.
 #[derive(Debug, thiserror::Error)]
 pub enum Sv3dError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: not a readable safetensors file: {reason}", path.display())]
-    Format { path: PathBuf, reason: String },
-    #[error("{}", weights_message(path, problems))]
-    Weights {
-        path: PathBuf,
-        problems: Vec<String>,
-    },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
     #[error("SV3D configuration: {0}")]
     Config(String),
-}
-
-/// One problem on one line; several listed one per line under the file's name.
-fn weights_message(path: &std::path::Path, problems: &[String]) -> String {
-    match problems {
-        [one] => format!("{}: {one}", path.display()),
-        _ => format!(
-            "{}: {} problems with the weights:\n  {}",
-            path.display(),
-            problems.len(),
-            problems.join("\n  ")
-        ),
-    }
 }
 
 /// The VideoUNet's hyper-parameters (sgm's `VideoUNet` arguments, same names).

@@ -15,7 +15,7 @@ use super::clip::ClipImageEncoder;
 use super::sampler::{Conditioning, edm_sigmas, sample, triangle_scales};
 use super::unet::{VideoUnet, timestep_embedding};
 use super::vae::{VaeDecoder, VaeEncoder};
-use super::{Sv3dConfig, Sv3dError, Weights, prefix};
+use super::{Sv3dConfig, Sv3dError, Weights, WeightsError, prefix};
 use crate::generator::{OrbitError, OrbitGenerator};
 use crate::prepare::background_model;
 
@@ -97,13 +97,14 @@ impl Sv3d {
             Some([1280, 1280]) => Variant::P,
             Some([1280, 256]) => Variant::U,
             other => {
-                return Err(Sv3dError::Weights {
+                return Err(WeightsError::Tensors {
                     path: path.to_path_buf(),
                     problems: vec![format!(
                         "{label}: {other:?}, where sv3d_p has [1280, 1280] and sv3d_u [1280, 256]: \
                          not an SV3D checkpoint"
                     )],
-                });
+                }
+                .into());
             }
         };
         Self::from_weights(&weights, Sv3dConfig::sv3d(variant), variant)

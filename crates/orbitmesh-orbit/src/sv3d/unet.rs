@@ -9,8 +9,8 @@ use burn::tensor::activation::{gelu, sigmoid, silu};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::UnetConfig;
-use super::layers::{Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, multi_head_attention};
-use super::weights::Params;
+use crate::layers::{Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, multi_head_attention};
+use crate::weights::Params;
 
 /// The UNet's GroupNorms (`normalization`: 32 groups, PyTorch's default ε).
 const RES_NORM_EPS: f64 = 1e-5;

@@ -14,9 +14,9 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
 
-use super::layers::{Conv2d, GroupNorm, multi_head_attention};
-use super::weights::Params;
 use super::{VaeConfig, prefix};
+use crate::layers::{Conv2d, GroupNorm, multi_head_attention};
+use crate::weights::Params;
 
 /// sgm's `Normalize`: 32 groups with a smaller ε than PyTorch's default.
 const GROUPS: usize = 32;
@@ -320,8 +320,8 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::sv3d::Sv3dError;
     use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
+    use crate::weights::WeightsError;
 
     #[test]
     fn encoder_and_decoder_match_the_reference_run_on_flex() {
@@ -354,7 +354,7 @@ mod tests {
             .finish(&[&encoder_scope, &quant_scope, prefix::DECODER])
             .unwrap();
         // The wider scope leaves exactly the conditioner's never-run decoder half unread.
-        let Err(Sv3dError::Weights { problems, .. }) =
+        let Err(WeightsError::Tensors { problems, .. }) =
             fx.weights.finish(&[prefix::ENCODER, prefix::DECODER])
         else {
             panic!("the conditioner's AutoencoderKLModeOnly should hold an unused decoder");

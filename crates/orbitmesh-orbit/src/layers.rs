@@ -1,11 +1,11 @@
-//! The PyTorch layers SV3D's modules are made of, loaded by their checkpoint names and run with
+//! The PyTorch layers SV3D's and IS-Net's modules are made of, loaded by their checkpoint names and run with
 //! burn's tensor ops. Weights keep PyTorch's layouts except where burn's op wants another.
 
 use burn::tensor::Tensor;
 use burn::tensor::module::{conv2d, conv3d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 
-use super::weights::Params;
+use crate::weights::Params;
 
 /// `torch.nn.Linear`: `weight` [out, in], `bias` [out].
 pub struct Linear {
@@ -33,6 +33,7 @@ pub struct Conv2d {
     bias: Tensor<1>,
     stride: usize,
     padding: usize,
+    dilation: usize,
 }
 
 impl Conv2d {
@@ -49,11 +50,17 @@ impl Conv2d {
             bias: p.tensor("bias", [c_out]),
             stride,
             padding,
+            dilation: 1,
         }
     }
 
+    /// The same convolution with its taps `dilation` pixels apart (padding unchanged).
+    pub fn dilated(self, dilation: usize) -> Self {
+        Self { dilation, ..self }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
         conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
     }
 }

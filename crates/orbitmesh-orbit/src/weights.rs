@@ -1,6 +1,7 @@
-//! Reading SV3D's weights by the checkpoint's own tensor names.
+//! Reading PyTorch-trained weights (SV3D's checkpoints, the IS-Net segmenter) from safetensors, by
+//! the checkpoint's own tensor names.
 //!
-//! The official files are 9.4 GB of safetensors; they are memory-mapped and each tensor is
+//! SV3D's official files are 9.4 GB; they are memory-mapped and each tensor is
 //! converted to f32 only when a module asks for it. Modules ask through [`Params`], a view of the
 //! file under a name prefix (`model.diffusion_model.input_blocks.1.0`), giving the shape they expect.
 //! Problems (a missing tensor, a wrong shape, an unsupported dtype) are collected rather than
@@ -16,7 +17,36 @@ use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata};
 
-use super::Sv3dError;
+/// What can be wrong with a weights file.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a readable safetensors file: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    /// Tensors missing, mis-shaped or unexpected: every one, not only the first.
+    #[error("{}", tensors_message(path, problems))]
+    Tensors {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// One problem on one line; several listed one per line under the file's name.
+fn tensors_message(path: &Path, problems: &[String]) -> String {
+    match problems {
+        [one] => format!("{}: {one}", path.display()),
+        _ => format!(
+            "{}: {} problems with the weights:\n  {}",
+            path.display(),
+            problems.len(),
+            problems.join("\n  ")
+        ),
+    }
+}
 
 struct Stored {
     dtype: Dtype,
@@ -46,8 +76,8 @@ pub struct Weights {
 
 impl Weights {
     /// Memory-maps a safetensors file and reads its header.
-    pub fn open(path: &Path, device: &Device) -> Result<Self, Sv3dError> {
-        let io = |source| Sv3dError::Io {
+    pub fn open(path: &Path, device: &Device) -> Result<Self, WeightsError> {
+        let io = |source| WeightsError::Io {
             path: path.to_path_buf(),
             source,
         };
@@ -55,7 +85,7 @@ impl Weights {
         // SAFETY: the mapping is read-only; a file changed under a running process would give
         // wrong numbers, not memory unsafety beyond what reading any file concurrently risks.
         let bytes = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let format = |reason: String| Sv3dError::Format {
+        let format = |reason: String| WeightsError::Format {
             path: path.to_path_buf(),
             reason,
         };
@@ -154,9 +184,7 @@ impl Weights {
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             other => {
-                return Err(format!(
-                    "{name}: dtype {other:?} is not a float type SV3D uses"
-                ));
+                return Err(format!("{name}: dtype {other:?} is not a float type"));
             }
         };
         let count: usize = stored.shape.iter().product();
@@ -173,7 +201,7 @@ impl Weights {
     /// Ends loading: an error listing every problem met, and every tensor whose name starts with
     /// one of `scopes` that no module asked for (tensors outside them, such as the CLIP text
     /// tower's leftovers in the official files, are not the model's business).
-    pub fn finish(&self, scopes: &[&str]) -> Result<(), Sv3dError> {
+    pub fn finish(&self, scopes: &[&str]) -> Result<(), WeightsError> {
         let mut problems = self.problems.borrow().clone();
         if let Source::File { tensors, .. } = &self.source {
             let asked: BTreeSet<String> = self
@@ -196,7 +224,7 @@ impl Weights {
             Source::File { path, .. } => path.clone(),
             Source::ShapesOnly => PathBuf::from("(no file)"),
         };
-        Err(Sv3dError::Weights { path, problems })
+        Err(WeightsError::Tensors { path, problems })
     }
 
     fn tensor<const D: usize>(&self, name: String, shape: [usize; D]) -> Tensor<D> {
@@ -309,7 +337,7 @@ mod tests {
         assert_eq!(values, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         m.at("b").tensor("weight", [5]);
         m.at("c").tensor("weight", [1]);
-        let Err(Sv3dError::Weights { problems, .. }) = weights.finish(&["m."]) else {
+        let Err(WeightsError::Tensors { problems, .. }) = weights.finish(&["m."]) else {
             panic!("problems expected");
         };
         assert_eq!(
@@ -334,17 +362,17 @@ mod tests {
             let err = Weights::open(&path, &device)
                 .err()
                 .unwrap_or_else(|| panic!("{what}: opened"));
-            assert!(matches!(err, Sv3dError::Format { .. }), "{what}: {err}");
+            assert!(matches!(err, WeightsError::Format { .. }), "{what}: {err}");
             assert!(err.to_string().contains("w.safetensors"), "{err}");
         }
         std::fs::write(&path, b"not safetensors at all").unwrap();
         assert!(matches!(
             Weights::open(&path, &device),
-            Err(Sv3dError::Format { .. })
+            Err(WeightsError::Format { .. })
         ));
         let missing = Weights::open(&dir.path().join("none.safetensors"), &device)
             .err()
             .unwrap();
-        assert!(matches!(missing, Sv3dError::Io { .. }), "{missing}");
+        assert!(matches!(missing, WeightsError::Io { .. }), "{missing}");
     }
 }

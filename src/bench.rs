@@ -193,6 +193,7 @@ fn run_object(
         prepare_into(
             &input_dir.join("000.png"),
             &PrepareOptions::default(),
+            false,
             &dir.join("prepare"),
         )?;
         let settings = OrbitSettings {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::ValueEnum;
 use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
-use orbitmesh_render::DeviceChoice;
+use orbitmesh_render::{DeviceChoice, Rasterizer};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum UpArg {
@@ -37,6 +37,14 @@ impl From<DeviceArg> for DeviceChoice {
             DeviceArg::Gpu => DeviceChoice::Gpu,
             DeviceArg::Auto => DeviceChoice::Auto,
         }
+    }
+}
+
+/// The tensor device beside a rasterizer: its GPU when it has one, else the CPU.
+pub fn tensor_device(rasterizer: &Rasterizer) -> burn::tensor::Device {
+    match rasterizer {
+        Rasterizer::Gpu(_) => burn::tensor::Device::wgpu(Default::default()),
+        Rasterizer::Cpu => burn::tensor::Device::flex(),
     }
 }
 

@@ -14,11 +14,11 @@ use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
 use crate::hull::hull_into;
-use crate::input::DeviceArg;
+use crate::input::{DeviceArg, tensor_device};
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
-use crate::prepare::prepare_into;
+use crate::prepare::{SegmenterArgs, prepare_into, segmenter_name};
 use crate::refine::{preset_config, refine_into};
 use crate::stage::{files_in, fingerprint, run_stage};
 
@@ -47,9 +47,11 @@ pub struct MeshArgs {
     /// Work folder for the stages [default: OUT with the extension .work]
     #[arg(long)]
     work: Option<PathBuf>,
-    /// A mask image (white = object) instead of alpha or the background model
+    /// A mask image (white = object) instead of alpha or the segmenter
     #[arg(long)]
     mask: Option<PathBuf>,
+    #[command(flatten)]
+    segmenter: SegmenterArgs,
     /// Use the orbit in this folder (e.g. the official SV3D code's frames) instead of generating
     /// one
     #[arg(long, conflicts_with_all = ["generator", "weights"])]
@@ -122,21 +124,27 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     };
 
     let prepare_dir = work.join("prepare");
+    let rasterizer = open_rasterizer(args.device.into())?;
+    let choice = args.segmenter.choose(|| Ok(tensor_device(&rasterizer)))?;
     let opts = PrepareOptions {
         mask: args.mask.clone(),
+        segmenter: choice.segmenter,
         ..Default::default()
     };
     let mut inputs: Vec<&Path> = vec![&args.image];
     if let Some(m) = &args.mask {
         inputs.push(m);
     }
-    let settings = json!({ "size": opts.size, "fill": opts.fill, "mask": args.mask });
+    let settings = json!({
+        "size": opts.size, "fill": opts.fill, "mask": args.mask,
+        "segmenter": segmenter_name(&opts.segmenter),
+    });
     let ran = run_stage(
         &prepare_dir,
         "prepare",
         &fingerprint(&settings, &inputs),
         &["prepared.png"],
-        |dir| prepare_into(&args.image, &opts, dir),
+        |dir| prepare_into(&args.image, &opts, choice.fell_back, dir),
     )?;
     report("prepare", ran);
 
@@ -151,7 +159,6 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             Preset::Default => 576,
         },
     };
-    let rasterizer = open_rasterizer(args.device.into())?;
     let prepared = prepare_dir.join("prepared.png");
     let ran = match &args.frames {
         None => {

@@ -16,7 +16,7 @@ use orbitmesh_render::camera::{
 };
 use orbitmesh_render::{Rasterizer, open_rasterizer};
 
-use crate::input::DeviceArg;
+use crate::input::{DeviceArg, tensor_device};
 use crate::output::{encode_png, save};
 use crate::stage;
 
@@ -93,10 +93,7 @@ impl GeneratorArgs {
         self.check()?;
         Ok(match (self.generator(), &self.weights) {
             (GeneratorArg::Sv3d, Some(path)) => {
-                let device = match rasterizer {
-                    Rasterizer::Gpu(_) => burn::tensor::Device::wgpu(Default::default()),
-                    Rasterizer::Cpu => burn::tensor::Device::flex(),
-                };
+                let device = tensor_device(rasterizer);
                 let options = SampleOptions {
                     steps: self.steps as usize,
                     seed: self.seed,

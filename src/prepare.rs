@@ -4,17 +4,22 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
-use orbitmesh_orbit::{MaskSource, PrepareOptions, prepare};
+use clap::{Args, ValueEnum};
+use image::DynamicImage;
+use orbitmesh_orbit::segment::install;
+use orbitmesh_orbit::{MaskSource, PrepareOptions, Segmenter, prepare};
+use orbitmesh_render::open_rasterizer;
 
+use crate::input::{DeviceArg, tensor_device};
 use crate::output::{encode_png, save};
 
 #[derive(Args)]
 #[command(
-    after_help = "Writes DIR/prepared.png (the object on transparent) and \
-DIR/prepared_white.png (over white, as SV3D is conditioned). The mask comes from --mask, else the \
-image's alpha, else a background model that needs a plain background the object does not touch \
-(see crates/orbitmesh-orbit/src/prepare.rs for its limits)."
+    after_help = "Writes DIR/prepared.png (the object on transparent), DIR/prepared_white.png (over \
+white, as SV3D is conditioned) and DIR/mask.png (the object's mask at the photo's size). The mask \
+comes from --mask, else the image's alpha, else the segmenter: IS-Net (learned, for real photos; \
+install it once with `orbitmesh models fetch isnet`) or the classical background model, which needs \
+a plain background the object does not touch (see crates/orbitmesh-orbit/src/prepare.rs)."
 )]
 pub struct PrepareArgs {
     /// A PNG, JPEG or WebP photo of one object
@@ -25,6 +30,11 @@ pub struct PrepareArgs {
     /// A mask image (white = object), the image's size
     #[arg(long)]
     mask: Option<PathBuf>,
+    #[command(flatten)]
+    segmenter: SegmenterArgs,
+    /// Where IS-Net runs
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
     /// Output side in pixels
     #[arg(long, default_value_t = 576, value_parser = clap::value_parser!(u32).range(8..=8192))]
     size: u32,
@@ -33,9 +43,84 @@ pub struct PrepareArgs {
     fill: f32,
 }
 
-/// Prepares `image` into `dir` (made only once the input has passed): prepared.png and
-/// prepared_white.png. Returns what the stage record keeps.
-pub fn prepare_into(image: &Path, opts: &PrepareOptions, dir: &Path) -> Result<serde_json::Value> {
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SegmenterArg {
+    /// The learned IS-Net background remover (install: `orbitmesh models fetch isnet`)
+    Isnet,
+    /// The classical background model: plain backgrounds only
+    Classical,
+    /// None: the whole image is the object
+    None,
+}
+
+#[derive(Args, Clone)]
+pub struct SegmenterArgs {
+    /// How to find the object in a photo without alpha [default: isnet when installed, else
+    /// classical]
+    #[arg(long, value_enum)]
+    segmenter: Option<SegmenterArg>,
+}
+
+/// A segmenter chosen from the arguments, and whether it fell back to the classical model
+/// because IS-Net is not installed (worth a note when a photo needs it).
+pub struct SegmenterChoice {
+    pub segmenter: Segmenter,
+    pub fell_back: bool,
+}
+
+impl SegmenterArgs {
+    /// The segmenter; `device` is asked for only when IS-Net is used.
+    pub fn choose(
+        &self,
+        device: impl FnOnce() -> Result<burn::tensor::Device>,
+    ) -> Result<SegmenterChoice> {
+        let installed = install::installed();
+        let isnet = |weights: PathBuf| -> Result<SegmenterChoice> {
+            Ok(SegmenterChoice {
+                segmenter: Segmenter::Isnet {
+                    weights,
+                    device: device()?,
+                },
+                fell_back: false,
+            })
+        };
+        let plain = |segmenter| SegmenterChoice {
+            segmenter,
+            fell_back: false,
+        };
+        match (self.segmenter, installed) {
+            (Some(SegmenterArg::Isnet), None) => bail!(
+                "--segmenter isnet: IS-Net's weights are not installed; run `orbitmesh models \
+                 fetch isnet` (or scripts/fetch-models.sh) once"
+            ),
+            (Some(SegmenterArg::Isnet) | None, Some(weights)) => isnet(weights),
+            (None, None) => Ok(SegmenterChoice {
+                segmenter: Segmenter::Classical,
+                fell_back: true,
+            }),
+            (Some(SegmenterArg::Classical), _) => Ok(plain(Segmenter::Classical)),
+            (Some(SegmenterArg::None), _) => Ok(plain(Segmenter::None)),
+        }
+    }
+}
+
+/// The segmenter's name, as stage records keep it.
+pub fn segmenter_name(segmenter: &Segmenter) -> &'static str {
+    match segmenter {
+        Segmenter::Isnet { .. } => "isnet",
+        Segmenter::Classical => "classical",
+        Segmenter::None => "none",
+    }
+}
+
+/// Prepares `image` into `dir` (made only once the input has passed): prepared.png,
+/// prepared_white.png and mask.png. Returns what the stage record keeps.
+pub fn prepare_into(
+    image: &Path,
+    opts: &PrepareOptions,
+    fell_back: bool,
+    dir: &Path,
+) -> Result<serde_json::Value> {
     // Seconds at most, so the input is checked before the output folder is made.
     let prepared = prepare(image, opts)?;
     std::fs::create_dir_all(dir)
@@ -45,24 +130,45 @@ pub fn prepare_into(image: &Path, opts: &PrepareOptions, dir: &Path) -> Result<s
         &dir.join("prepared_white.png"),
         &encode_png(&prepared.white)?,
     )?;
+    save(
+        &dir.join("mask.png"),
+        &encode_png(&DynamicImage::ImageLuma8(prepared.mask).to_rgba8())?,
+    )?;
     let source = match prepared.mask_source {
         MaskSource::Alpha => "the image's alpha",
         MaskSource::File => "the mask file",
-        MaskSource::BackgroundModel => "the background model",
+        MaskSource::Isnet => "the IS-Net segmenter",
+        MaskSource::BackgroundModel => "the classical background model",
+        MaskSource::WholeImage => "the whole image (no segmenter)",
     };
-    Ok(serde_json::json!({ "mask_from": source, "size": opts.size, "fill": opts.fill }))
+    if fell_back && prepared.mask_source == MaskSource::BackgroundModel {
+        eprintln!(
+            "note: IS-Net is not installed, so the classical background model found the object \
+             (plain backgrounds only); `orbitmesh models fetch isnet` installs the learned one"
+        );
+    }
+    Ok(serde_json::json!({
+        "mask_from": source,
+        "segmenter": segmenter_name(&opts.segmenter),
+        "size": opts.size,
+        "fill": opts.fill,
+    }))
 }
 
 pub fn run(args: PrepareArgs) -> Result<ExitCode> {
     if !(args.fill > 0.1 && args.fill <= 1.0) {
         bail!("--fill must be in (0.1, 1]");
     }
+    let choice = args
+        .segmenter
+        .choose(|| Ok(tensor_device(&open_rasterizer(args.device.into())?)))?;
     let opts = PrepareOptions {
         size: args.size,
         fill: args.fill,
         mask: args.mask.clone(),
+        segmenter: choice.segmenter,
     };
-    let details = prepare_into(&args.image, &opts, &args.out)?;
+    let details = prepare_into(&args.image, &opts, choice.fell_back, &args.out)?;
     println!(
         "{}² input in {} (mask from {})",
         args.size,

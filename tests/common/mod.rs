@@ -6,10 +6,18 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs the `orbitmesh` binary built for these tests.
+/// Runs the `orbitmesh` binary built for these tests, with an empty models folder, so the
+/// results do not depend on which optional models this machine has installed.
 pub fn orbitmesh(args: &[&str]) -> Output {
+    let none = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-models");
+    orbitmesh_with_models(args, &none)
+}
+
+/// Runs the `orbitmesh` binary with `models` as its models folder.
+pub fn orbitmesh_with_models(args: &[&str], models: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
         .args(args)
+        .env("ORBITMESH_MODELS", models)
         .output()
         .expect("the orbitmesh binary runs")
 }

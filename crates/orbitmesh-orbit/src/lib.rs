@@ -14,4 +14,4 @@ pub mod weights;
 pub use generator::{OrbitError, OrbitGenerator};
 pub use inflate::Inflate;
 
-pub use prepare::{MaskSource, PrepareError, PrepareOptions, Prepared, prepare};
+pub use prepare::{MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, prepare};

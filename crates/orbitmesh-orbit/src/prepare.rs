@@ -1,7 +1,8 @@
-//! From a photo to SV3D's input: find the object's mask (the alpha channel, a mask file, or a
-//! background model), then crop and scale so the object fills `fill` of a square frame, centred.
+//! From a photo to SV3D's input: find the object's mask (a mask file, the alpha channel, or a
+//! segmenter: the learned IS-Net of [`crate::segment`] or the classical background model), then
+//! crop and scale so the object fills `fill` of a square frame, centred.
 //!
-//! The background model is classical and has classical limits: it takes the colour of the image
+//! The classical background model and has classical limits: it takes the colour of the image
 //! border as the background (median of a thin frame around the image), grows the background from
 //! the border through pixels close to that colour, and keeps the largest remaining component as
 //! the object. It works for objects on plain, evenly lit backgrounds that do not touch the border;
@@ -11,13 +12,19 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, Rgba, RgbaImage};
+
+use crate::segment::IsNet;
+use crate::weights::WeightsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
+    #[error("the IS-Net segmenter")]
+    Segmenter(#[from] WeightsError),
 }
 
 fn input_error(path: &Path, message: impl Into<String>) -> PrepareError {
@@ -31,7 +38,34 @@ fn input_error(path: &Path, message: impl Into<String>) -> PrepareError {
 pub enum MaskSource {
     Alpha,
     File,
+    /// The IS-Net segmenter.
+    Isnet,
+    /// The classical background model.
     BackgroundModel,
+    /// No segmentation: the whole image is the object.
+    WholeImage,
+}
+
+/// How to find the object in an image that has no alpha channel and no mask file.
+#[derive(Clone)]
+pub enum Segmenter {
+    /// The learned IS-Net, loaded from these weights (made by `orbitmesh models fetch isnet`)
+    /// only when an image needs it, and run on `device`.
+    Isnet { weights: PathBuf, device: Device },
+    /// The classical background model (see the module documentation for its limits).
+    Classical,
+    /// None: the whole image is the object.
+    None,
+}
+
+impl std::fmt::Debug for Segmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Segmenter::Isnet { weights, .. } => write!(f, "Isnet({})", weights.display()),
+            Segmenter::Classical => write!(f, "Classical"),
+            Segmenter::None => write!(f, "None"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,8 +74,10 @@ pub struct PrepareOptions {
     pub size: u32,
     /// Fraction of the frame the object's longer side fills (SV3D: about 0.85).
     pub fill: f32,
-    /// A mask image (white = object) to use instead of alpha or the background model.
+    /// A mask image (white = object) to use instead of alpha or the segmenter.
     pub mask: Option<PathBuf>,
+    /// Finds the object when there is neither a mask nor an alpha channel.
+    pub segmenter: Segmenter,
 }
 
 impl Default for PrepareOptions {
@@ -50,11 +86,14 @@ impl Default for PrepareOptions {
             size: 576,
             fill: 0.85,
             mask: None,
+            segmenter: Segmenter::Classical,
         }
     }
 }
 
 pub struct Prepared {
+    /// The object's mask at the input image's size (white = object).
+    pub mask: GrayImage,
     /// The object on a transparent background.
     pub rgba: RgbaImage,
     /// The same composited over white, as SV3D is conditioned.
@@ -96,10 +135,27 @@ pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, Pre
         let m = GrayImage::from_fn(w, h, |x, y| Luma([rgba.get_pixel(x, y)[3]]));
         (m, MaskSource::Alpha)
     } else {
-        (
-            background_model(&rgba, image_path)?,
-            MaskSource::BackgroundModel,
-        )
+        match &opts.segmenter {
+            Segmenter::Isnet { weights, device } => {
+                let alpha = IsNet::load(weights, device)?.alpha(&rgba);
+                let object = alpha.pixels().filter(|p| p[0] >= 128).count();
+                if object as f64 > 0.98 * f64::from(w * h) {
+                    return Err(input_error(
+                        image_path,
+                        "IS-Net found no background around the object (is the image all object?): give --mask or an image with alpha",
+                    ));
+                }
+                (alpha, MaskSource::Isnet)
+            }
+            Segmenter::Classical => (
+                background_model(&rgba, image_path)?,
+                MaskSource::BackgroundModel,
+            ),
+            Segmenter::None => (
+                GrayImage::from_pixel(w, h, Luma([255])),
+                MaskSource::WholeImage,
+            ),
+        }
     };
     let (x0, y0, x1, y1) = bounds(&mask).ok_or_else(|| {
         input_error(
@@ -136,6 +192,7 @@ pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, Pre
         Rgba([c(p[0]), c(p[1]), c(p[2]), 255])
     });
     Ok(Prepared {
+        mask,
         rgba: resized,
         white,
         mask_source: source,

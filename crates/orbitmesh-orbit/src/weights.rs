@@ -35,16 +35,24 @@ pub enum WeightsError {
     },
 }
 
+/// At most this many problems are listed (a file of another model would list hundreds).
+const LISTED_PROBLEMS: usize = 12;
+
 /// One problem on one line; several listed one per line under the file's name.
 fn tensors_message(path: &Path, problems: &[String]) -> String {
     match problems {
         [one] => format!("{}: {one}", path.display()),
-        _ => format!(
-            "{}: {} problems with the weights:\n  {}",
-            path.display(),
-            problems.len(),
-            problems.join("\n  ")
-        ),
+        _ => {
+            let mut listed = problems[..problems.len().min(LISTED_PROBLEMS)].join("\n  ");
+            if problems.len() > LISTED_PROBLEMS {
+                listed += &format!("\n  … and {} more", problems.len() - LISTED_PROBLEMS);
+            }
+            format!(
+                "{}: {} problems with the weights:\n  {listed}",
+                path.display(),
+                problems.len(),
+            )
+        }
     }
 }
 

@@ -62,6 +62,7 @@ struct Rsu {
 impl Rsu {
     /// RSU-`depth` (7 down to 4) between `c_in` and `c_out` channels, `mid` inside.
     fn pooled(p: &Params, depth: usize, c_in: usize, mid: usize, c_out: usize) -> Self {
+        let input = rebnconv(&p.at("rebnconvin"), c_in, c_out, 1);
         let mut encoder = vec![rebnconv(&p.at("rebnconv1"), c_out, mid, 1)];
         encoder.extend((2..depth).map(|i| rebnconv(&p.at(format!("rebnconv{i}")), mid, mid, 1)));
         encoder.push(rebnconv(&p.at(format!("rebnconv{depth}")), mid, mid, 2));
@@ -73,7 +74,7 @@ impl Rsu {
             })
             .collect();
         Self {
-            input: rebnconv(&p.at("rebnconvin"), c_in, c_out, 1),
+            input,
             encoder,
             decoder,
             pooled: true,
@@ -82,6 +83,7 @@ impl Rsu {
 
     /// RSU-4F.
     fn dilated(p: &Params, c_in: usize, mid: usize, c_out: usize) -> Self {
+        let input = rebnconv(&p.at("rebnconvin"), c_in, c_out, 1);
         let encoder = [1, 2, 4, 8]
             .iter()
             .enumerate()
@@ -98,7 +100,7 @@ impl Rsu {
             })
             .collect();
         Self {
-            input: rebnconv(&p.at("rebnconvin"), c_in, c_out, 1),
+            input,
             encoder,
             decoder,
             pooled: false,
@@ -144,6 +146,8 @@ impl IsNet {
 
     pub fn from_weights(weights: &Weights) -> Result<Self, WeightsError> {
         let p = weights.root();
+        // Built in data-flow order, so the problems are listed in that order.
+        let conv_in = Conv2d::load(&p.at("conv_in"), 3, 64, 3, 2, 1);
         let encoder = vec![
             Rsu::pooled(&p.at("stage1"), 7, 64, 32, 64),
             Rsu::pooled(&p.at("stage2"), 6, 64, 32, 128),
@@ -160,7 +164,7 @@ impl IsNet {
             Rsu::pooled(&p.at("stage1d"), 7, 128, 16, 64),
         ];
         let net = Self {
-            conv_in: Conv2d::load(&p.at("conv_in"), 3, 64, 3, 2, 1),
+            conv_in,
             encoder,
             decoder,
             // side2..side6 are deep-supervision heads used only in training.
@@ -316,5 +320,67 @@ mod tests {
             assert!(mad <= 2e-3, "{name}: mean abs difference {mad}");
             assert!(iou >= 0.99, "{name}: IoU {iou}");
         }
+    }
+
+    /// The RSU blocks' ops (dilated convolutions, ceil-mode pooling, half-pixel resizing,
+    /// concatenation) give the same numbers on wgpu (llvmpipe in CI) as on flex, on odd sizes
+    /// where ceil mode and resizing matter. Random weights, small channels.
+    #[test]
+    fn rsu_blocks_agree_on_flex_and_wgpu() {
+        use burn::tensor::Distribution;
+
+        use crate::sv3d::fixture::{WGPU_REL, assert_close, wgpu};
+
+        let build = |w: &Weights| {
+            let p = w.root();
+            [
+                Rsu::pooled(&p.at("a"), 5, 3, 4, 6),
+                Rsu::dilated(&p.at("b"), 6, 4, 5),
+            ]
+        };
+        let shapes = Weights::shapes_only(&Device::flex());
+        build(&shapes);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rsu.safetensors");
+        let data: Vec<(String, Vec<u8>, Vec<usize>)> = shapes
+            .requested()
+            .into_iter()
+            .enumerate()
+            .map(|(k, (name, shape))| {
+                let n: usize = shape.iter().product();
+                let bytes = (0..n)
+                    .flat_map(|i| {
+                        (((i * 7919 + k * 104_729) % 997) as f32 / 997.0 - 0.5).to_le_bytes()
+                    })
+                    .collect();
+                (name, bytes, shape)
+            })
+            .collect();
+        let views = data.iter().map(|(name, bytes, shape)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (name.clone(), view)
+        });
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+
+        let input = Tensor::<4>::random(
+            [1, 3, 13, 10],
+            Distribution::Normal(0.0, 1.0),
+            &Device::flex(),
+        );
+        let values: Vec<f32> = input.into_data().try_to_vec().unwrap();
+        let run = |device: &Device| {
+            let weights = Weights::open(&path, device).unwrap();
+            let [a, b] = build(&weights);
+            weights.finish(&["a.", "b."]).unwrap();
+            let x = Tensor::<4>::from_data(TensorData::new(values.clone(), [1, 3, 13, 10]), device);
+            b.forward(a.forward(x))
+        };
+        let expected = run(&Device::flex());
+        let got = run(&wgpu());
+        assert_eq!(got.dims(), [1, 5, 13, 10]);
+        let got = Tensor::<4>::from_data(got.into_data(), &Device::flex());
+        assert_close("RSU-5 then RSU-4F on wgpu", got, expected, WGPU_REL);
     }
 }

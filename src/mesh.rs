@@ -14,7 +14,7 @@ use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
 use crate::hull::hull_into;
-use crate::input::{DeviceArg, tensor_device};
+use crate::input::DeviceArg;
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
@@ -124,8 +124,14 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     };
 
     let prepare_dir = work.join("prepare");
-    let rasterizer = open_rasterizer(args.device.into())?;
-    let choice = args.segmenter.choose(|| Ok(tensor_device(&rasterizer)))?;
+    // IS-Net runs on the CPU unless a GPU is asked for: probing for one here would come before
+    // the photo's checks.
+    let choice = args.segmenter.choose(|| {
+        Ok(match args.device {
+            DeviceArg::Gpu => burn::tensor::Device::wgpu(Default::default()),
+            DeviceArg::Cpu | DeviceArg::Auto => burn::tensor::Device::flex(),
+        })
+    })?;
     let opts = PrepareOptions {
         mask: args.mask.clone(),
         segmenter: choice.segmenter,
@@ -159,6 +165,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             Preset::Default => 576,
         },
     };
+    let rasterizer = open_rasterizer(args.device.into())?;
     let prepared = prepare_dir.join("prepared.png");
     let ran = match &args.frames {
         None => {

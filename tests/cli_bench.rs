@@ -169,7 +169,7 @@ fn a_killed_bench_reruns_only_the_unfinished_objects() {
             .collect()
     };
     // Killed as soon as the first object has its result.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
+    let mut child = common::command()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{assert_input_error, eval_report, orbitmesh, text};
@@ -100,7 +100,7 @@ fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     write_photo(&photo);
     let out = d.join("ball.glb");
     let args = fast_mesh(&photo, &out, "100");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orbitmesh"))
+    let mut child = common::command()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -9,8 +9,20 @@ use std::process::{Command, Output};
 /// Runs the `orbitmesh` binary built for these tests, with an empty models folder, so the
 /// results do not depend on which optional models this machine has installed.
 pub fn orbitmesh(args: &[&str]) -> Output {
-    let none = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-models");
-    orbitmesh_with_models(args, &none)
+    command()
+        .args(args)
+        .output()
+        .expect("the orbitmesh binary runs")
+}
+
+/// The `orbitmesh` binary as [`orbitmesh`] runs it (an empty models folder), to spawn.
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orbitmesh"));
+    command.env(
+        "ORBITMESH_MODELS",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-models"),
+    );
+    command
 }
 
 /// Runs the `orbitmesh` binary with `models` as its models folder.

@@ -18,7 +18,7 @@ use crate::input::DeviceArg;
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
-use crate::prepare::{SegmenterArgs, prepare_into, segmenter_name};
+use crate::prepare::{SegmenterArgs, prepare_into};
 use crate::refine::{preset_config, refine_into};
 use crate::stage::{files_in, fingerprint, run_stage};
 
@@ -143,7 +143,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     }
     let settings = json!({
         "size": opts.size, "fill": opts.fill, "mask": args.mask,
-        "segmenter": segmenter_name(&opts.segmenter),
+        "segmenter": opts.segmenter.name(),
     });
     let ran = run_stage(
         &prepare_dir,

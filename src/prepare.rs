@@ -74,42 +74,28 @@ impl SegmenterArgs {
         &self,
         device: impl FnOnce() -> Result<burn::tensor::Device>,
     ) -> Result<SegmenterChoice> {
-        let installed = install::installed();
-        let isnet = |weights: PathBuf| -> Result<SegmenterChoice> {
-            Ok(SegmenterChoice {
-                segmenter: Segmenter::Isnet {
-                    weights,
-                    device: device()?,
-                },
-                fell_back: false,
-            })
-        };
-        let plain = |segmenter| SegmenterChoice {
-            segmenter,
-            fell_back: false,
-        };
-        match (self.segmenter, installed) {
+        let segmenter = match (self.segmenter, install::installed()) {
             (Some(SegmenterArg::Isnet), None) => bail!(
                 "--segmenter isnet: IS-Net's weights are not installed; run `orbitmesh models \
                  fetch isnet` (or scripts/fetch-models.sh) once"
             ),
-            (Some(SegmenterArg::Isnet) | None, Some(weights)) => isnet(weights),
-            (None, None) => Ok(SegmenterChoice {
-                segmenter: Segmenter::Classical,
-                fell_back: true,
-            }),
-            (Some(SegmenterArg::Classical), _) => Ok(plain(Segmenter::Classical)),
-            (Some(SegmenterArg::None), _) => Ok(plain(Segmenter::None)),
-        }
-    }
-}
-
-/// The segmenter's name, as stage records keep it.
-pub fn segmenter_name(segmenter: &Segmenter) -> &'static str {
-    match segmenter {
-        Segmenter::Isnet { .. } => "isnet",
-        Segmenter::Classical => "classical",
-        Segmenter::None => "none",
+            (Some(SegmenterArg::Isnet) | None, Some(weights)) => Segmenter::Isnet {
+                weights,
+                device: device()?,
+            },
+            (None, None) => {
+                return Ok(SegmenterChoice {
+                    segmenter: Segmenter::Classical,
+                    fell_back: true,
+                });
+            }
+            (Some(SegmenterArg::Classical), _) => Segmenter::Classical,
+            (Some(SegmenterArg::None), _) => Segmenter::None,
+        };
+        Ok(SegmenterChoice {
+            segmenter,
+            fell_back: false,
+        })
     }
 }
 
@@ -149,7 +135,7 @@ pub fn prepare_into(
     }
     Ok(serde_json::json!({
         "mask_from": source,
-        "segmenter": segmenter_name(&opts.segmenter),
+        "segmenter": opts.segmenter.name(),
         "size": opts.size,
         "fill": opts.fill,
     }))

@@ -2,26 +2,15 @@
 
 mod common;
 
-use common::{assert_input_error, orbitmesh, text};
+use common::{assert_input_error, orbitmesh, text, write_plain_photo};
 use image::{Rgba, RgbaImage};
 
 #[test]
 fn prepares_a_photo_and_refuses_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // A blue square on a plain light background, saved without alpha.
-    let photo = RgbaImage::from_fn(120, 90, |x, y| {
-        if (40..70).contains(&x) && (30..60).contains(&y) {
-            Rgba([20, 40, 200, 255])
-        } else {
-            Rgba([235, 235, 230, 255])
-        }
-    });
     let path = d.join("photo.jpg");
-    image::DynamicImage::ImageRgba8(photo)
-        .to_rgb8()
-        .save(&path)
-        .unwrap();
+    write_plain_photo(&path);
     let out = d.join("prep");
     let run = orbitmesh(&[
         "prepare",

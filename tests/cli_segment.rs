@@ -4,31 +4,18 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_input_error, orbitmesh, orbitmesh_with_models, render, text};
+use common::{
+    assert_input_error, orbitmesh, orbitmesh_with_models, render, text, write_plain_photo,
+};
 use image::{GrayImage, Rgba, RgbaImage};
 use orbitmesh_orbit::segment::install;
-
-/// A blue square on a plain light background, without alpha.
-fn photo(path: &Path) {
-    let img = RgbaImage::from_fn(120, 90, |x, y| {
-        if (40..70).contains(&x) && (30..60).contains(&y) {
-            Rgba([20, 40, 200, 255])
-        } else {
-            Rgba([235, 235, 230, 255])
-        }
-    });
-    image::DynamicImage::ImageRgba8(img)
-        .to_rgb8()
-        .save(path)
-        .unwrap();
-}
 
 #[test]
 fn isnet_needs_its_weights_and_refuses_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = d.join("photo.png");
-    photo(&path);
+    write_plain_photo(&path);
     let p = path.to_str().unwrap();
     let out = d.join("prep");
     let o = out.to_str().unwrap();

@@ -80,3 +80,19 @@ pub fn eval_report(args: &[&str]) -> (String, serde_json::Value) {
         serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
     (text(&out.stdout), doc["report"].clone())
 }
+
+/// Writes a blue square on a plain light background, without alpha (the format from `path`'s
+/// extension): a photo the classical background model separates.
+pub fn write_plain_photo(path: &Path) {
+    let img = image::RgbaImage::from_fn(120, 90, |x, y| {
+        if (40..70).contains(&x) && (30..60).contains(&y) {
+            image::Rgba([20, 40, 200, 255])
+        } else {
+            image::Rgba([235, 235, 230, 255])
+        }
+    });
+    image::DynamicImage::ImageRgba8(img)
+        .to_rgb8()
+        .save(path)
+        .unwrap();
+}

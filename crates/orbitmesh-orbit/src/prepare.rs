@@ -2,7 +2,7 @@
 //! segmenter: the learned IS-Net of [`crate::segment`] or the classical background model), then
 //! crop and scale so the object fills `fill` of a square frame, centred.
 //!
-//! The classical background model and has classical limits: it takes the colour of the image
+//! The classical background model has classical limits: it takes the colour of the image
 //! border as the background (median of a thin frame around the image), grows the background from
 //! the border through pixels close to that colour, and keeps the largest remaining component as
 //! the object. It works for objects on plain, evenly lit backgrounds that do not touch the border;
@@ -58,12 +58,22 @@ pub enum Segmenter {
     None,
 }
 
+impl Segmenter {
+    /// Its name on the command line and in stage records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Segmenter::Isnet { .. } => "isnet",
+            Segmenter::Classical => "classical",
+            Segmenter::None => "none",
+        }
+    }
+}
+
 impl std::fmt::Debug for Segmenter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Segmenter::Isnet { weights, .. } => write!(f, "Isnet({})", weights.display()),
-            Segmenter::Classical => write!(f, "Classical"),
-            Segmenter::None => write!(f, "None"),
+            Segmenter::Isnet { weights, .. } => write!(f, "isnet({})", weights.display()),
+            other => f.write_str(other.name()),
         }
     }
 }

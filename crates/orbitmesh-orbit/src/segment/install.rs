@@ -148,6 +148,8 @@ pub fn onnx_from_package(tarball: &Path) -> Result<Vec<u8>, InstallError> {
         .iter()
         .map(|h| (format!("package/dist/{h}"), h))
         .collect();
+    // A second pass over the archive (a second of decompression) rather than holding every
+    // file of the package until the index is found.
     let mut pieces = read_tarball(tarball, |n| names.contains_key(n))?;
     let mut onnx = Vec::with_capacity(ONNX_BYTES);
     for hash in &chunks {

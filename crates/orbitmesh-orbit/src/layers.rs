@@ -1,6 +1,7 @@
 //! The PyTorch layers SV3D's and IS-Net's modules are made of, loaded by their checkpoint names and run with
 //! burn's tensor ops. Weights keep PyTorch's layouts except where burn's op wants another.
 
+use burn::tensor::activation;
 use burn::tensor::module::{conv2d, conv3d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -61,15 +62,25 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if self.stride == 1 && !x.is_autodiff() && x.device() == Device::flex() {
-            return self.forward_cpu(x);
-        }
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
-        conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
+        self.forward_activated(x, false)
     }
 
-    /// [`Conv2d::forward`] on the CPU by [`conv2d_cpu`].
-    fn forward_cpu(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `relu(self.forward(x))`, fused into the convolution on the CPU.
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_activated(x, true)
+    }
+
+    fn forward_activated(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
+        if self.stride == 1 && !x.is_autodiff() && x.device() == Device::flex() {
+            return self.forward_cpu(x, relu);
+        }
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
+        let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), options);
+        if relu { activation::relu(y) } else { y }
+    }
+
+    /// [`Conv2d::forward_activated`] on the CPU by [`conv2d_cpu`].
+    fn forward_cpu(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
         let device = x.device();
         let dims = x.dims();
         let [c_out, _, kernel, _] = self.weight.dims();
@@ -87,106 +98,471 @@ impl Conv2d {
             kernel,
             self.padding,
             self.dilation,
+            relu,
         );
         Tensor::from_data(TensorData::new(out, out_dims), &device)
     }
 }
 
-/// A stride-1 convolution (`x` [n, c_in, h, w], `weight` [c_out, c_in, k, k]) on the CPU.
-///
-/// flex's generic convolution gathers the whole im2col matrix (nine times the input for 3×3) with
-/// per-element indexing, which took more time than the matrix products themselves in IS-Net. Here
-/// the input is padded once; the output is computed "wide" (as many columns as the padded input,
-/// the extra ones discarded), so each tap's input rows are contiguous runs of the padded planes,
-/// and im2col becomes memcpy of small column tiles that stay in cache. Each tile is one GEMM
-/// (gemm crate, the one flex uses), tiles in parallel with rayon.
+/// A stride-1 convolution (`x` [n, c_in, h, w], `weight` [c_out, c_in, k, k]) on the CPU, with
+/// its bias and, if `relu`, a ReLU applied as each output is written (one pass over the output
+/// instead of three). 3×3 kernels without dilation, nearly all of IS-Net's work, go through
+/// Winograd's F(4×4, 3×3); the others through tiled im2col.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_cpu(
     x: &[f32],
-    [n, c_in, h, w]: [usize; 4],
+    dims: [usize; 4],
     weight: &[f32],
     bias: &[f32],
     c_out: usize,
     kernel: usize,
     padding: usize,
     dilation: usize,
+    relu: bool,
 ) -> (Vec<f32>, [usize; 4]) {
-    let (hp, wp) = (h + 2 * padding, w + 2 * padding);
-    let reach = dilation * (kernel - 1);
-    assert!(
-        hp > reach && wp > reach,
-        "the kernel is larger than the input"
-    );
-    let (ho, wo) = (hp - reach, wp - reach);
-    let plane = hp * wp;
-    let taps = kernel * kernel;
-    let depth = c_in * taps;
-    let cols = ho * wp;
-    // Columns per tile: the tile's im2col block near 1 MiB, but wide enough for GEMM to be fast.
-    let tile = ((1 << 18) / depth).clamp(128, 4096);
-    let mut out = vec![0f32; n * c_out * ho * wo];
-    let mut wide = vec![0f32; c_out * cols];
-    for (b, out) in out.chunks_mut(c_out * ho * wo).enumerate() {
-        // The last taps of the discarded columns reach `reach` values past the last plane.
-        let mut padded = vec![0f32; c_in * plane + reach];
+    let conv = CpuConv {
+        weight,
+        bias,
+        c_out,
+        kernel,
+        padding,
+        dilation,
+        relu,
+    };
+    let [_, _, h, w] = dims;
+    // Winograd's filter transform (4× the weights) pays off only over enough tiles.
+    if kernel == 3 && dilation == 1 && (h + 2 * padding - 2) * (w + 2 * padding - 2) >= 32 * 32 {
+        conv.winograd(x, dims)
+    } else {
+        conv.im2col(x, dims)
+    }
+}
+
+struct CpuConv<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+    c_out: usize,
+    kernel: usize,
+    padding: usize,
+    dilation: usize,
+    relu: bool,
+}
+
+impl CpuConv<'_> {
+    /// The value written for output channel `c` from its accumulated sum.
+    #[inline(always)]
+    fn finish(&self, sum: f32, c: usize) -> f32 {
+        let v = sum + self.bias[c];
+        if self.relu { v.max(0.0) } else { v }
+    }
+
+    /// `x`'s planes of batch item `b`, each padded by `pad` on the top and left and at least
+    /// that on the bottom and right (to `hp` × `wp`), then `extra` zeros.
+    fn padded(
+        x: &[f32],
+        [_, c_in, h, w]: [usize; 4],
+        b: usize,
+        pad: usize,
+        [hp, wp]: [usize; 2],
+        extra: usize,
+    ) -> Vec<f32> {
+        let plane = hp * wp;
+        let mut padded = vec![0f32; c_in * plane + extra];
         padded[..c_in * plane]
             .par_chunks_mut(plane)
             .enumerate()
             .for_each(|(c, dst)| {
                 let src = &x[(b * c_in + c) * h * w..][..h * w];
                 for (y, row) in src.chunks(w).enumerate() {
-                    dst[(y + padding) * wp + padding..][..w].copy_from_slice(row);
+                    dst[(y + pad) * wp + pad..][..w].copy_from_slice(row);
                 }
             });
-        let dst = SendPtr(wide.as_mut_ptr());
-        (0..cols.div_ceil(tile)).into_par_iter().for_each(|t| {
-            let (start, width) = (t * tile, tile.min(cols - t * tile));
-            let mut block = vec![0f32; depth * width];
-            for (r, row) in block.chunks_mut(width).enumerate() {
-                let (c, tap) = (r / taps, r % taps);
-                let offset = c * plane + (tap / kernel) * dilation * wp + (tap % kernel) * dilation;
-                row.copy_from_slice(&padded[offset + start..][..width]);
-            }
-            let dst = &dst;
-            // SAFETY: every tile writes only its own columns [start, start + width) of each of
-            // the `c_out` rows of `wide`, which outlives the parallel loop; the operands are
-            // in-bounds slices of the shapes given.
-            unsafe {
-                gemm::gemm(
-                    c_out,
-                    width,
-                    depth,
-                    dst.0.add(start),
-                    1,
-                    cols as isize,
-                    false,
-                    weight.as_ptr(),
-                    1,
-                    depth as isize,
-                    block.as_ptr(),
-                    1,
-                    width as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        });
-        out.par_chunks_mut(ho * wo)
-            .enumerate()
-            .for_each(|(c, dst)| {
-                let src = &wide[c * cols..][..cols];
-                for (y, row) in dst.chunks_mut(wo).enumerate() {
-                    for (d, s) in row.iter_mut().zip(&src[y * wp..][..wo]) {
-                        *d = s + bias[c];
+        padded
+    }
+
+    /// flex's generic convolution gathers the whole im2col matrix (nine times the input for 3×3)
+    /// with per-element indexing, which took more time than the matrix products themselves in
+    /// IS-Net. Here the input is padded once; the output is computed "wide" (as many columns as
+    /// the padded input, the extra ones discarded), so each tap's input rows are contiguous runs
+    /// of the padded planes, and im2col becomes memcpy of small column tiles that stay in cache.
+    /// Each tile is one GEMM (gemm crate, the one flex uses), tiles in parallel with rayon.
+    fn im2col(&self, x: &[f32], [n, c_in, h, w]: [usize; 4]) -> (Vec<f32>, [usize; 4]) {
+        let (c_out, kernel, padding, dilation) =
+            (self.c_out, self.kernel, self.padding, self.dilation);
+        let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+        let reach = dilation * (kernel - 1);
+        assert!(
+            hp > reach && wp > reach,
+            "the kernel is larger than the input"
+        );
+        let (ho, wo) = (hp - reach, wp - reach);
+        let plane = hp * wp;
+        let taps = kernel * kernel;
+        let depth = c_in * taps;
+        let cols = ho * wp;
+        // Columns per tile: the tile's im2col block near 1 MiB, but wide enough for GEMM to be fast.
+        let tile = ((1 << 18) / depth).clamp(128, 4096);
+        let mut out = vec![0f32; n * c_out * ho * wo];
+        let mut wide = vec![0f32; c_out * cols];
+        for (b, out) in out.chunks_mut(c_out * ho * wo).enumerate() {
+            // The last taps of the discarded columns reach `reach` values past the last plane.
+            let padded = Self::padded(x, [n, c_in, h, w], b, padding, [hp, wp], reach);
+            let dst = SendPtr(wide.as_mut_ptr());
+            (0..cols.div_ceil(tile)).into_par_iter().for_each(|t| {
+                let (start, width) = (t * tile, tile.min(cols - t * tile));
+                let mut block = vec![0f32; depth * width];
+                for (r, row) in block.chunks_mut(width).enumerate() {
+                    let (c, tap) = (r / taps, r % taps);
+                    let offset =
+                        c * plane + (tap / kernel) * dilation * wp + (tap % kernel) * dilation;
+                    row.copy_from_slice(&padded[offset + start..][..width]);
+                }
+                let dst = &dst;
+                // SAFETY: every tile writes only its own columns [start, start + width) of each
+                // of the `c_out` rows of `wide`, which outlives the parallel loop.
+                unsafe {
+                    matmul(
+                        [c_out, width, depth],
+                        (dst.0.add(start), [1, cols]),
+                        (self.weight.as_ptr(), [1, depth]),
+                        (block.as_ptr(), [1, width]),
+                    );
+                }
+            });
+            out.par_chunks_mut(ho * wo)
+                .enumerate()
+                .for_each(|(c, dst)| {
+                    let src = &wide[c * cols..][..cols];
+                    for (y, row) in dst.chunks_mut(wo).enumerate() {
+                        for (d, &s) in row.iter_mut().zip(&src[y * wp..][..wo]) {
+                            *d = self.finish(s, c);
+                        }
+                    }
+                });
+        }
+        (out, [n, c_out, ho, wo])
+    }
+
+    /// Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray 2016, interpolation points 0, ±1,
+    /// ±2): each 4×4 block of outputs comes from a 6×6 input patch d as Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A,
+    /// so the sums over input channels become 36 independent GEMMs of (c_out × c_in)·(c_in ×
+    /// tiles) with 4× fewer multiplications than direct convolution. The input is copied
+    /// channels-last, so the transforms run on 8 channels at a time in SIMD lanes; tiles are
+    /// processed in parallel batches whose transformed inputs stay in cache.
+    fn winograd(&self, x: &[f32], [n, c_in, h, w]: [usize; 4]) -> (Vec<f32>, [usize; 4]) {
+        let (c_out, pad) = (self.c_out, self.padding);
+        assert!(
+            h + 2 * pad > 2 && w + 2 * pad > 2,
+            "the kernel is larger than the input"
+        );
+        let (ho, wo) = (h + 2 * pad - 2, w + 2 * pad - 2);
+        let (th, tw) = (ho.div_ceil(4), wo.div_ceil(4));
+        let (hp, wp) = (th * 4 + 2, tw * 4 + 2);
+        // Channel counts padded with zeros to whole lanes.
+        let (ci, co) = (c_in.next_multiple_of(LANES), c_out.next_multiple_of(LANES));
+        let filters = self.winograd_filters(c_in, [ci, co]);
+        let tiles = th * tw;
+        // Tiles per batch: the batch's transformed inputs and products near 1 MiB each, and
+        // at least two batches per thread when the image allows.
+        let batch = ((1 << 18) / (36 * ci.max(co)))
+            .min(tiles.div_ceil(2 * rayon::current_num_threads()))
+            .clamp(8, 256);
+        let tiling = Tiling {
+            ci,
+            co,
+            tw,
+            wp,
+            ho,
+            wo,
+        };
+        // Bias per lane group, zero in the padding channels.
+        let mut bias = self.bias.to_vec();
+        bias.resize(co, 0.0);
+        let mut out = vec![0f32; n * c_out * ho * wo];
+        // The outputs channels-last, as the transforms make them, before the final transpose.
+        let mut staged = vec![0f32; ho * wo * co];
+        for b in 0..n {
+            let staging = SendPtr(staged.as_mut_ptr());
+            // Channels-last and zero-padded: padded[(y · wp + x) · ci + i].
+            let mut padded = vec![0f32; hp * wp * ci];
+            padded
+                .par_chunks_mut(wp * ci)
+                .skip(pad)
+                .take(h)
+                .enumerate()
+                .for_each(|(y, row)| {
+                    for i in 0..c_in {
+                        let src = &x[((b * c_in + i) * h + y) * w..][..w];
+                        for (x, &v) in src.iter().enumerate() {
+                            row[(x + pad) * ci + i] = v;
+                        }
+                    }
+                });
+            (0..tiles.div_ceil(batch))
+                .into_par_iter()
+                .for_each(|chunk| {
+                    let (start, count) = (chunk * batch, batch.min(tiles - chunk * batch));
+                    // V[e][k][i]: tile k's patch in channel i, transformed, for patch element e.
+                    let mut v = vec![0f32; 36 * count * ci];
+                    with_simd(|| tiling.transform_inputs(&padded, &mut v, start, count));
+                    // P[e][k][o] = Σ_i U[e][i][o] V[e][k][i].
+                    let mut products = vec![0f32; 36 * count * co];
+                    for e in 0..36 {
+                        // SAFETY: in-bounds matrices of the shapes and strides given.
+                        unsafe {
+                            matmul(
+                                [co, count, ci],
+                                (products.as_mut_ptr().add(e * count * co), [co, 1]),
+                                (filters.as_ptr().add(e * ci * co), [co, 1]),
+                                (v.as_ptr().add(e * count * ci), [ci, 1]),
+                            );
+                        }
+                    }
+                    let staging = &staging;
+                    with_simd(|| {
+                        self.transform_outputs(&tiling, &bias, &products, staging, [start, count])
+                    });
+                });
+            out[b * c_out * ho * wo..][..c_out * ho * wo]
+                .par_chunks_mut(ho * wo)
+                .enumerate()
+                .for_each(|(o, plane)| {
+                    for (value, pixel) in plane.iter_mut().zip(staged.chunks(co)) {
+                        *value = pixel[o];
+                    }
+                });
+        }
+        (out, [n, c_out, ho, wo])
+    }
+
+    /// The outputs of `count` tiles from `start`, from their products P[e][k][o]: Aᵀ P A,
+    /// biased and activated, written channels-last to `staged`.
+    #[inline(always)]
+    fn transform_outputs(
+        &self,
+        tiling: &Tiling,
+        bias: &[f32],
+        products: &[f32],
+        staged: &SendPtr,
+        [start, count]: [usize; 2],
+    ) {
+        let Tiling { co, tw, ho, wo, .. } = *tiling;
+        for k in 0..count {
+            let (ty, tx) = ((start + k) / tw, (start + k) % tw);
+            let (rows, cols) = ((ho - ty * 4).min(4), (wo - tx * 4).min(4));
+            for o in (0..co).step_by(LANES) {
+                let mut m = [[[0f32; LANES]; 6]; 6];
+                for (e, value) in m.iter_mut().flatten().enumerate() {
+                    *value = lanes(&products[(e * count + k) * co + o..]);
+                }
+                let mut y = [[[0f32; LANES]; 4]; 4];
+                transform_2d(&m, &mut y, winograd_output);
+                let bias = lanes(&bias[o..]);
+                for (r, row) in y.iter().enumerate().take(rows) {
+                    for (s, value) in row.iter().enumerate().take(cols) {
+                        let mut v = [0f32; LANES];
+                        for l in 0..LANES {
+                            v[l] = value[l] + bias[l];
+                            if self.relu {
+                                v[l] = v[l].max(0.0);
+                            }
+                        }
+                        let at = ((ty * 4 + r) * wo + tx * 4 + s) * co + o;
+                        // SAFETY: each tile writes only its own 4 × 4 pixels (clipped to the
+                        // image) of `staged`, which outlives the parallel loop.
+                        unsafe { staged.0.add(at).cast::<Lanes>().write_unaligned(v) };
                     }
                 }
-            });
+            }
+        }
     }
-    (out, [n, c_out, ho, wo])
+
+    /// U[e][i][o] = (G g Gᵀ)[e] for each 3×3 filter g (output o, input i): one column-major
+    /// `co` × `ci` matrix per patch element, zero in the padding channels.
+    fn winograd_filters(&self, c_in: usize, [ci, co]: [usize; 2]) -> Vec<f32> {
+        const G: [[f32; 3]; 6] = [
+            [1.0 / 4.0, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let mut u = vec![0f32; 36 * ci * co];
+        let filters = SendPtr(u.as_mut_ptr());
+        (0..c_in).into_par_iter().for_each(|i| {
+            let filters = &filters;
+            for o in 0..self.c_out {
+                let g = &self.weight[(o * c_in + i) * 9..][..9];
+                let mut gg = [[0f32; 3]; 6];
+                for (r, row) in gg.iter_mut().enumerate() {
+                    for (s, value) in row.iter_mut().enumerate() {
+                        *value = G[r][0] * g[s] + G[r][1] * g[3 + s] + G[r][2] * g[6 + s];
+                    }
+                }
+                for e in 0..36 {
+                    let (r, s) = (e / 6, e % 6);
+                    let value = gg[r][0] * G[s][0] + gg[r][1] * G[s][1] + gg[r][2] * G[s][2];
+                    // SAFETY: each `i` writes its own entries of `u`, which outlives the loop.
+                    unsafe { *filters.0.add((e * ci + i) * co + o) = value };
+                }
+            }
+        });
+        u
+    }
+}
+
+/// The geometry of a Winograd convolution: channel counts padded to whole lanes (`ci`, `co`),
+/// tiles per row, the padded input's width, the output's size.
+#[derive(Clone, Copy)]
+struct Tiling {
+    ci: usize,
+    co: usize,
+    tw: usize,
+    wp: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Tiling {
+    /// V[e][k][i] for `count` tiles from `start`: each tile's 6×6 patch of the channels-last
+    /// `padded` input, Bᵀ d B, a lane group of channels at a time.
+    #[inline(always)]
+    fn transform_inputs(&self, padded: &[f32], v: &mut [f32], start: usize, count: usize) {
+        let Tiling { ci, tw, wp, .. } = *self;
+        for k in 0..count {
+            let (ty, tx) = ((start + k) / tw, (start + k) % tw);
+            let corner = (ty * 4 * wp + tx * 4) * ci;
+            for i in (0..ci).step_by(LANES) {
+                let mut d = [[[0f32; LANES]; 6]; 6];
+                for (r, row) in d.iter_mut().enumerate() {
+                    for (s, value) in row.iter_mut().enumerate() {
+                        *value = lanes(&padded[corner + (r * wp + s) * ci + i..]);
+                    }
+                }
+                let mut t = [[[0f32; LANES]; 6]; 6];
+                transform_2d(&d, &mut t, winograd_input);
+                for (e, value) in t.iter().flatten().enumerate() {
+                    v[(e * count + k) * ci + i..][..LANES].copy_from_slice(value);
+                }
+            }
+        }
+    }
+}
+
+/// `f` compiled for AVX2 and FMA where the CPU has them (checked at run time; the build
+/// targets baseline x86-64), as is, elsewhere. `f` must be inlined into this function for the
+/// wider instructions to reach it.
+#[inline(always)]
+fn with_simd(f: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        fn wide(f: impl FnOnce()) {
+            f()
+        }
+        // SAFETY: the CPU supports the features just checked.
+        unsafe { wide(f) };
+        return;
+    }
+    f()
+}
+
+/// Channels transformed together, one per SIMD lane (8 f32 in AVX2).
+const LANES: usize = 8;
+type Lanes = [f32; LANES];
+
+/// The 2-D transform X d Xᵀ from the 1-D one `t`: `t(x, y)` sets y = X x.
+#[inline(always)]
+fn transform_2d<const R: usize>(
+    d: &[[Lanes; 6]; 6],
+    out: &mut [[Lanes; R]; R],
+    t: impl Fn(&[Lanes; 6], &mut [Lanes; R]),
+) {
+    let mut columns = [[[0f32; LANES]; R]; 6];
+    let mut x = [[0f32; LANES]; 6];
+    for (s, column) in columns.iter_mut().enumerate() {
+        for (x, row) in x.iter_mut().zip(d) {
+            *x = row[s];
+        }
+        t(&x, column);
+    }
+    for (r, out) in out.iter_mut().enumerate() {
+        for (x, column) in x.iter_mut().zip(&columns) {
+            *x = column[r];
+        }
+        t(&x, out);
+    }
+}
+
+/// The first LANES values of `values`.
+#[inline(always)]
+fn lanes(values: &[f32]) -> Lanes {
+    values[..LANES].try_into().expect("a whole lane group")
+}
+
+/// y = Bᵀ d.
+#[inline(always)]
+fn winograd_input(d: &[Lanes; 6], y: &mut [Lanes; 6]) {
+    for l in 0..LANES {
+        let [d0, d1, d2, d3, d4, d5] = [d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]];
+        y[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
+        y[1][l] = -4.0 * (d1 + d2) + d3 + d4;
+        y[2][l] = 4.0 * (d1 - d2) - d3 + d4;
+        y[3][l] = 2.0 * (d3 - d1) - d2 + d4;
+        y[4][l] = 2.0 * (d1 - d3) - d2 + d4;
+        y[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+}
+
+/// y = Aᵀ m.
+#[inline(always)]
+fn winograd_output(m: &[Lanes; 6], y: &mut [Lanes; 4]) {
+    for l in 0..LANES {
+        let (sum12, diff12) = (m[1][l] + m[2][l], m[1][l] - m[2][l]);
+        let (sum34, diff34) = (m[3][l] + m[4][l], m[3][l] - m[4][l]);
+        y[0][l] = m[0][l] + sum12 + sum34;
+        y[1][l] = diff12 + 2.0 * diff34;
+        y[2][l] = sum12 + 4.0 * sum34;
+        y[3][l] = diff12 + 8.0 * diff34 + m[5][l];
+    }
+}
+
+/// `dst` (m × n) = `lhs` (m × k) · `rhs` (k × n) on one thread, each matrix given by a pointer
+/// and its [column, row] strides.
+///
+/// # Safety
+/// The pointers and strides must address matrices of those shapes.
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    (dst, [dst_cs, dst_rs]): (*mut f32, [usize; 2]),
+    (lhs, [lhs_cs, lhs_rs]): (*const f32, [usize; 2]),
+    (rhs, [rhs_cs, rhs_rs]): (*const f32, [usize; 2]),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            false,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// A raw pointer the parallel tiles share; each writes a disjoint part of what it points to.
@@ -299,17 +675,21 @@ mod tests {
 
     use super::*;
 
-    /// The CPU convolution against burn's generic one, on odd sizes, a batch of two, dilations,
-    /// 1×1 and 3×3 kernels, with and without padding.
+    /// Both CPU convolutions against burn's generic one, on odd sizes, a batch of two, dilations,
+    /// 1×1 and 3×3 kernels, with and without padding and ReLU: im2col on all, Winograd on the
+    /// 3×3 ones without dilation (sizes that leave partial tiles, channel counts that are not
+    /// whole lane groups, enough channels for several tile batches).
     #[test]
     fn cpu_convolution_matches_burn() {
         let device = Device::flex();
-        for (c_in, c_out, kernel, padding, dilation, h, w) in [
-            (3, 5, 3, 1, 1, 13, 10),
-            (4, 6, 3, 2, 2, 9, 17),
-            (2, 3, 3, 8, 8, 5, 6),
-            (7, 2, 1, 0, 1, 4, 3),
-            (3, 4, 3, 0, 1, 6, 5),
+        for (c_in, c_out, kernel, padding, dilation, h, w, relu) in [
+            (3, 5, 3, 1, 1, 13, 10, false),
+            (70, 33, 3, 1, 1, 23, 41, true),
+            (3, 4, 3, 0, 1, 6, 5, false),
+            (2, 3, 3, 2, 1, 1, 2, true),
+            (4, 6, 3, 2, 2, 9, 17, false),
+            (2, 3, 3, 8, 8, 5, 6, true),
+            (7, 2, 1, 0, 1, 4, 3, false),
         ] {
             let random = |dims: [usize; 4]| {
                 Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
@@ -318,25 +698,42 @@ mod tests {
             let weight = random([c_out, c_in, kernel, kernel]);
             let bias = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
             let options = ConvOptions::new([1, 1], [padding; 2], [dilation; 2], 1);
-            let expected = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options);
+            let mut expected = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options);
+            if relu {
+                expected = activation::relu(expected);
+            }
             let host = |t: Tensor<4>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
-            let (got, dims) = conv2d_cpu(
-                &host(x),
-                [2, c_in, h, w],
-                &host(weight),
-                &bias.into_data().try_to_vec::<f32>().unwrap(),
+            let (x, weight) = (host(x), host(weight));
+            let bias: Vec<f32> = bias.into_data().try_to_vec().unwrap();
+            let conv = CpuConv {
+                weight: &weight,
+                bias: &bias,
                 c_out,
                 kernel,
                 padding,
                 dilation,
-            );
-            assert_eq!(dims, expected.dims());
-            let worst = got
-                .iter()
-                .zip(host(expected))
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-4, "k{kernel} p{padding} d{dilation}: {worst}");
+                relu,
+            };
+            let dims = [2, c_in, h, w];
+            let mut paths = vec![("im2col", conv.im2col(&x, dims))];
+            if kernel == 3 && dilation == 1 {
+                paths.push(("winograd", conv.winograd(&x, dims)));
+            }
+            let expected_dims = expected.dims();
+            let expected = host(expected);
+            let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (path, (got, dims)) in paths {
+                assert_eq!(dims, expected_dims, "{path}");
+                let worst = got
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-5 * scale.max(1.0),
+                    "{path} {c_in}→{c_out} k{kernel} p{padding} d{dilation}: {worst} of {scale}"
+                );
+            }
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::{interpolate, max_pool2d};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -108,7 +108,7 @@ impl Rsu {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let input = relu(self.input.forward(x));
+        let input = self.input.forward_relu(x);
         let mut skips = Vec::with_capacity(self.encoder.len());
         let mut h = input.clone();
         let last = self.encoder.len() - 1;
@@ -116,13 +116,13 @@ impl Rsu {
             if self.pooled && i > 0 && i < last {
                 h = pool(h);
             }
-            h = relu(conv.forward(h));
+            h = conv.forward_relu(h);
             skips.push(h.clone());
         }
         let mut h = skips.pop().expect("an RSU has an encoder");
         for (conv, skip) in self.decoder.iter().zip(skips.into_iter().rev()) {
             let up = resize(h, spatial(&skip));
-            h = relu(conv.forward(Tensor::cat(vec![up, skip], 1)));
+            h = conv.forward_relu(Tensor::cat(vec![up, skip], 1));
         }
         h + input
     }

@@ -208,27 +208,30 @@ impl CpuConv<'_> {
             // The last taps of the discarded columns reach `reach` values past the last plane.
             let padded = Self::padded(x, [n, c_in, h, w], b, padding, [hp, wp], reach);
             let dst = SendPtr(wide.as_mut_ptr());
-            (0..cols.div_ceil(tile)).into_par_iter().for_each(|t| {
-                let (start, width) = (t * tile, tile.min(cols - t * tile));
-                let mut block = vec![0f32; depth * width];
-                for (r, row) in block.chunks_mut(width).enumerate() {
-                    let (c, tap) = (r / taps, r % taps);
-                    let offset =
-                        c * plane + (tap / kernel) * dilation * wp + (tap % kernel) * dilation;
-                    row.copy_from_slice(&padded[offset + start..][..width]);
-                }
-                let dst = &dst;
-                // SAFETY: every tile writes only its own columns [start, start + width) of each
-                // of the `c_out` rows of `wide`, which outlives the parallel loop.
-                unsafe {
-                    matmul(
-                        [c_out, width, depth],
-                        (dst.0.add(start), [1, cols]),
-                        (self.weight.as_ptr(), [1, depth]),
-                        (block.as_ptr(), [1, width]),
-                    );
-                }
-            });
+            // Each worker reuses its block: every value is written before it is read.
+            (0..cols.div_ceil(tile))
+                .into_par_iter()
+                .for_each_init(Vec::new, |block, t| {
+                    let (start, width) = (t * tile, tile.min(cols - t * tile));
+                    block.resize(depth * width, 0f32);
+                    for (r, row) in block.chunks_mut(width).enumerate() {
+                        let (c, tap) = (r / taps, r % taps);
+                        let offset =
+                            c * plane + (tap / kernel) * dilation * wp + (tap % kernel) * dilation;
+                        row.copy_from_slice(&padded[offset + start..][..width]);
+                    }
+                    let dst = &dst;
+                    // SAFETY: every tile writes only its own columns [start, start + width) of each
+                    // of the `c_out` rows of `wide`, which outlives the parallel loop.
+                    unsafe {
+                        matmul(
+                            [c_out, width, depth],
+                            (dst.0.add(start), [1, cols]),
+                            (self.weight.as_ptr(), [1, depth]),
+                            (block.as_ptr(), [1, width]),
+                        );
+                    }
+                });
             out.par_chunks_mut(ho * wo)
                 .enumerate()
                 .for_each(|(c, dst)| {
@@ -298,15 +301,17 @@ impl CpuConv<'_> {
                         }
                     }
                 });
-            (0..tiles.div_ceil(batch))
-                .into_par_iter()
-                .for_each(|chunk| {
+            // Each worker reuses its two batch buffers: every value is written before it is read.
+            let buffers = || (Vec::new(), Vec::new());
+            (0..tiles.div_ceil(batch)).into_par_iter().for_each_init(
+                buffers,
+                |(v, products), chunk| {
                     let (start, count) = (chunk * batch, batch.min(tiles - chunk * batch));
                     // V[e][k][i]: tile k's patch in channel i, transformed, for patch element e.
-                    let mut v = vec![0f32; 36 * count * ci];
-                    with_simd(|| tiling.transform_inputs(&padded, &mut v, start, count));
+                    v.resize(36 * count * ci, 0f32);
+                    with_simd(|| tiling.transform_inputs(&padded, v, start, count));
                     // P[e][k][o] = Σ_i U[e][i][o] V[e][k][i].
-                    let mut products = vec![0f32; 36 * count * co];
+                    products.resize(36 * count * co, 0f32);
                     for e in 0..36 {
                         // SAFETY: in-bounds matrices of the shapes and strides given.
                         unsafe {
@@ -320,9 +325,10 @@ impl CpuConv<'_> {
                     }
                     let staging = &staging;
                     with_simd(|| {
-                        self.transform_outputs(&tiling, &bias, &products, staging, [start, count])
+                        self.transform_outputs(&tiling, &bias, products, staging, [start, count])
                     });
-                });
+                },
+            );
             out[b * c_out * ho * wo..][..c_out * ho * wo]
                 .par_chunks_mut(ho * wo)
                 .enumerate()

@@ -149,35 +149,10 @@ struct CpuConv<'a> {
 }
 
 impl CpuConv<'_> {
-    /// The value written for output channel `c` from its accumulated sum.
+    /// A biased sum as written out: through ReLU when the convolution has one.
     #[inline(always)]
-    fn finish(&self, sum: f32, c: usize) -> f32 {
-        let v = sum + self.bias[c];
+    fn activate(&self, v: f32) -> f32 {
         if self.relu { v.max(0.0) } else { v }
-    }
-
-    /// `x`'s planes of batch item `b`, each padded by `pad` on the top and left and at least
-    /// that on the bottom and right (to `hp` × `wp`), then `extra` zeros.
-    fn padded(
-        x: &[f32],
-        [_, c_in, h, w]: [usize; 4],
-        b: usize,
-        pad: usize,
-        [hp, wp]: [usize; 2],
-        extra: usize,
-    ) -> Vec<f32> {
-        let plane = hp * wp;
-        let mut padded = vec![0f32; c_in * plane + extra];
-        padded[..c_in * plane]
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(c, dst)| {
-                let src = &x[(b * c_in + c) * h * w..][..h * w];
-                for (y, row) in src.chunks(w).enumerate() {
-                    dst[(y + pad) * wp + pad..][..w].copy_from_slice(row);
-                }
-            });
-        padded
     }
 
     /// flex's generic convolution gathers the whole im2col matrix (nine times the input for 3×3)
@@ -206,7 +181,16 @@ impl CpuConv<'_> {
         let mut wide = vec![0f32; c_out * cols];
         for (b, out) in out.chunks_mut(c_out * ho * wo).enumerate() {
             // The last taps of the discarded columns reach `reach` values past the last plane.
-            let padded = Self::padded(x, [n, c_in, h, w], b, padding, [hp, wp], reach);
+            let mut padded = vec![0f32; c_in * plane + reach];
+            padded[..c_in * plane]
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(c, dst)| {
+                    let src = &x[(b * c_in + c) * h * w..][..h * w];
+                    for (y, row) in src.chunks(w).enumerate() {
+                        dst[(y + padding) * wp + padding..][..w].copy_from_slice(row);
+                    }
+                });
             let dst = SendPtr(wide.as_mut_ptr());
             // Each worker reuses its block: every value is written before it is read.
             (0..cols.div_ceil(tile))
@@ -238,7 +222,7 @@ impl CpuConv<'_> {
                     let src = &wide[c * cols..][..cols];
                     for (y, row) in dst.chunks_mut(wo).enumerate() {
                         for (d, &s) in row.iter_mut().zip(&src[y * wp..][..wo]) {
-                            *d = self.finish(s, c);
+                            *d = self.activate(s + self.bias[c]);
                         }
                     }
                 });
@@ -368,10 +352,7 @@ impl CpuConv<'_> {
                     for (s, value) in row.iter().enumerate().take(cols) {
                         let mut v = [0f32; LANES];
                         for l in 0..LANES {
-                            v[l] = value[l] + bias[l];
-                            if self.relu {
-                                v[l] = v[l].max(0.0);
-                            }
+                            v[l] = self.activate(value[l] + bias[l]);
                         }
                         let at = ((ty * 4 + r) * wo + tx * 4 + s) * co + o;
                         // SAFETY: each tile writes only its own 4 × 4 pixels (clipped to the

@@ -1,10 +1,8 @@
 //! End-to-end tests of `orbitmesh nerf` on small orbits written by `orbitmesh render`.
 
-mod common;
-
 use std::path::Path;
 
-use common::{assert_input_error, orbitmesh, render, text};
+use crate::common::{assert_input_error, orbitmesh, render, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 fn render_ball(d: &Path, name: &str, background: &str) -> std::path::PathBuf {

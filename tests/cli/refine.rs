@@ -1,10 +1,8 @@
 //! End-to-end tests of `orbitmesh refine`, on an orbit from `orbitmesh render` and its hull.
 
-mod common;
-
 use std::path::Path;
 
-use common::{assert_input_error, eval_report, orbitmesh, render, text};
+use crate::common::{assert_input_error, eval_report, orbitmesh, render, text};
 use orbitmesh_geom::{read_mesh, shapes, write_mesh};
 
 fn render_and_hull(d: &Path) -> (String, String, String) {

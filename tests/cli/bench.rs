@@ -1,10 +1,8 @@
 //! End-to-end tests of `orbitmesh bench`.
 
-mod common;
-
 use std::path::Path;
 
-use common::{orbitmesh, text};
+use crate::common::{orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]
@@ -169,7 +167,7 @@ fn a_killed_bench_reruns_only_the_unfinished_objects() {
             .collect()
     };
     // Killed as soon as the first object has its result.
-    let mut child = common::command()
+    let mut child = crate::common::command()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -1,12 +1,10 @@
 //! End-to-end tests of `orbitmesh mesh`: photo to GLB, resuming from the work folder.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_input_error, eval_report, orbitmesh, text};
+use crate::common::{assert_input_error, eval_report, orbitmesh, text};
 use image::{Rgba, RgbaImage};
 
 /// An orange disc on white.
@@ -100,7 +98,7 @@ fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     write_photo(&photo);
     let out = d.join("ball.glb");
     let args = fast_mesh(&photo, &out, "100");
-    let mut child = common::command()
+    let mut child = crate::common::command()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

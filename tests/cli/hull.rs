@@ -1,8 +1,6 @@
 //! End-to-end tests of `orbitmesh hull`, on orbits written by `orbitmesh render`.
 
-mod common;
-
-use common::{assert_input_error, eval_report, orbitmesh, render, text};
+use crate::common::{assert_input_error, eval_report, orbitmesh, render, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]

@@ -1,10 +1,8 @@
 //! End-to-end tests of `orbitmesh eval`: the binary, its output files and its exit codes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{assert_input_error, eval_report, orbitmesh, text};
+use crate::common::{assert_input_error, eval_report, orbitmesh, text};
 use orbitmesh_geom::{TriMesh, shapes, write_mesh};
 
 fn save(dir: &Path, name: &str, mesh: &TriMesh) -> String {

@@ -1,11 +1,9 @@
 //! End-to-end tests of `--generator sv3d`: it never runs without the user's weights, and bad
 //! weights files are refused with their name and problem.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{assert_input_error, orbitmesh};
+use crate::common::{assert_input_error, orbitmesh};
 
 /// A prepared image (square RGBA), as `orbitmesh prepare` writes.
 fn prepared(dir: &Path) -> PathBuf {

@@ -1,8 +1,6 @@
 //! End-to-end tests of `orbitmesh prepare`.
 
-mod common;
-
-use common::{assert_input_error, orbitmesh, text, write_plain_photo};
+use crate::common::{assert_input_error, orbitmesh, text, write_plain_photo};
 use image::{Rgba, RgbaImage};
 
 #[test]

@@ -1,8 +1,5 @@
 //! Helpers shared by the end-to-end tests.
 
-// Each test binary compiles this module and uses only some of it.
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::{Command, Output};
 

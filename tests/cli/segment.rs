@@ -1,10 +1,8 @@
 //! End-to-end tests of the segmenters: `orbitmesh models`, `prepare --segmenter`.
 
-mod common;
-
 use std::path::Path;
 
-use common::{
+use crate::common::{
     assert_input_error, orbitmesh, orbitmesh_with_models, render, text, write_plain_photo,
 };
 use image::{GrayImage, Rgba, RgbaImage};

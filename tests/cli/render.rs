@@ -1,10 +1,8 @@
 //! End-to-end tests of `orbitmesh render`.
 
-mod common;
-
 use std::path::Path;
 
-use common::{assert_input_error, orbitmesh, text};
+use crate::common::{assert_input_error, orbitmesh, text};
 use orbitmesh_geom::{shapes, write_mesh};
 
 #[test]

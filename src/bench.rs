@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::chart::chamfer_chart;
 use crate::hull::hull_into;
 use crate::input::{DeviceArg, UpArg, load_mesh};
-use crate::orbit::{OrbitSettings, orbit_into, read_prepared};
+use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
 use crate::prepare::prepare_into;
 use crate::refine::{preset_config, refine_into};
@@ -61,6 +61,9 @@ pub struct BenchArgs {
     /// Use renders of the scan as the orbit (the 3D stages alone)
     #[arg(long)]
     oracle: bool,
+    /// Depth profile of the inflate orbit's proxy
+    #[arg(long, value_enum, default_value_t = DEFAULT_PROFILE, conflicts_with = "oracle")]
+    profile: ProfileArg,
     /// Up axis of the scans (GSO: z)
     #[arg(long, value_enum, default_value = "z")]
     up: UpArg,
@@ -172,7 +175,7 @@ fn run_object(
             &orbit_dir,
             |_, _| Ok(()),
         )?;
-        "oracle: renders of the scan"
+        "oracle: renders of the scan".to_string()
     } else {
         let input = [OrbitView {
             elevation_deg: 10.0,
@@ -197,7 +200,7 @@ fn run_object(
             &dir.join("prepare"),
         )?;
         let settings = OrbitSettings {
-            generator: json!({ "generator": "inflate" }),
+            generator: json!({ "generator": "inflate", "profile": args.profile.name() }),
             frames: 21,
             elevation: 10.0,
             input_elevation: 10.0,
@@ -209,11 +212,17 @@ fn run_object(
             &prepared,
             &image,
             &settings,
-            &Inflate::default(),
+            &Inflate {
+                profile: args.profile.into(),
+                ..Default::default()
+            },
             rasterizer,
             &orbit_dir,
         )?;
-        "inflate: the weight-free baseline"
+        format!(
+            "inflate ({} profile): the weight-free baseline",
+            args.profile.name()
+        )
     };
     let hull = HullOptions {
         resolution,
@@ -397,11 +406,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         .collect();
     bar.finish_and_clear();
     let mode = if args.oracle {
-        "oracle (renders of the scans)"
+        "oracle (renders of the scans)".to_string()
     } else {
-        "inflate (weight-free baseline)"
+        format!(
+            "inflate, {} profile (weight-free baseline)",
+            args.profile.name()
+        )
     };
-    write_report(out, &rows, mode)?;
+    write_report(out, &rows, &mode)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,3 +88,25 @@ fn bad_weights_files_are_refused_by_name() {
         assert!(line.contains("not an SV3D checkpoint"), "{line}");
     }
 }
+
+/// `--profile` shapes the inflate generator's proxy; with SV3D it is refused, not ignored.
+#[test]
+fn a_profile_with_sv3d_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = prepared(dir.path());
+    let weights = dir.path().join("sv3d_p.safetensors");
+    std::fs::write(&weights, b"").unwrap();
+    let out = dir.path().join("orbit");
+    let run = orbitmesh(&[
+        "orbit",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--profile",
+        "round",
+    ]);
+    assert_input_error(&run, "--profile");
+    assert!(!out.exists());
+}

@@ -1,7 +1,6 @@
 //! `inflate`, the weight-free orbit generator: a classical baseline, not a learned model. The
-//! silhouette is inflated into a rounded solid (the height over each pixel grows with its distance
-//! from the outline, in a circular profile, so a disc becomes a ball), placed where the input
-//! camera sees it, coloured in front by the image and behind by the same colours (seen from behind,
+//! silhouette is inflated into a solid ([`InflateProfile`]: each row revolved about its middle, or
+//! a circular profile over the distance to the outline), placed where the input camera sees it, coloured in front by the image and behind by the same colours (seen from behind,
 //! the object shows the input mirrored, as a symmetric object would), and rendered from every view
 //! of the orbit. It guesses nothing the silhouette does not say: concavities, hidden parts and the
 //! true depth are beyond it.
@@ -20,13 +19,69 @@ const GRID: u32 = 192;
 const SSAA: u32 = 2;
 
 pub struct Inflate {
-    /// Depth of the solid relative to a round profile (1 = as deep as wide).
+    /// Depth of the solid relative to its profile (1 = as deep as the profile makes it).
     pub thickness: f32,
+    pub profile: InflateProfile,
 }
 
 impl Default for Inflate {
     fn default() -> Self {
-        Inflate { thickness: 1.0 }
+        Inflate {
+            thickness: 1.0,
+            profile: InflateProfile::default(),
+        }
+    }
+}
+
+/// How far the proxy reaches in front of and behind each pixel of the silhouette.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InflateProfile {
+    /// The height grows with the distance to the outline in a circular profile: a disc becomes a
+    /// ball, and the solid is as deep as the silhouette is thick.
+    #[default]
+    Round,
+    /// Each horizontal run of the silhouette is a slice of a solid of revolution about a vertical
+    /// axis through the run's middle: as deep as it is wide, as bowls, vases and bottles seen
+    /// from the side are.
+    Revolved,
+}
+
+impl InflateProfile {
+    /// Each pixel's height over the plane through the object, in grid pixels, 0 on the outline.
+    fn heights(self, mask: &[bool], n: usize) -> Vec<f32> {
+        match self {
+            InflateProfile::Round => {
+                let dist = distance_inside(mask, n);
+                let d_max = dist.iter().cloned().fold(0.0f32, f32::max).max(1.0);
+                dist.iter()
+                    .map(|&d| (d * (2.0 * d_max - d)).max(0.0).sqrt())
+                    .collect()
+            }
+            InflateProfile::Revolved => {
+                let mut heights = vec![0f32; n * n];
+                for (row, out) in mask.chunks(n).zip(heights.chunks_mut(n)) {
+                    let mut x = 0;
+                    while x < n {
+                        if !row[x] {
+                            x += 1;
+                            continue;
+                        }
+                        let start = x;
+                        while x < n && row[x] {
+                            x += 1;
+                        }
+                        // The run's end pixels sit on the outline, at height 0.
+                        let centre = (start + x) as f32 / 2.0;
+                        let radius = (x - start) as f32 / 2.0 - 0.5;
+                        for (i, h) in out.iter_mut().enumerate().take(x).skip(start) {
+                            let u = i as f32 + 0.5 - centre;
+                            *h = (radius * radius - u * u).max(0.0).sqrt();
+                        }
+                    }
+                }
+                heights
+            }
+        }
     }
 }
 
@@ -71,6 +126,7 @@ pub fn inflate_proxy(
     prepared: &RgbaImage,
     input: &Camera,
     thickness: f32,
+    profile: InflateProfile,
 ) -> Result<TriMesh, OrbitError> {
     let n = GRID as usize;
     let (w, h) = prepared.dimensions();
@@ -85,8 +141,7 @@ pub fn inflate_proxy(
             "the prepared image shows almost no object".into(),
         ));
     }
-    let dist = distance_inside(&mask, n);
-    let d_max = dist.iter().cloned().fold(0.0f32, f32::max).max(1.0);
+    let heights = profile.heights(&mask, n);
 
     // Where a grid pixel lies on the plane through the origin facing the input camera, and how
     // long one grid pixel is there.
@@ -113,9 +168,7 @@ pub fn inflate_proxy(
             if !mask[i] {
                 continue;
             }
-            let d = dist[i];
-            // Circular profile: height d_max at the deepest point, 0 on the outline.
-            let height = thickness * (d * (2.0 * d_max - d)).max(0.0).sqrt() * pixel;
+            let height = thickness * heights[i] * pixel;
             let p = on_plane(gx, gy);
             let c = sample(gx, gy);
             let rgb = [0, 1, 2].map(|k| f32::from(c[k]) / 255.0);
@@ -160,8 +213,8 @@ impl OrbitGenerator for Inflate {
     }
 
     fn describe(&self) -> &'static str {
-        "inflate: the weight-free classical baseline (the silhouette inflated into a rounded \
-         solid), not a diffusion model"
+        "inflate: the weight-free classical baseline (the silhouette inflated into a solid), \
+         not a diffusion model"
     }
 
     fn generate(
@@ -174,7 +227,7 @@ impl OrbitGenerator for Inflate {
     ) -> Result<Vec<RgbaImage>, OrbitError> {
         let (w, h) = prepared.dimensions();
         let input = input_view.camera(Intrinsics::from_fov(intrinsics.fov_x_deg(), w, h));
-        let proxy = inflate_proxy(prepared, &input, self.thickness)?;
+        let proxy = inflate_proxy(prepared, &input, self.thickness, self.profile)?;
         let scene = Scene::new(&proxy, &mut Vec::new())?;
         views
             .iter()
@@ -210,8 +263,17 @@ mod tests {
         })
     }
 
+    const PROFILES: [InflateProfile; 2] = [InflateProfile::Round, InflateProfile::Revolved];
+
+    /// Both profiles make a ball of a disc: a chord revolved about its middle is a slice of it.
     #[test]
     fn a_disc_inflates_into_a_ball_that_looks_the_same_from_everywhere() {
+        for profile in PROFILES {
+            disc_becomes_a_ball(profile);
+        }
+    }
+
+    fn disc_becomes_a_ball(profile: InflateProfile) {
         let k = Intrinsics::from_fov(SV3D_FOV_DEG, 96, 96);
         let input = OrbitView {
             elevation_deg: 0.0,
@@ -219,7 +281,7 @@ mod tests {
             radius: 2.0,
         };
         let prepared = disc(96, 40.0);
-        let proxy = inflate_proxy(&prepared, &input.camera(k), 1.0).unwrap();
+        let proxy = inflate_proxy(&prepared, &input.camera(k), 1.0, profile).unwrap();
         let b = proxy.bounds();
         let e = b.extent();
         // As deep (x, towards the camera at +X) as wide (y) and tall (z).
@@ -233,14 +295,20 @@ mod tests {
                 ..input
             })
             .to_vec();
-        let frames = Inflate::default()
+        let inflate = Inflate {
+            profile,
+            ..Default::default()
+        };
+        let frames = inflate
             .generate(&prepared, input, &views, k, &Rasterizer::Cpu)
             .unwrap();
         let covered = |f: &RgbaImage| f.pixels().filter(|p| p[3] > 127).count() as f64;
         let front = covered(&frames[0]);
+        // The disc's area; a true ball of its size, nearer the camera at its rim, covers 6.9%
+        // more in this perspective (the revolved profile's rows rise at the top and bottom).
         let expected = std::f64::consts::PI * 40.0 * 40.0;
         assert!(
-            (front - expected).abs() / expected < 0.05,
+            (front - expected).abs() / expected < 0.08,
             "{front} vs {expected}"
         );
         for f in &frames[1..] {
@@ -248,6 +316,39 @@ mod tests {
         }
         // The input view shows the input's colour.
         assert_eq!(frames[0].get_pixel(48, 48).0, [200, 60, 40, 255]);
+    }
+
+    /// A square revolved is a cylinder, as deep at its top and bottom as in its middle; the round
+    /// profile thins out towards every edge.
+    #[test]
+    fn a_square_revolves_into_a_cylinder() {
+        let k = Intrinsics::from_fov(SV3D_FOV_DEG, 96, 96);
+        let cam = OrbitView {
+            elevation_deg: 0.0,
+            azimuth_deg: 0.0,
+            radius: 2.0,
+        }
+        .camera(k);
+        let square = RgbaImage::from_fn(96, 96, |x, y| {
+            let inside = (18..78).contains(&x) && (18..78).contains(&y);
+            image::Rgba([90, 90, 90, if inside { 255 } else { 0 }])
+        });
+        // The depth (x, towards the camera) reached near the top, against the half-width.
+        let depth_near_top = |profile| {
+            let proxy = inflate_proxy(&square, &cam, 1.0, profile).unwrap();
+            let b = proxy.bounds();
+            let top = b.max[2] - 0.1 * b.extent()[2];
+            let depth = proxy
+                .positions
+                .iter()
+                .filter(|p| f64::from(p[2]) > top)
+                .fold(0f32, |m, p| m.max(p[0].abs()));
+            f64::from(depth) / (0.5 * b.extent()[1])
+        };
+        let revolved = depth_near_top(InflateProfile::Revolved);
+        let round = depth_near_top(InflateProfile::Round);
+        assert!(revolved > 0.95, "revolved: {revolved}");
+        assert!(round < 0.7, "round: {round}");
     }
 
     #[test]
@@ -259,6 +360,6 @@ mod tests {
             radius: 2.0,
         }
         .camera(k);
-        assert!(inflate_proxy(&RgbaImage::new(32, 32), &cam, 1.0).is_err());
+        assert!(inflate_proxy(&RgbaImage::new(32, 32), &cam, 1.0, InflateProfile::Round).is_err());
     }
 }

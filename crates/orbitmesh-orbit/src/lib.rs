@@ -12,6 +12,6 @@ pub mod sv3d;
 pub mod weights;
 
 pub use generator::{OrbitError, OrbitGenerator};
-pub use inflate::Inflate;
+pub use inflate::{Inflate, InflateProfile};
 
 pub use prepare::{MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, prepare};

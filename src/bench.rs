@@ -200,7 +200,7 @@ fn run_object(
             &dir.join("prepare"),
         )?;
         let settings = OrbitSettings {
-            generator: json!({ "generator": "inflate", "profile": args.profile.name() }),
+            generator: args.profile.inflate_settings(),
             frames: 21,
             elevation: 10.0,
             input_elevation: 10.0,

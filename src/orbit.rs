@@ -48,6 +48,11 @@ impl ProfileArg {
             ProfileArg::Revolved => "revolved",
         }
     }
+
+    /// The inflate generator's settings, as the orbit stage's fingerprint keeps them.
+    pub fn inflate_settings(self) -> serde_json::Value {
+        serde_json::json!({ "generator": "inflate", "profile": self.name() })
+    }
 }
 
 impl From<ProfileArg> for InflateProfile {
@@ -121,9 +126,7 @@ impl GeneratorArgs {
     /// The settings a stage's fingerprint keeps (the weights file is one of its inputs).
     pub fn to_json(&self) -> serde_json::Value {
         match self.generator() {
-            GeneratorArg::Inflate => {
-                serde_json::json!({ "generator": "inflate", "profile": self.profile().name() })
-            }
+            GeneratorArg::Inflate => self.profile().inflate_settings(),
             GeneratorArg::Sv3d => serde_json::json!({
                 "generator": "sv3d", "weights": self.weights, "steps": self.steps,
                 "seed": self.seed, "decode_chunk": self.decode_chunk,

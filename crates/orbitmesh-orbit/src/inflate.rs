@@ -263,6 +263,13 @@ mod tests {
         })
     }
 
+    /// The input view of these tests: level, on +X, at SV3D's radius.
+    const FRONT: OrbitView = OrbitView {
+        elevation_deg: 0.0,
+        azimuth_deg: 0.0,
+        radius: 2.0,
+    };
+
     const PROFILES: [InflateProfile; 2] = [InflateProfile::Round, InflateProfile::Revolved];
 
     /// Both profiles make a ball of a disc: a chord revolved about its middle is a slice of it.
@@ -275,11 +282,7 @@ mod tests {
 
     fn disc_becomes_a_ball(profile: InflateProfile) {
         let k = Intrinsics::from_fov(SV3D_FOV_DEG, 96, 96);
-        let input = OrbitView {
-            elevation_deg: 0.0,
-            azimuth_deg: 0.0,
-            radius: 2.0,
-        };
+        let input = FRONT;
         let prepared = disc(96, 40.0);
         let proxy = inflate_proxy(&prepared, &input.camera(k), 1.0, profile).unwrap();
         let b = proxy.bounds();
@@ -323,12 +326,7 @@ mod tests {
     #[test]
     fn a_square_revolves_into_a_cylinder() {
         let k = Intrinsics::from_fov(SV3D_FOV_DEG, 96, 96);
-        let cam = OrbitView {
-            elevation_deg: 0.0,
-            azimuth_deg: 0.0,
-            radius: 2.0,
-        }
-        .camera(k);
+        let cam = FRONT.camera(k);
         let square = RgbaImage::from_fn(96, 96, |x, y| {
             let inside = (18..78).contains(&x) && (18..78).contains(&y);
             image::Rgba([90, 90, 90, if inside { 255 } else { 0 }])
@@ -354,12 +352,7 @@ mod tests {
     #[test]
     fn an_empty_image_is_refused() {
         let k = Intrinsics::from_fov(SV3D_FOV_DEG, 32, 32);
-        let cam = OrbitView {
-            elevation_deg: 0.0,
-            azimuth_deg: 0.0,
-            radius: 2.0,
-        }
-        .camera(k);
+        let cam = FRONT.camera(k);
         assert!(inflate_proxy(&RgbaImage::new(32, 32), &cam, 1.0, InflateProfile::Round).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! The PyTorch layers SV3D's and IS-Net's modules are made of, loaded by their checkpoint names and run with
 //! burn's tensor ops. Weights keep PyTorch's layouts except where burn's op wants another.
 
+use std::mem::MaybeUninit;
+
 use burn::tensor::activation;
 use burn::tensor::module::{conv2d, conv3d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
@@ -79,80 +81,115 @@ impl Conv2d {
         if relu { activation::relu(y) } else { y }
     }
 
-    /// [`Conv2d::forward_activated`] on the CPU by [`conv2d_cpu`].
+    /// [`Conv2d::forward_activated`] on the CPU by [`conv2d_cpu`], one image at a time.
     fn forward_cpu(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
         let device = x.device();
-        let dims = x.dims();
-        let [c_out, _, kernel, _] = self.weight.dims();
-        let host = |t: TensorData| {
-            t.convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 tensor")
-        };
-        let (out, out_dims) = conv2d_cpu(
-            &host(x.into_data()),
-            dims,
-            &host(self.weight.clone().into_data()),
-            &host(self.bias.clone().into_data()),
-            c_out,
-            kernel,
-            self.padding,
-            self.dilation,
-            relu,
-        );
+        let [n, c_in, h, w] = x.dims();
+        let x = host_values(x.into_data());
+        let mut out = Vec::new();
+        let mut out_dims = [n, 0, 0, 0];
+        for image in x.chunks(c_in * h * w) {
+            let (y, [c, ho, wo]) = self.forward_host(&[(image, c_in)], [h, w], relu);
+            out_dims[1..].copy_from_slice(&[c, ho, wo]);
+            out.extend_from_slice(&y);
+        }
         Tensor::from_data(TensorData::new(out, out_dims), &device)
+    }
+
+    /// The convolution (stride 1), through ReLU if `relu`, of one image held on the host as
+    /// channel groups (see [`conv2d_cpu`]): the output `[c_out, ho, wo]` and its dims.
+    pub fn forward_host(
+        &self,
+        inputs: &[(&[f32], usize)],
+        size: [usize; 2],
+        relu: bool,
+    ) -> (Vec<f32>, [usize; 3]) {
+        assert_eq!(self.stride, 1, "the host convolution has stride 1");
+        let [c_out, _, kernel, _] = self.weight.dims();
+        let (out, [ho, wo]) = conv2d_cpu(
+            inputs,
+            size,
+            &host_values(self.weight.clone().into_data()),
+            &host_values(self.bias.clone().into_data()),
+            CpuConvShape {
+                c_out,
+                kernel,
+                padding: self.padding,
+                dilation: self.dilation,
+                relu,
+            },
+        );
+        (out, [c_out, ho, wo])
     }
 }
 
-/// A stride-1 convolution (`x` [n, c_in, h, w], `weight` [c_out, c_in, k, k]) on the CPU, with
-/// its bias and, if `relu`, a ReLU applied as each output is written (one pass over the output
-/// instead of three). 3×3 kernels without dilation, nearly all of IS-Net's work, go through
-/// Winograd's F(4×4, 3×3); the others through tiled im2col.
-#[allow(clippy::too_many_arguments)]
+/// A tensor's values as f32 on the host.
+fn host_values(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+/// What a [`conv2d_cpu`] computes besides its weights: output channels, kernel side, padding,
+/// dilation, and whether a ReLU follows.
+#[derive(Clone, Copy)]
+pub struct CpuConvShape {
+    pub c_out: usize,
+    pub kernel: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub relu: bool,
+}
+
+/// A stride-1 convolution of one image on the CPU, with its bias and, if `relu`, a ReLU
+/// applied as each output is written (one pass over the output instead of three). The input
+/// comes as channel groups to be concatenated, each `(values [c_k, h, w], c_k)`: IS-Net's
+/// decoder convolves cat(upsampled, skip), and reading both in place saves writing the
+/// concatenation. `weight` [c_out, Σ c_k, k, k]. 3×3 kernels without dilation, nearly all of
+/// IS-Net's work, go through Winograd's F(4×4, 3×3); the others through tiled im2col. Returns
+/// the output `[c_out, ho, wo]` and `[ho, wo]`.
 pub fn conv2d_cpu(
-    x: &[f32],
-    dims: [usize; 4],
+    inputs: &[(&[f32], usize)],
+    [h, w]: [usize; 2],
     weight: &[f32],
     bias: &[f32],
-    c_out: usize,
-    kernel: usize,
-    padding: usize,
-    dilation: usize,
-    relu: bool,
-) -> (Vec<f32>, [usize; 4]) {
+    shape: CpuConvShape,
+) -> (Vec<f32>, [usize; 2]) {
     let conv = CpuConv {
         weight,
         bias,
-        c_out,
-        kernel,
-        padding,
-        dilation,
-        relu,
+        shape,
     };
-    let [_, _, h, w] = dims;
+    for &(values, channels) in inputs {
+        assert_eq!(
+            values.len(),
+            channels * h * w,
+            "a channel group of the wrong size"
+        );
+    }
+    let padding = shape.padding;
     // Winograd's filter transform (4× the weights) pays off only over enough tiles.
-    if kernel == 3 && dilation == 1 && (h + 2 * padding - 2) * (w + 2 * padding - 2) >= 32 * 32 {
-        conv.winograd(x, dims)
+    if shape.kernel == 3
+        && shape.dilation == 1
+        && (h + 2 * padding - 2) * (w + 2 * padding - 2) >= 32 * 32
+    {
+        conv.winograd(inputs, [h, w])
     } else {
-        conv.im2col(x, dims)
+        conv.im2col(inputs, [h, w])
     }
 }
 
 struct CpuConv<'a> {
     weight: &'a [f32],
     bias: &'a [f32],
-    c_out: usize,
-    kernel: usize,
-    padding: usize,
-    dilation: usize,
-    relu: bool,
+    shape: CpuConvShape,
 }
 
 impl CpuConv<'_> {
     /// A biased sum as written out: through ReLU when the convolution has one.
     #[inline(always)]
     fn activate(&self, v: f32) -> f32 {
-        if self.relu { v.max(0.0) } else { v }
+        if self.shape.relu { v.max(0.0) } else { v }
     }
 
     /// flex's generic convolution gathers the whole im2col matrix (nine times the input for 3×3)
@@ -161,9 +198,14 @@ impl CpuConv<'_> {
     /// the padded input, the extra ones discarded), so each tap's input rows are contiguous runs
     /// of the padded planes, and im2col becomes memcpy of small column tiles that stay in cache.
     /// Each tile is one GEMM (gemm crate, the one flex uses), tiles in parallel with rayon.
-    fn im2col(&self, x: &[f32], [n, c_in, h, w]: [usize; 4]) -> (Vec<f32>, [usize; 4]) {
-        let (c_out, kernel, padding, dilation) =
-            (self.c_out, self.kernel, self.padding, self.dilation);
+    fn im2col(&self, inputs: &[(&[f32], usize)], [h, w]: [usize; 2]) -> (Vec<f32>, [usize; 2]) {
+        let c_in = inputs.iter().map(|&(_, c)| c).sum::<usize>();
+        let (c_out, kernel, padding, dilation) = (
+            self.shape.c_out,
+            self.shape.kernel,
+            self.shape.padding,
+            self.shape.dilation,
+        );
         let (hp, wp) = (h + 2 * padding, w + 2 * padding);
         let reach = dilation * (kernel - 1);
         assert!(
@@ -177,57 +219,55 @@ impl CpuConv<'_> {
         let cols = ho * wp;
         // Columns per tile: the tile's im2col block near 1 MiB, but wide enough for GEMM to be fast.
         let tile = ((1 << 18) / depth).clamp(128, 4096);
-        let mut out = vec![0f32; n * c_out * ho * wo];
+        let mut out = vec![0f32; c_out * ho * wo];
         let mut wide = vec![0f32; c_out * cols];
-        for (b, out) in out.chunks_mut(c_out * ho * wo).enumerate() {
-            // The last taps of the discarded columns reach `reach` values past the last plane.
-            let mut padded = vec![0f32; c_in * plane + reach];
-            padded[..c_in * plane]
-                .par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(c, dst)| {
-                    let src = &x[(b * c_in + c) * h * w..][..h * w];
-                    for (y, row) in src.chunks(w).enumerate() {
-                        dst[(y + padding) * wp + padding..][..w].copy_from_slice(row);
+        // The last taps of the discarded columns reach `reach` values past the last plane.
+        let mut padded = vec![0f32; c_in * plane + reach];
+        let planes = inputs.iter().flat_map(|&(values, _)| values.chunks(h * w));
+        padded[..c_in * plane]
+            .par_chunks_mut(plane)
+            .zip(planes.collect::<Vec<_>>())
+            .for_each(|(dst, src)| {
+                for (y, row) in src.chunks(w).enumerate() {
+                    dst[(y + padding) * wp + padding..][..w].copy_from_slice(row);
+                }
+            });
+        let dst = SendPtr(wide.as_mut_ptr());
+        // Each worker reuses its block: every value is written before it is read.
+        (0..cols.div_ceil(tile))
+            .into_par_iter()
+            .for_each_init(Vec::new, |block, t| {
+                let (start, width) = (t * tile, tile.min(cols - t * tile));
+                block.resize(depth * width, 0f32);
+                for (r, row) in block.chunks_mut(width).enumerate() {
+                    let (c, tap) = (r / taps, r % taps);
+                    let offset =
+                        c * plane + (tap / kernel) * dilation * wp + (tap % kernel) * dilation;
+                    row.copy_from_slice(&padded[offset + start..][..width]);
+                }
+                let dst = &dst;
+                // SAFETY: every tile writes only its own columns [start, start + width) of each
+                // of the `c_out` rows of `wide`, which outlives the parallel loop.
+                unsafe {
+                    matmul(
+                        [c_out, width, depth],
+                        (dst.0.add(start), [1, cols]),
+                        (self.weight.as_ptr(), [1, depth]),
+                        (block.as_ptr(), [1, width]),
+                    );
+                }
+            });
+        out.par_chunks_mut(ho * wo)
+            .enumerate()
+            .for_each(|(c, dst)| {
+                let src = &wide[c * cols..][..cols];
+                for (y, row) in dst.chunks_mut(wo).enumerate() {
+                    for (d, &s) in row.iter_mut().zip(&src[y * wp..][..wo]) {
+                        *d = self.activate(s + self.bias[c]);
                     }
-                });
-            let dst = SendPtr(wide.as_mut_ptr());
-            // Each worker reuses its block: every value is written before it is read.
-            (0..cols.div_ceil(tile))
-                .into_par_iter()
-                .for_each_init(Vec::new, |block, t| {
-                    let (start, width) = (t * tile, tile.min(cols - t * tile));
-                    block.resize(depth * width, 0f32);
-                    for (r, row) in block.chunks_mut(width).enumerate() {
-                        let (c, tap) = (r / taps, r % taps);
-                        let offset =
-                            c * plane + (tap / kernel) * dilation * wp + (tap % kernel) * dilation;
-                        row.copy_from_slice(&padded[offset + start..][..width]);
-                    }
-                    let dst = &dst;
-                    // SAFETY: every tile writes only its own columns [start, start + width) of each
-                    // of the `c_out` rows of `wide`, which outlives the parallel loop.
-                    unsafe {
-                        matmul(
-                            [c_out, width, depth],
-                            (dst.0.add(start), [1, cols]),
-                            (self.weight.as_ptr(), [1, depth]),
-                            (block.as_ptr(), [1, width]),
-                        );
-                    }
-                });
-            out.par_chunks_mut(ho * wo)
-                .enumerate()
-                .for_each(|(c, dst)| {
-                    let src = &wide[c * cols..][..cols];
-                    for (y, row) in dst.chunks_mut(wo).enumerate() {
-                        for (d, &s) in row.iter_mut().zip(&src[y * wp..][..wo]) {
-                            *d = self.activate(s + self.bias[c]);
-                        }
-                    }
-                });
-        }
-        (out, [n, c_out, ho, wo])
+                }
+            });
+        (out, [ho, wo])
     }
 
     /// Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray 2016, interpolation points 0, ±1,
@@ -236,8 +276,9 @@ impl CpuConv<'_> {
     /// tiles) with 4× fewer multiplications than direct convolution. The input is copied
     /// channels-last, so the transforms run on 8 channels at a time in SIMD lanes; tiles are
     /// processed in parallel batches whose transformed inputs stay in cache.
-    fn winograd(&self, x: &[f32], [n, c_in, h, w]: [usize; 4]) -> (Vec<f32>, [usize; 4]) {
-        let (c_out, pad) = (self.c_out, self.padding);
+    fn winograd(&self, inputs: &[(&[f32], usize)], [h, w]: [usize; 2]) -> (Vec<f32>, [usize; 2]) {
+        let c_in = inputs.iter().map(|&(_, c)| c).sum::<usize>();
+        let (c_out, pad) = (self.shape.c_out, self.shape.padding);
         assert!(
             h + 2 * pad > 2 && w + 2 * pad > 2,
             "the kernel is larger than the input"
@@ -265,60 +306,68 @@ impl CpuConv<'_> {
         // Bias per lane group, zero in the padding channels.
         let mut bias = self.bias.to_vec();
         bias.resize(co, 0.0);
-        let mut out = vec![0f32; n * c_out * ho * wo];
-        // The outputs channels-last, as the transforms make them, before the final transpose.
-        let mut staged = vec![0f32; ho * wo * co];
-        for b in 0..n {
-            let staging = SendPtr(staged.as_mut_ptr());
-            // Channels-last and zero-padded: padded[(y · wp + x) · ci + i].
-            let mut padded = vec![0f32; hp * wp * ci];
-            padded
-                .par_chunks_mut(wp * ci)
-                .skip(pad)
-                .take(h)
-                .enumerate()
-                .for_each(|(y, row)| {
-                    let src = &x[(b * c_in * h + y) * w..];
-                    transpose(src, h * w, &mut row[pad * ci..], ci, [c_in, w]);
-                });
-            // Each worker reuses its two batch buffers: every value is written before it is read.
-            let buffers = || (Vec::new(), Vec::new());
-            (0..tiles.div_ceil(batch)).into_par_iter().for_each_init(
-                buffers,
-                |(v, products), chunk| {
-                    let (start, count) = (chunk * batch, batch.min(tiles - chunk * batch));
-                    // V[e][k][i]: tile k's patch in channel i, transformed, for patch element e.
-                    v.resize(36 * count * ci, 0f32);
-                    with_simd(|| tiling.transform_inputs(&padded, v, start, count));
-                    // P[e][k][o] = Σ_i U[e][i][o] V[e][k][i].
-                    products.resize(36 * count * co, 0f32);
-                    for e in 0..36 {
-                        // SAFETY: in-bounds matrices of the shapes and strides given.
-                        unsafe {
-                            matmul(
-                                [co, count, ci],
-                                (products.as_mut_ptr().add(e * count * co), [co, 1]),
-                                (filters.as_ptr().add(e * ci * co), [co, 1]),
-                                (v.as_ptr().add(e * count * ci), [ci, 1]),
-                            );
-                        }
+        // Channels-last and zero-padded: padded[(y · wp + x) · ci + i], each channel group
+        // moved into its place.
+        let mut padded = vec![0f32; hp * wp * ci];
+        padded
+            .par_chunks_mut(wp * ci)
+            .skip(pad)
+            .take(h)
+            .enumerate()
+            .for_each(|(y, row)| {
+                let mut offset = pad * ci;
+                for &(values, channels) in inputs {
+                    let dst = as_uninit(&mut row[offset..]);
+                    transpose(&values[y * w..], h * w, dst, ci, [channels, w]);
+                    offset += channels;
+                }
+            });
+        // The outputs channels-last, as the transforms make them, before the final transpose;
+        // never zeroed, as every value is written before it is read.
+        let mut staged = Vec::<f32>::with_capacity(ho * wo * co);
+        let staging = SendPtr(staged.as_mut_ptr());
+        // Each worker reuses its two batch buffers: every value is written before it is read.
+        let buffers = || (Vec::new(), Vec::new());
+        (0..tiles.div_ceil(batch)).into_par_iter().for_each_init(
+            buffers,
+            |(v, products), chunk| {
+                let (start, count) = (chunk * batch, batch.min(tiles - chunk * batch));
+                // V[e][k][i]: tile k's patch in channel i, transformed, for patch element e.
+                v.resize(36 * count * ci, 0f32);
+                with_simd(|| tiling.transform_inputs(&padded, v, start, count));
+                // P[e][k][o] = Σ_i U[e][i][o] V[e][k][i].
+                products.resize(36 * count * co, 0f32);
+                for e in 0..36 {
+                    // SAFETY: in-bounds matrices of the shapes and strides given.
+                    unsafe {
+                        matmul(
+                            [co, count, ci],
+                            (products.as_mut_ptr().add(e * count * co), [co, 1]),
+                            (filters.as_ptr().add(e * ci * co), [co, 1]),
+                            (v.as_ptr().add(e * count * ci), [ci, 1]),
+                        );
                     }
-                    let staging = &staging;
-                    with_simd(|| {
-                        self.transform_outputs(&tiling, &bias, products, staging, [start, count])
-                    });
-                },
-            );
-            out[b * c_out * ho * wo..][..c_out * ho * wo]
-                .par_chunks_mut(TRANSPOSE_BLOCK * ho * wo)
-                .enumerate()
-                .for_each(|(block, planes)| {
-                    let o = block * TRANSPOSE_BLOCK;
-                    let channels = TRANSPOSE_BLOCK.min(c_out - o);
-                    transpose(&staged[o..], co, planes, ho * wo, [ho * wo, channels]);
+                }
+                let staging = &staging;
+                with_simd(|| {
+                    self.transform_outputs(&tiling, &bias, products, staging, [start, count])
                 });
-        }
-        (out, [n, c_out, ho, wo])
+            },
+        );
+        // SAFETY: the tiles cover the image, and each wrote all `co` channels of its pixels.
+        unsafe { staged.set_len(ho * wo * co) };
+        let mut out = Vec::<f32>::with_capacity(c_out * ho * wo);
+        out.spare_capacity_mut()[..c_out * ho * wo]
+            .par_chunks_mut(TRANSPOSE_BLOCK * ho * wo)
+            .enumerate()
+            .for_each(|(block, planes)| {
+                let o = block * TRANSPOSE_BLOCK;
+                let channels = TRANSPOSE_BLOCK.min(c_out - o);
+                transpose(&staged[o..], co, planes, ho * wo, [ho * wo, channels]);
+            });
+        // SAFETY: the transpose wrote every output channel's plane.
+        unsafe { out.set_len(c_out * ho * wo) };
+        (out, [ho, wo])
     }
 
     /// The outputs of `count` tiles from `start`, from their products P[e][k][o]: Aᵀ P A,
@@ -373,24 +422,38 @@ impl CpuConv<'_> {
         ];
         let mut u = vec![0f32; 36 * ci * co];
         let filters = SendPtr(u.as_mut_ptr());
-        (0..c_in).into_par_iter().for_each(|i| {
-            let filters = &filters;
-            for o in 0..self.c_out {
-                let g = &self.weight[(o * c_in + i) * 9..][..9];
-                let mut gg = [[0f32; 3]; 6];
-                for (r, row) in gg.iter_mut().enumerate() {
-                    for (s, value) in row.iter_mut().enumerate() {
-                        *value = G[r][0] * g[s] + G[r][1] * g[3 + s] + G[r][2] * g[6 + s];
+        // Each input channel's 36 × c_out values are gathered first, then written as 36
+        // contiguous runs: written in place they were scattered 36 · ci · co floats apart.
+        let column = || vec![0f32; 36 * self.shape.c_out];
+        (0..c_in)
+            .into_par_iter()
+            .for_each_init(column, |column, i| {
+                let filters = &filters;
+                for o in 0..self.shape.c_out {
+                    let g = &self.weight[(o * c_in + i) * 9..][..9];
+                    let mut gg = [[0f32; 3]; 6];
+                    for (r, row) in gg.iter_mut().enumerate() {
+                        for (s, value) in row.iter_mut().enumerate() {
+                            *value = G[r][0] * g[s] + G[r][1] * g[3 + s] + G[r][2] * g[6 + s];
+                        }
+                    }
+                    for e in 0..36 {
+                        let (r, s) = (e / 6, e % 6);
+                        column[e * self.shape.c_out + o] =
+                            gg[r][0] * G[s][0] + gg[r][1] * G[s][1] + gg[r][2] * G[s][2];
                     }
                 }
-                for e in 0..36 {
-                    let (r, s) = (e / 6, e % 6);
-                    let value = gg[r][0] * G[s][0] + gg[r][1] * G[s][1] + gg[r][2] * G[s][2];
-                    // SAFETY: each `i` writes its own entries of `u`, which outlives the loop.
-                    unsafe { *filters.0.add((e * ci + i) * co + o) = value };
+                for (e, run) in column.chunks(self.shape.c_out).enumerate() {
+                    // SAFETY: each `i` writes its own runs of `u`, which outlives the loop.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            run.as_ptr(),
+                            filters.0.add((e * ci + i) * co),
+                            self.shape.c_out,
+                        )
+                    };
                 }
-            }
-        });
+            });
         u
     }
 }
@@ -436,14 +499,15 @@ impl Tiling {
 /// Side of the square blocks [`transpose`] moves at a time: 16 floats are one cache line.
 const TRANSPOSE_BLOCK: usize = 16;
 
-/// `dst[c · dst_stride + r] = src[r · src_stride + c]` for `r < rows`, `c < cols`. Going block
+/// `dst[c · dst_stride + r] = src[r · src_stride + c]` for `r < rows`, `c < cols` (`dst` may be
+/// uninitialised: those cells are written, and no others read or written). Going block
 /// by block keeps both sides' cache lines in use: a plain loop over one side reads or writes the
 /// other a whole line per float (it was a seventh of IS-Net's time). Whole 8×8 blocks move in
 /// AVX registers where the CPU has them.
 fn transpose(
     src: &[f32],
     src_stride: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
     [rows, cols]: [usize; 2],
 ) {
@@ -457,7 +521,7 @@ fn transpose(
     );
     #[cfg(target_arch = "x86_64")]
     let avx = is_x86_feature_detected!("avx");
-    let (src, dst) = (src.as_ptr(), dst.as_mut_ptr());
+    let (src, dst) = (src.as_ptr(), dst.as_mut_ptr().cast::<f32>());
     for r0 in (0..rows).step_by(TRANSPOSE_BLOCK) {
         let r1 = (r0 + TRANSPOSE_BLOCK).min(rows);
         for c0 in (0..cols).step_by(TRANSPOSE_BLOCK) {
@@ -482,6 +546,12 @@ fn transpose(
             }
         }
     }
+}
+
+/// `values` as memory that [`transpose`] may write; it writes only initialised floats.
+fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and nothing uninitialised is written through it.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// One 8×8 block of [`transpose`]: eight rows loaded, interleaved in three rounds of shuffles
@@ -752,10 +822,11 @@ mod tests {
 
     use super::*;
 
-    /// Both CPU convolutions against burn's generic one, on odd sizes, a batch of two, dilations,
-    /// 1×1 and 3×3 kernels, with and without padding and ReLU: im2col on all, Winograd on the
-    /// 3×3 ones without dilation (sizes that leave partial tiles, channel counts that are not
-    /// whole lane groups, enough channels for several tile batches).
+    /// Both CPU convolutions against burn's generic one, on odd sizes, dilations, 1×1 and 3×3
+    /// kernels, with and without padding and ReLU, the input given as one channel group and as
+    /// two: im2col on all, Winograd on the 3×3 ones without dilation (sizes that leave partial
+    /// tiles, channel counts that are not whole lane groups, enough channels for several tile
+    /// batches).
     #[test]
     fn cpu_convolution_matches_burn() {
         let device = Device::flex();
@@ -771,7 +842,7 @@ mod tests {
             let random = |dims: [usize; 4]| {
                 Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
             };
-            let x = random([2, c_in, h, w]);
+            let x = random([1, c_in, h, w]);
             let weight = random([c_out, c_in, kernel, kernel]);
             let bias = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
             let options = ConvOptions::new([1, 1], [padding; 2], [dilation; 2], 1);
@@ -785,22 +856,30 @@ mod tests {
             let conv = CpuConv {
                 weight: &weight,
                 bias: &bias,
-                c_out,
-                kernel,
-                padding,
-                dilation,
-                relu,
+                shape: CpuConvShape {
+                    c_out,
+                    kernel,
+                    padding,
+                    dilation,
+                    relu,
+                },
             };
-            let dims = [2, c_in, h, w];
-            let mut paths = vec![("im2col", conv.im2col(&x, dims))];
+            let split = c_in / 2 * h * w;
+            let one = [(&x[..], c_in)];
+            let two = [(&x[..split], c_in / 2), (&x[split..], c_in - c_in / 2)];
+            let mut paths = vec![
+                ("im2col", conv.im2col(&one, [h, w])),
+                ("im2col, two groups", conv.im2col(&two, [h, w])),
+            ];
             if kernel == 3 && dilation == 1 {
-                paths.push(("winograd", conv.winograd(&x, dims)));
+                paths.push(("winograd", conv.winograd(&one, [h, w])));
+                paths.push(("winograd, two groups", conv.winograd(&two, [h, w])));
             }
             let expected_dims = expected.dims();
             let expected = host(expected);
             let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
             for (path, (got, dims)) in paths {
-                assert_eq!(dims, expected_dims, "{path}");
+                assert_eq!([1, c_out, dims[0], dims[1]], expected_dims, "{path}");
                 let worst = got
                     .iter()
                     .zip(&expected)

@@ -242,6 +242,7 @@ fn run_object(
             &[],
             args.device.into(),
             1024,
+            None,
             &dir.join("fine"),
         )?;
         let mesh = read_mesh(&dir.join("fine/fine.obj"))?.mesh;

@@ -19,7 +19,7 @@ use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
 use crate::prepare::{SegmenterArgs, prepare_into};
-use crate::refine::{preset_config, refine_into};
+use crate::refine::{Sv3dGuide, preset_config, refine_into};
 use crate::stage::{files_in, fingerprint, run_stage};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,11 +218,20 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
 
     let config = preset_config(matches!(args.preset, Preset::Fast), args.fine_steps);
     let fine_dir = work.join("fine");
+    // With SV3D's weights, the fine stage ends with its score distillation, as SV3D's own does.
+    let guide = args.generator.sv3d_weights().map(|weights| Sv3dGuide {
+        weights: weights.to_path_buf(),
+        config: None,
+        image: prepared.clone(),
+        seed: args.generator.seed,
+    });
     let refined = if config.steps == 0 {
         None
     } else {
-        let settings =
-            json!({ "method": "dmtet", "config": format!("{config:?}"), "texture": FINE_TEXTURE });
+        let settings = json!({
+            "method": "dmtet", "config": format!("{config:?}"), "texture": FINE_TEXTURE,
+            "guidance": guide.as_ref().map(|g| &g.weights),
+        });
         let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")]);
         let ran = run_stage(&fine_dir, "fine", &fp, &["fine.obj"], |dir| {
             refine_into(
@@ -232,6 +241,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
                 &[],
                 args.device.into(),
                 FINE_TEXTURE,
+                guide.as_ref(),
                 dir,
             )
         })?;
@@ -267,10 +277,14 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         work.display(),
         if args.frames.is_some() {
             "imported frames"
+        } else if guide.is_some() {
+            "SV3D"
         } else {
             "the weight-free inflate baseline"
         },
-        if refined.is_some() {
+        if refined.is_some() && guide.is_some() {
+            "fine stage: DMTet with SV3D's score distillation, textured"
+        } else if refined.is_some() {
             "fine stage: DMTet, textured"
         } else {
             "no fine stage"

@@ -123,6 +123,14 @@ impl GeneratorArgs {
         }
     }
 
+    /// SV3D's weights when SV3D makes the orbit.
+    pub fn sv3d_weights(&self) -> Option<&Path> {
+        match self.generator() {
+            GeneratorArg::Sv3d => self.weights.as_deref(),
+            GeneratorArg::Inflate => None,
+        }
+    }
+
     /// The settings a stage's fingerprint keeps (the weights file is one of its inputs).
     pub fn to_json(&self) -> serde_json::Value {
         match self.generator() {

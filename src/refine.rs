@@ -10,14 +10,16 @@ use clap::Args;
 use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_dmtet::texture::{bake, with_material};
-use orbitmesh_dmtet::{DmtetError, RefineConfig, Refiner};
+use orbitmesh_dmtet::{DmtetError, GuidedViews, RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
 use orbitmesh_nerf::{Orbit, read_orbit};
+use orbitmesh_orbit::sv3d::{Sv3d, Sv3dConfig, Sv3dGuidance, on_white, sv3d_cameras};
 use orbitmesh_render::shade::{Background, shade_rgba};
-use orbitmesh_render::{Camera, DeviceChoice, Rasterizer, Scene, open_rasterizer};
+use orbitmesh_render::{Camera, DeviceChoice, OrbitView, Rasterizer, Scene, open_rasterizer};
 use serde_json::json;
 
-use crate::input::DeviceArg;
+use crate::input::{DeviceArg, tensor_device};
+use crate::orbit::read_prepared;
 use crate::output::{encode_png, save};
 
 #[derive(Args)]
@@ -70,6 +72,77 @@ pub struct RefineArgs {
     /// Weight of the normal consistency between neighbouring faces
     #[arg(long, default_value_t = RefineConfig::default().normal_weight)]
     normal_weight: f32,
+    /// SV3D's weights: soft-masked score distillation from the orbit model in the last
+    /// --guidance-steps (needs --image; the orbit must include the input view, azimuth 0)
+    #[arg(long, requires = "image")]
+    weights: Option<PathBuf>,
+    /// The sgm-style JSON configuration of a --weights file of another size than the published
+    /// sv3d_p and sv3d_u
+    #[arg(long, requires = "weights")]
+    sv3d_config: Option<PathBuf>,
+    /// The prepared input image (`prepare`'s prepared.png) SV3D is conditioned on
+    #[arg(long, requires = "weights")]
+    image: Option<PathBuf>,
+    /// Final steps with SV3D's guidance
+    #[arg(long, default_value_t = RefineConfig::default().guidance_steps)]
+    guidance_steps: usize,
+    /// Weight of SV3D's guidance against the photometric loss
+    #[arg(long, default_value_t = RefineConfig::default().guidance_weight)]
+    guidance_weight: f32,
+}
+
+/// SV3D as the fine stage's guidance: its weights (and configuration, for a checkpoint of
+/// another size) and the prepared image it is conditioned on.
+pub struct Sv3dGuide {
+    pub weights: PathBuf,
+    pub config: Option<PathBuf>,
+    pub image: PathBuf,
+    pub seed: u64,
+}
+
+impl Sv3dGuide {
+    /// The model on `device`, with autodiff (the gradient reaches the renders through its VAE
+    /// encoder), judging the orbit's own views in SV3D's order, at the frames' resolution.
+    fn guided_views(&self, orbit: &Orbit, device: &Device) -> Result<GuidedViews> {
+        let device = device.clone().autodiff();
+        let model = match &self.config {
+            None => Sv3d::load(&self.weights, &device)?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let config =
+                    Sv3dConfig::from_json(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                Sv3d::load_configured(&self.weights, config, &device)?
+            }
+        };
+        let views: Vec<OrbitView> = orbit
+            .frames
+            .iter()
+            .map(|f| OrbitView::of_position(f.camera.position()))
+            .collect();
+        let from_input = |v: &OrbitView| v.azimuth_deg.min(360.0 - v.azimuth_deg);
+        let input = views
+            .iter()
+            .min_by(|a, b| from_input(a).total_cmp(&from_input(b)))
+            .map(|v| OrbitView {
+                azimuth_deg: 0.0,
+                ..*v
+            })
+            .context("the orbit has no frames")?;
+        let (angles, order) = sv3d_cameras(model.variant, input, &views)
+            .map_err(|e| anyhow!("{}: {e}", orbit.dir.display()))?;
+        let side = orbit.frames[0].image.width();
+        let prepared = read_prepared(&self.image)?;
+        let image = on_white(&prepared, side, &device);
+        Ok(GuidedViews {
+            guidance: Box::new(Sv3dGuidance::new(model, image, self.seed)),
+            views: order
+                .iter()
+                .zip(angles)
+                .map(|(&i, angles)| (orbit.frames[i].camera, angles))
+                .collect(),
+        })
+    }
 }
 
 /// The fine stage's settings in the fast and default presets of `mesh` and `bench`: the step
@@ -155,6 +228,7 @@ fn holdout_psnr(
 
 /// Refines `coarse` against the orbit in `orbit_dir` into `dir`; returns the summary written to
 /// refine.json.
+#[allow(clippy::too_many_arguments)]
 pub fn refine_into(
     coarse: &Path,
     orbit_dir: &Path,
@@ -162,6 +236,7 @@ pub fn refine_into(
     holdout: &[usize],
     rasterizer: DeviceChoice,
     texture_size: u32,
+    guide: Option<&Sv3dGuide>,
     dir: &Path,
 ) -> Result<serde_json::Value> {
     let (coarse_path, mesh) = coarse_mesh(coarse)?;
@@ -174,6 +249,10 @@ pub fn refine_into(
     let started = Instant::now();
     let rasterizer = open_rasterizer(rasterizer)?;
     let rasterizer_name = rasterizer.name();
+    // SV3D runs beside the rasterizer: on its GPU when it has one.
+    let guidance = guide
+        .map(|g| g.guided_views(&orbit, &tensor_device(&rasterizer)))
+        .transpose()?;
     let mut refiner = Refiner::new(
         config.clone(),
         &mesh,
@@ -186,6 +265,9 @@ pub fn refine_into(
         DmtetError::Coarse(_) => anyhow!("{}: {e}", coarse_path.display()),
         other => other.into(),
     })?;
+    if let Some(guidance) = guidance {
+        refiner = refiner.with_guidance(guidance);
+    }
     let setup_s = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
@@ -234,6 +316,10 @@ pub fn refine_into(
         "seconds_optimise": refiner.elapsed_s,
         "seconds_total": started.elapsed().as_secs_f64(),
         "rasterizer": rasterizer_name,
+        "guidance": guide.map(|g| json!({
+            "model": "SV3D (score distillation, soft-masked)", "weights": g.weights,
+            "steps": config.guidance_steps.min(config.steps), "weight": config.guidance_weight,
+        })),
         "holdout": holdout,
         "holdout_psnr_db": psnr,
         "holdout_psnr_textured_unlit_db": psnr_textured,
@@ -260,6 +346,8 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         mask_weight: args.mask_weight,
         laplacian_weight: args.laplacian_weight,
         normal_weight: args.normal_weight,
+        guidance_steps: args.guidance_steps,
+        guidance_weight: args.guidance_weight,
         ..RefineConfig::default()
     };
     if let Some(s) = args.seconds {
@@ -268,6 +356,15 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         }
         config.time_budget_s = Some(s);
     }
+    let guide = match (&args.weights, &args.image) {
+        (Some(weights), Some(image)) => Some(Sv3dGuide {
+            weights: weights.clone(),
+            config: args.sv3d_config.clone(),
+            image: image.clone(),
+            seed: args.seed,
+        }),
+        _ => None,
+    };
     let summary = refine_into(
         &args.coarse,
         &args.orbit,
@@ -275,6 +372,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         &args.holdout,
         args.device.into(),
         args.texture_size,
+        guide.as_ref(),
         &args.out,
     )?;
     let psnr = summary["holdout_psnr_db"]

@@ -1,7 +1,16 @@
 //! Helpers shared by the end-to-end tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The SV3D parity fixtures' folder (the tiny model with random weights and its configuration),
+/// read in place where this machine has `shared/fixtures/sv3d-tiny` above the project.
+pub fn sv3d_tiny() -> Option<PathBuf> {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/sv3d-tiny"))
+        .find(|d| d.join("sv3d_tiny.safetensors").is_file())
+}
 
 /// Runs the `orbitmesh` binary built for these tests, with an empty models folder, so the
 /// results do not depend on which optional models this machine has installed.

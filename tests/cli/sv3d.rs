@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_input_error, orbitmesh};
+use crate::common::{assert_input_error, orbitmesh, sv3d_tiny};
 
 /// A prepared image (square RGBA), as `orbitmesh prepare` writes.
 fn prepared(dir: &Path) -> PathBuf {
@@ -79,11 +79,7 @@ fn bad_weights_files_are_refused_by_name() {
 
     // A real safetensors file whose tensors are not SV3D's full-size ones: the tiny parity
     // model, where the fixtures are on this machine.
-    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/sv3d-tiny/sv3d_tiny.safetensors"))
-        .find(|p| p.is_file());
-    if let Some(tiny) = tiny {
+    if let Some(tiny) = sv3d_tiny().map(|d| d.join("sv3d_tiny.safetensors")) {
         let line = assert_input_error(&orbit_with(dir.path(), Some(&tiny)), "label_emb.0.0.weight");
         assert!(line.contains("not an SV3D checkpoint"), "{line}");
     }

@@ -86,6 +86,16 @@ impl OrbitView {
         self.radius * Vector3::new(e.cos() * a.cos(), e.cos() * a.sin(), e.sin())
     }
 
+    /// The view of a camera at `p` (the inverse of [`OrbitView::position`]; azimuth in [0, 360)).
+    pub fn of_position(p: Vector3<f64>) -> Self {
+        let radius = p.norm();
+        OrbitView {
+            elevation_deg: (p.z / radius).clamp(-1.0, 1.0).asin().to_degrees(),
+            azimuth_deg: p.y.atan2(p.x).to_degrees().rem_euclid(360.0),
+            radius,
+        }
+    }
+
     /// The camera at this view, looking at the origin with +Z up.
     pub fn camera(&self, intrinsics: Intrinsics) -> Camera {
         Camera::look_at(self.position(), Vector3::zeros(), Vector3::z(), intrinsics)
@@ -405,6 +415,26 @@ mod tests {
         };
         let p = up.position();
         assert!((p - Vector3::new(0.0, 2.0 * 30f64.to_radians().cos(), 1.0)).norm() < 1e-12);
+    }
+
+    #[test]
+    fn a_view_is_recovered_from_its_position() {
+        for (elevation_deg, azimuth_deg, radius) in
+            [(10.0, 0.0, 2.0), (-35.0, 271.5, 0.5), (89.0, 180.0, 3.0)]
+        {
+            let view = OrbitView {
+                elevation_deg,
+                azimuth_deg,
+                radius,
+            };
+            let back = OrbitView::of_position(view.position());
+            assert!(
+                (back.elevation_deg - elevation_deg).abs() < 1e-9,
+                "{back:?}"
+            );
+            assert!((back.azimuth_deg - azimuth_deg).abs() < 1e-9, "{back:?}");
+            assert!((back.radius - radius).abs() < 1e-12, "{back:?}");
+        }
     }
 
     #[test]

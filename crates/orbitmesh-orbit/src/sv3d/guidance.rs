@@ -98,7 +98,11 @@ impl Sv3dGuidance {
 }
 
 impl Guidance for Sv3dGuidance {
+    /// The frames may live on another device than the model (the fine stage's tensors on the
+    /// CPU, SV3D on a GPU): they are moved to the model, and the gradient back.
     fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4> {
+        let device = frames.device();
+        let frames = Tensor::<4>::from_data(frames.into_data(), &self.device());
         let z = self
             .model
             .encoder()
@@ -106,7 +110,8 @@ impl Guidance for Sv3dGuidance {
             .detach()
             * self.model.config.scale_factor;
         let latent_grad = self.latent_gradient(z, cameras);
-        self.image_gradient(frames, latent_grad)
+        let gradient = self.image_gradient(frames, latent_grad);
+        Tensor::from_data(gradient.into_data(), &device)
     }
 }
 
@@ -114,7 +119,7 @@ impl Guidance for Sv3dGuidance {
 mod tests {
     use super::*;
     use crate::sv3d::Variant;
-    use crate::sv3d::fixture::fixture;
+    use crate::sv3d::fixture::{assert_close, fixture};
 
     fn dot(a: Tensor<4>, b: Tensor<4>) -> f64 {
         f64::from((a * b).sum().into_scalar::<f32>())
@@ -142,6 +147,18 @@ mod tests {
         assert_eq!(grad.dims(), frames.dims());
         let norm = dot(grad.clone(), grad.clone()).sqrt();
         assert!(norm.is_finite() && norm > 0.0, "{norm}");
+
+        // Frames from a device without autodiff (the fine stage's) get the same gradient, there.
+        let model = Sv3d::from_weights(&fx.weights, fx.config.clone(), Variant::P).unwrap();
+        let again = Sv3dGuidance::new(model, fx.io("image"), 7);
+        let plain = Device::flex();
+        let moved = again.gradient(
+            Tensor::from_data(frames.clone().into_data(), &plain),
+            &cameras,
+        );
+        assert!(moved.device() == plain && !moved.is_autodiff());
+        let expected = Tensor::<4>::from_data(grad.into_data(), &plain);
+        assert_close("the gradient across devices", moved, expected, 1e-6);
 
         // The encoder's VJP against central differences along a random direction, on two frames.
         let two = frames.clone().slice([0..2, 0..3, 0..64, 0..64]);

@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 pub use crate::weights::{Params, Weights, WeightsError};
 pub use guidance::{Guidance, Sv3dGuidance};
-pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Variant};
+pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Variant, on_white, sv3d_cameras};
 
 /// What can go wrong loading or running SV3D.
 #[derive(Debug, thiserror::Error)]

@@ -92,22 +92,39 @@ impl Sv3d {
     /// file), every tensor checked by name and shape.
     pub fn load(path: &Path, device: &Device) -> Result<Self, Sv3dError> {
         let weights = Weights::open(path, device)?;
-        let label = format!("{}.label_emb.0.0.weight", prefix::UNET);
-        let variant = match weights.shape(&label).as_deref() {
-            Some([1280, 1280]) => Variant::P,
-            Some([1280, 256]) => Variant::U,
-            other => {
-                return Err(WeightsError::Tensors {
-                    path: path.to_path_buf(),
-                    problems: vec![format!(
-                        "{label}: {other:?}, where sv3d_p has [1280, 1280] and sv3d_u [1280, 256]: \
-                         not an SV3D checkpoint"
-                    )],
-                }
-                .into());
-            }
-        };
+        let variant = Self::variant_of(&weights, path, true)?;
         Self::from_weights(&weights, Sv3dConfig::sv3d(variant), variant)
+    }
+
+    /// A checkpoint of another size (a distilled or test model) from `path`, at `config`'s size.
+    pub fn load_configured(
+        path: &Path,
+        config: Sv3dConfig,
+        device: &Device,
+    ) -> Result<Self, Sv3dError> {
+        let weights = Weights::open(path, device)?;
+        let variant = Self::variant_of(&weights, path, false)?;
+        Self::from_weights(&weights, config, variant)
+    }
+
+    /// sv3d_p or sv3d_u, from the camera embedding's first layer: [1280, 1280] in sv3d_p,
+    /// [1280, 256] in sv3d_u; at other sizes (not `published`) only its input width counts.
+    fn variant_of(weights: &Weights, path: &Path, published: bool) -> Result<Variant, Sv3dError> {
+        let label = format!("{}.label_emb.0.0.weight", prefix::UNET);
+        match weights.shape(&label).as_deref() {
+            Some([1280, 1280]) => Ok(Variant::P),
+            Some([1280, 256]) => Ok(Variant::U),
+            Some([_, 1280]) if !published => Ok(Variant::P),
+            Some([_, 256]) if !published => Ok(Variant::U),
+            other => Err(WeightsError::Tensors {
+                path: path.to_path_buf(),
+                problems: vec![format!(
+                    "{label}: {other:?}, where sv3d_p has [1280, 1280] and sv3d_u [1280, 256]: \
+                     not an SV3D checkpoint"
+                )],
+            }
+            .into()),
+        }
     }
 
     /// The model at `config`'s size from `weights`, or every problem with them.
@@ -263,55 +280,55 @@ impl Sv3dGenerator {
     pub fn load(path: &Path, device: &Device, options: SampleOptions) -> Result<Self, Sv3dError> {
         Ok(Self::new(Sv3d::load(path, device)?, options))
     }
+}
 
-    /// SV3D's cameras for `views` around `input` ((polar, azimuth) in radians, azimuths relative
-    /// to the input view) and the order SV3D wants them in: ascending azimuth, the input view last.
-    fn cameras(
-        &self,
-        input: OrbitView,
-        views: &[OrbitView],
-    ) -> Result<(Cameras, Vec<usize>), OrbitError> {
-        let azimuth = |v: &OrbitView| (v.azimuth_deg - input.azimuth_deg).rem_euclid(360.0);
-        let last = views
-            .iter()
-            .position(|v| azimuth(v).min(360.0 - azimuth(v)) < 1e-6);
-        let Some(last) = last else {
-            return Err(OrbitError::Input(
-                "SV3D's orbit must include the input view (azimuth 0)".into(),
-            ));
-        };
-        if self.model.variant == Variant::U {
-            let fixed = views.len() == SV3D_FRAMES
-                && views.iter().all(|v| v.elevation_deg.abs() < 1e-6)
-                && input.elevation_deg.abs() < 1e-6;
-            if !fixed {
-                return Err(OrbitError::Input(format!(
-                    "sv3d_u makes only its own orbit: {SV3D_FRAMES} frames at elevation 0 seen \
-                     from an input at elevation 0 (use sv3d_p for other cameras)"
-                )));
-            }
+/// SV3D's cameras for `views` around `input` ((polar, azimuth) in radians, azimuths relative to
+/// the input view) and the order SV3D wants them in: ascending azimuth, the input view last.
+pub fn sv3d_cameras(
+    variant: Variant,
+    input: OrbitView,
+    views: &[OrbitView],
+) -> Result<(Cameras, Vec<usize>), OrbitError> {
+    let azimuth = |v: &OrbitView| (v.azimuth_deg - input.azimuth_deg).rem_euclid(360.0);
+    let last = views
+        .iter()
+        .position(|v| azimuth(v).min(360.0 - azimuth(v)) < 1e-6);
+    let Some(last) = last else {
+        return Err(OrbitError::Input(
+            "SV3D's orbit must include the input view (azimuth 0)".into(),
+        ));
+    };
+    if variant == Variant::U {
+        let fixed = views.len() == SV3D_FRAMES
+            && views.iter().all(|v| v.elevation_deg.abs() < 1e-6)
+            && input.elevation_deg.abs() < 1e-6;
+        if !fixed {
+            return Err(OrbitError::Input(format!(
+                "sv3d_u makes only its own orbit: {SV3D_FRAMES} frames at elevation 0 seen \
+                 from an input at elevation 0 (use sv3d_p for other cameras)"
+            )));
         }
-        let mut order: Vec<usize> = (0..views.len()).filter(|&i| i != last).collect();
-        order.sort_by(|&a, &b| azimuth(&views[a]).total_cmp(&azimuth(&views[b])));
-        order.push(last);
-        let cameras = order
-            .iter()
-            .map(|&i| {
-                let polar = (90.0 - views[i].elevation_deg).to_radians() as f32;
-                let az = if i == last {
-                    0.0
-                } else {
-                    azimuth(&views[i]).to_radians() as f32
-                };
-                (polar, az)
-            })
-            .collect();
-        Ok((cameras, order))
     }
+    let mut order: Vec<usize> = (0..views.len()).filter(|&i| i != last).collect();
+    order.sort_by(|&a, &b| azimuth(&views[a]).total_cmp(&azimuth(&views[b])));
+    order.push(last);
+    let cameras = order
+        .iter()
+        .map(|&i| {
+            let polar = (90.0 - views[i].elevation_deg).to_radians() as f32;
+            let az = if i == last {
+                0.0
+            } else {
+                azimuth(&views[i]).to_radians() as f32
+            };
+            (polar, az)
+        })
+        .collect();
+    Ok((cameras, order))
 }
 
 /// Each frame's (polar, azimuth) in radians, in SV3D's order.
-type Cameras = Vec<(f32, f32)>;
+pub type Cameras = Vec<(f32, f32)>;
 
 /// The frame count SV3D was trained on.
 const SV3D_FRAMES: usize = 21;
@@ -336,7 +353,7 @@ impl OrbitGenerator for Sv3dGenerator {
         intrinsics: Intrinsics,
         _rasterizer: &Rasterizer,
     ) -> Result<Vec<RgbaImage>, OrbitError> {
-        let (cameras, order) = self.cameras(input_view, views)?;
+        let (cameras, order) = sv3d_cameras(self.model.variant, input_view, views)?;
         let image = on_white(prepared, self.options.resolution, &self.model.device);
         let frames = self
             .model
@@ -373,7 +390,7 @@ impl OrbitGenerator for Sv3dGenerator {
 }
 
 /// The prepared RGBA image composited on white, `side`², as [1, 3, side, side] in [−1, 1].
-fn on_white(prepared: &RgbaImage, side: u32, device: &Device) -> Tensor<4> {
+pub fn on_white(prepared: &RgbaImage, side: u32, device: &Device) -> Tensor<4> {
     let resized = if prepared.dimensions() == (side, side) {
         prepared.clone()
     } else {

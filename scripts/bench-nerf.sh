@@ -21,7 +21,7 @@ bin="$CARGO_TARGET_DIR/debug/orbitmesh"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 threads="$(nproc)"
-"$bin" render "$root/data/gso-mini/stanford_bunny_npm" --up y --out "$work/orbit" --res 128 \
+"$bin" render "$root/data/gso-mini/stanford_bunny_npm" --out "$work/orbit" --res 128 \
   --background transparent >/dev/null
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 json() { "$python" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }

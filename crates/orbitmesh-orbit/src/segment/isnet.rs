@@ -127,9 +127,7 @@ impl Rsu {
         }
         h + input
     }
-}
 
-impl Rsu {
     /// [`Rsu::forward`] on the host, of `x`'s channels followed by `more`'s.
     fn forward_host(&self, x: &FeatureMap, more: Option<&FeatureMap>) -> FeatureMap {
         let input = x.conv(&self.input, more, true);

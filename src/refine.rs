@@ -56,6 +56,9 @@ pub struct RefineArgs {
     /// Side of the baked texture in texels
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=8192))]
     texture_size: u32,
+    /// Training views rendered per step
+    #[arg(long, default_value_t = RefineConfig::default().views_per_step as u64, value_parser = clap::value_parser!(u64).range(1..=64))]
+    views_per_step: u64,
     /// Adam's learning rate for the SDF and the deformations
     #[arg(long, default_value_t = RefineConfig::default().learning_rate)]
     lr: f64,
@@ -346,6 +349,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         mask_weight: args.mask_weight,
         laplacian_weight: args.laplacian_weight,
         normal_weight: args.normal_weight,
+        views_per_step: args.views_per_step as usize,
         guidance_steps: args.guidance_steps,
         guidance_weight: args.guidance_weight,
         ..RefineConfig::default()

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use burn::tensor::FloatDType;
 use clap::ValueEnum;
 use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
 use orbitmesh_render::{DeviceChoice, Rasterizer};
@@ -45,6 +46,33 @@ pub fn tensor_device(rasterizer: &Rasterizer) -> burn::tensor::Device {
     match rasterizer {
         Rasterizer::Gpu(_) => burn::tensor::Device::wgpu(Default::default()),
         Rasterizer::Cpu => burn::tensor::Device::flex(),
+    }
+}
+
+/// The float type SV3D's weights are held in.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    /// f16 on a GPU (half the memory), f32 on the CPU
+    Auto,
+    F32,
+    F16,
+}
+
+impl PrecisionArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionArg::Auto => "auto",
+            PrecisionArg::F32 => "f32",
+            PrecisionArg::F16 => "f16",
+        }
+    }
+
+    /// The float type beside `rasterizer` (see [`tensor_device`]).
+    pub fn dtype(self, rasterizer: &Rasterizer) -> FloatDType {
+        match (self, rasterizer) {
+            (PrecisionArg::F16, _) | (PrecisionArg::Auto, Rasterizer::Gpu(_)) => FloatDType::F16,
+            (PrecisionArg::F32, _) | (PrecisionArg::Auto, Rasterizer::Cpu) => FloatDType::F32,
+        }
     }
 }
 

@@ -223,6 +223,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         weights: weights.to_path_buf(),
         config: None,
         image: prepared.clone(),
+        precision: args.generator.precision,
         seed: args.generator.seed,
     });
     let refined = if config.steps == 0 {
@@ -230,7 +231,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     } else {
         let settings = json!({
             "method": "dmtet", "config": format!("{config:?}"), "texture": FINE_TEXTURE,
-            "guidance": guide.as_ref().map(|g| &g.weights),
+            "guidance": guide.as_ref().map(|g| json!({
+                "weights": g.weights, "precision": g.precision.name(),
+            })),
         });
         let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")]);
         let ran = run_stage(&fine_dir, "fine", &fp, &["fine.obj"], |dir| {

@@ -16,7 +16,7 @@ use orbitmesh_render::camera::{
 };
 use orbitmesh_render::{Rasterizer, open_rasterizer};
 
-use crate::input::{DeviceArg, tensor_device};
+use crate::input::{DeviceArg, PrecisionArg, tensor_device};
 use crate::output::{encode_png, save};
 use crate::stage;
 
@@ -89,6 +89,9 @@ pub struct GeneratorArgs {
     /// Frames decoded at once by --generator sv3d (fewer: less memory)
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=21))]
     pub decode_chunk: u64,
+    /// Float type of --generator sv3d's weights
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: PrecisionArg,
 }
 
 impl GeneratorArgs {
@@ -138,6 +141,7 @@ impl GeneratorArgs {
             GeneratorArg::Sv3d => serde_json::json!({
                 "generator": "sv3d", "weights": self.weights, "steps": self.steps,
                 "seed": self.seed, "decode_chunk": self.decode_chunk,
+                "precision": self.precision.name(),
             }),
         }
     }
@@ -154,7 +158,8 @@ impl GeneratorArgs {
                     decode_chunk: self.decode_chunk as usize,
                     ..Default::default()
                 };
-                let generator = Sv3dGenerator::load(path, &device, options)?;
+                let dtype = self.precision.dtype(rasterizer);
+                let generator = Sv3dGenerator::load(path, &device, dtype, options)?;
                 if matches!(rasterizer, Rasterizer::Cpu) {
                     eprintln!(
                         "warning: SV3D on the CPU takes hours for one orbit; use --device gpu \

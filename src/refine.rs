@@ -18,7 +18,7 @@ use orbitmesh_render::shade::{Background, shade_rgba};
 use orbitmesh_render::{Camera, DeviceChoice, OrbitView, Rasterizer, Scene, open_rasterizer};
 use serde_json::json;
 
-use crate::input::{DeviceArg, tensor_device};
+use crate::input::{DeviceArg, PrecisionArg, tensor_device};
 use crate::orbit::read_prepared;
 use crate::output::{encode_png, save};
 
@@ -92,6 +92,9 @@ pub struct RefineArgs {
     /// Weight of SV3D's guidance against the photometric loss
     #[arg(long, default_value_t = RefineConfig::default().guidance_weight)]
     guidance_weight: f32,
+    /// Float type of SV3D's weights
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
 }
 
 /// SV3D as the fine stage's guidance: its weights (and configuration, for a checkpoint of
@@ -100,22 +103,24 @@ pub struct Sv3dGuide {
     pub weights: PathBuf,
     pub config: Option<PathBuf>,
     pub image: PathBuf,
+    pub precision: PrecisionArg,
     pub seed: u64,
 }
 
 impl Sv3dGuide {
-    /// The model on `device`, with autodiff (the gradient reaches the renders through its VAE
-    /// encoder), judging the orbit's own views in SV3D's order, at the frames' resolution.
-    fn guided_views(&self, orbit: &Orbit, device: &Device) -> Result<GuidedViews> {
-        let device = device.clone().autodiff();
+    /// The model beside `rasterizer`, with autodiff (the gradient reaches the renders through
+    /// its VAE encoder), judging the orbit's own views in SV3D's order, at the frames' resolution.
+    fn guided_views(&self, orbit: &Orbit, rasterizer: &Rasterizer) -> Result<GuidedViews> {
+        let device = tensor_device(rasterizer).autodiff();
+        let dtype = self.precision.dtype(rasterizer);
         let model = match &self.config {
-            None => Sv3d::load(&self.weights, &device)?,
+            None => Sv3d::load(&self.weights, &device, dtype)?,
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("{}: cannot read", path.display()))?;
                 let config =
                     Sv3dConfig::from_json(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-                Sv3d::load_configured(&self.weights, config, &device)?
+                Sv3d::load_configured(&self.weights, config, &device, dtype)?
             }
         };
         let views: Vec<OrbitView> = orbit
@@ -254,7 +259,7 @@ pub fn refine_into(
     let rasterizer_name = rasterizer.name();
     // SV3D runs beside the rasterizer: on its GPU when it has one.
     let guidance = guide
-        .map(|g| g.guided_views(&orbit, &tensor_device(&rasterizer)))
+        .map(|g| g.guided_views(&orbit, &rasterizer))
         .transpose()?;
     let mut refiner = Refiner::new(
         config.clone(),
@@ -365,6 +370,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
             weights: weights.clone(),
             config: args.sv3d_config.clone(),
             image: image.clone(),
+            precision: args.precision,
             seed: args.seed,
         }),
         _ => None,

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use burn::tensor::activation;
 use burn::tensor::module::{conv2d, conv3d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::weights::Params;
@@ -73,7 +73,11 @@ impl Conv2d {
     }
 
     fn forward_activated(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
-        if self.stride == 1 && !x.is_autodiff() && x.device() == Device::flex() {
+        if self.stride == 1
+            && !x.is_autodiff()
+            && x.device() == Device::flex()
+            && x.dtype() == DType::F32
+        {
             return self.forward_cpu(x, relu);
         }
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
@@ -759,7 +763,11 @@ impl GroupNorm {
         }
     }
 
+    /// Statistics in f32 whatever `x`'s float type (f16 sums of squares overflow and lose the
+    /// mean); the result in `x`'s type.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype: FloatDType = x.dtype().into();
+        let x = x.cast(FloatDType::F32);
         let dims = x.dims();
         let (batch, channels) = (dims[0], dims[1]);
         let grouped = x.reshape([
@@ -773,7 +781,9 @@ impl GroupNorm {
         let normed = (centred / (var + self.eps).sqrt()).reshape(dims);
         let mut affine = [1; D];
         affine[1] = channels;
-        normed * self.gamma.clone().reshape(affine) + self.beta.clone().reshape(affine)
+        let [gamma, beta] =
+            [&self.gamma, &self.beta].map(|t| t.clone().cast(FloatDType::F32).reshape(affine));
+        (normed * gamma + beta).cast(dtype)
     }
 }
 
@@ -793,8 +803,11 @@ impl LayerNorm {
         }
     }
 
+    /// In f32 whatever `x`'s float type, as [`GroupNorm::forward`]; the result in `x`'s type.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm(x, self.gamma.clone(), Some(self.beta.clone()), self.eps)
+        let dtype: FloatDType = x.dtype().into();
+        let [gamma, beta] = [&self.gamma, &self.beta].map(|t| t.clone().cast(FloatDType::F32));
+        layer_norm(x.cast(FloatDType::F32), gamma, Some(beta), self.eps).cast(dtype)
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata};
 
@@ -78,6 +78,8 @@ enum Source {
 pub struct Weights {
     source: Source,
     device: Device,
+    /// The float type tensors are handed to modules in (f32 unless [`Weights::with_dtype`]).
+    dtype: FloatDType,
     requested: RefCell<Vec<(String, Vec<usize>)>>,
     problems: RefCell<Vec<String>>,
 }
@@ -125,9 +127,16 @@ impl Weights {
                 tensors,
             },
             device: device.clone(),
+            dtype: FloatDType::F32,
             requested: RefCell::default(),
             problems: RefCell::default(),
         })
+    }
+
+    /// The same file, its tensors handed to modules in `dtype` (f16 halves a model's memory on
+    /// a GPU); they are read as f32 and converted on the device.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        Self { dtype, ..self }
     }
 
     /// No file: records the names and shapes modules ask for (see [`Weights::requested`]).
@@ -135,6 +144,7 @@ impl Weights {
         Self {
             source: Source::ShapesOnly,
             device: device.clone(),
+            dtype: FloatDType::F32,
             requested: RefCell::default(),
             problems: RefCell::default(),
         }
@@ -243,13 +253,14 @@ impl Weights {
         if let Source::ShapesOnly = self.source {
             return placeholder([1; D]);
         }
+        let load = |values| {
+            Tensor::<D>::from_data(TensorData::new(values, shape), &self.device).cast(self.dtype)
+        };
         match self.read(&name) {
-            Ok((values, stored)) if stored == shape => {
-                Tensor::from_data(TensorData::new(values, shape), &self.device)
-            }
+            Ok((values, stored)) if stored == shape => load(values),
             // A 0-d scalar (e.g. a mix factor) stored where a 1-element tensor is asked for.
             Ok((values, stored)) if stored.is_empty() && shape.iter().product::<usize>() == 1 => {
-                Tensor::from_data(TensorData::new(values, shape), &self.device)
+                load(values)
             }
             Ok((_, stored)) => {
                 self.problems
@@ -295,6 +306,11 @@ impl<'a> Params<'a> {
     /// The device the tensors are loaded on.
     pub fn device(&self) -> &Device {
         &self.weights.device
+    }
+
+    /// The float type the tensors are loaded in.
+    pub fn dtype(&self) -> FloatDType {
+        self.weights.dtype
     }
 }
 

@@ -11,7 +11,7 @@
 use burn::tensor::activation::gelu;
 use burn::tensor::module::{conv2d, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{FloatDType, Tensor, TensorData};
 
 use super::{ClipConfig, prefix};
 use crate::layers::{LayerNorm, multi_head_attention};
@@ -226,6 +226,8 @@ pub struct ClipImageEncoder {
     ln_post: LayerNorm,
     /// [width, embed_dim], applied as `x @ proj` (already `linear`'s layout).
     proj: Tensor<2>,
+    /// The weights' float type; the preprocessed image is cast to it, the token back to f32.
+    dtype: FloatDType,
 }
 
 impl ClipImageEncoder {
@@ -248,6 +250,7 @@ impl ClipImageEncoder {
                 .collect(),
             ln_post: LayerNorm::load(&p.at("ln_post"), v.width, LN_EPS),
             proj: p.tensor("proj", [v.width, cfg.embed_dim]),
+            dtype: p.dtype(),
         }
     }
 
@@ -259,7 +262,7 @@ impl ClipImageEncoder {
 
     /// `image` [B, 3, H, W] in `[-1, 1]` → the cross-attention token [B, 1, embed_dim].
     pub fn forward(&self, image: Tensor<4>) -> Tensor<3> {
-        let x = preprocess(image, self.image_size);
+        let x = preprocess(image.cast(FloatDType::F32), self.image_size).cast(self.dtype);
         let options = ConvOptions::new([self.patch; 2], [0, 0], [1, 1], 1);
         let patches = conv2d(x, self.patch_embed.clone(), None, options);
         let [b, width, gh, gw] = patches.dims();
@@ -276,7 +279,7 @@ impl ClipImageEncoder {
             .iter()
             .fold(self.ln_pre.forward(x), |x, block| block.forward(x));
         let token = self.ln_post.forward(x.slice([0..b, 0..1, 0..width]));
-        linear(token, self.proj.clone(), None)
+        linear(token, self.proj.clone(), None).cast(FloatDType::F32)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use orbitmesh_render::camera::Intrinsics;
@@ -89,9 +89,10 @@ pub struct Sv3d {
 
 impl Sv3d {
     /// The published model from `sv3d_p.safetensors` or `sv3d_u.safetensors` (which one, from the
-    /// file), every tensor checked by name and shape.
-    pub fn load(path: &Path, device: &Device) -> Result<Self, Sv3dError> {
-        let weights = Weights::open(path, device)?;
+    /// file), every tensor checked by name and shape, held in `dtype` (f16 halves the 9.4 GB of
+    /// f32 weights; the sampler's arithmetic stays f32 either way).
+    pub fn load(path: &Path, device: &Device, dtype: FloatDType) -> Result<Self, Sv3dError> {
+        let weights = Weights::open(path, device)?.with_dtype(dtype);
         let variant = Self::variant_of(&weights, path, true)?;
         Self::from_weights(&weights, Sv3dConfig::sv3d(variant), variant)
     }
@@ -101,8 +102,9 @@ impl Sv3d {
         path: &Path,
         config: Sv3dConfig,
         device: &Device,
+        dtype: FloatDType,
     ) -> Result<Self, Sv3dError> {
-        let weights = Weights::open(path, device)?;
+        let weights = Weights::open(path, device)?.with_dtype(dtype);
         let variant = Self::variant_of(&weights, path, false)?;
         Self::from_weights(&weights, config, variant)
     }
@@ -277,8 +279,13 @@ impl Sv3dGenerator {
         Self { model, options }
     }
 
-    pub fn load(path: &Path, device: &Device, options: SampleOptions) -> Result<Self, Sv3dError> {
-        Ok(Self::new(Sv3d::load(path, device)?, options))
+    pub fn load(
+        path: &Path,
+        device: &Device,
+        dtype: FloatDType,
+        options: SampleOptions,
+    ) -> Result<Self, Sv3dError> {
+        Ok(Self::new(Sv3d::load(path, device, dtype)?, options))
     }
 }
 
@@ -413,7 +420,75 @@ mod tests {
     use orbitmesh_render::camera::{self, SV3D_FOV_DEG, SV3D_RADIUS};
 
     use super::*;
-    use crate::sv3d::fixture::fixture;
+    use crate::sv3d::fixture::{self, assert_close, fixture, wgpu};
+    use crate::sv3d::unet::UnetInputs;
+
+    /// How far f16 weights may take the outputs from the f32 reference run, relative to the
+    /// largest expected magnitude: f16 keeps 11 bits, about 5e-4 per rounding, and errors
+    /// gather over the UNet's dozens of layers.
+    const HALF_REL: f32 = 2e-2;
+
+    #[test]
+    fn half_precision_tracks_the_reference_run_on_flex() {
+        half_precision_tracks_the_reference_run(Device::flex(), 21);
+    }
+
+    #[test]
+    fn half_precision_tracks_the_reference_run_on_wgpu() {
+        // Three frames: llvmpipe decodes slowly.
+        half_precision_tracks_the_reference_run(wgpu(), 3);
+    }
+
+    /// The tiny model held in f16 (as on a GPU by default): the CLIP token, the VAE latent, one
+    /// UNet call and the decoded frames stay within [`HALF_REL`] of the reference run.
+    fn half_precision_tracks_the_reference_run(device: Device, frames: usize) {
+        let Some(fx) = fixture(&device) else {
+            return;
+        };
+        let path = fixture::folder().unwrap().join("sv3d_tiny.safetensors");
+        let weights = Weights::open(&path, &device)
+            .unwrap()
+            .with_dtype(FloatDType::F16);
+        let model = Sv3d::from_weights(&weights, fx.config.clone(), Variant::P).unwrap();
+        let image: Tensor<4> = fx.io("image");
+        let token = model.clip().forward(image.clone());
+        assert_close(
+            "clip_embedding in f16",
+            token,
+            fx.io("clip_embedding"),
+            HALF_REL,
+        );
+        let noise: Tensor<4> = fx.io("cond_noise");
+        let latent = model.encoder().forward(image + noise * 1e-5);
+        assert_close(
+            "vae_concat_latent in f16",
+            latent,
+            fx.io("vae_concat_latent"),
+            HALF_REL,
+        );
+
+        let clip: Tensor<3> = fx.io("clip_embedding");
+        let [_, k, d] = clip.dims();
+        let timesteps: Tensor<1> = fx.io("unet_timesteps");
+        let out = model.unet().forward(UnetInputs {
+            x: fx.io("unet_x"),
+            timesteps: timesteps.into_data().try_to_vec().unwrap(),
+            context: clip.expand([21, k, d]),
+            y: fx.io("vector_y"),
+            frames: 21,
+        });
+        assert_eq!(
+            out.dtype(),
+            burn::tensor::DType::F32,
+            "outputs come back in f32"
+        );
+        assert_close("unet_out in f16", out, fx.io("unet_out"), HALF_REL);
+
+        let sampled = fx.io::<4>("sampled_latent").narrow(0, 0, frames);
+        let decoded = model.decoder.forward(sampled / fx.config.scale_factor);
+        let expected = fx.io::<4>("decoded_frames").narrow(0, 0, frames);
+        assert_close("decoded_frames in f16", decoded, expected, HALF_REL);
+    }
 
     #[test]
     fn the_tiny_model_makes_an_orbit_with_the_input_view_kept() {

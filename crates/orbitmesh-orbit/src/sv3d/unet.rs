@@ -6,7 +6,7 @@
 //! `image_only_indicator` is always 0), so every temporal mix uses its learned `sigmoid(mix_factor)`.
 
 use burn::tensor::activation::{gelu, sigmoid, silu};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::UnetConfig;
 use crate::layers::{Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, multi_head_attention};
@@ -371,12 +371,10 @@ impl VideoTransformer {
         let frame_index: Vec<f32> = (0..n).map(|i| (i % frames) as f32).collect();
         let position = self
             .time_pos_embed
-            .forward(embedding_tensor(
-                &frame_index,
-                self.channels,
-                10_000.0,
-                &self.device,
-            ))
+            .forward(
+                embedding_tensor(&frame_index, self.channels, 10_000.0, &self.device)
+                    .cast(FloatDType::from(tokens.dtype())),
+            )
             .reshape([n, 1, c]);
         let mut x = tokens;
         for (spatial, temporal) in &self.blocks {
@@ -464,6 +462,8 @@ pub struct VideoUnet {
     out_conv: Conv2d,
     model_channels: usize,
     device: Device,
+    /// The weights' float type; inputs are cast to it, the output back to f32.
+    dtype: FloatDType,
 }
 
 impl VideoUnet {
@@ -540,6 +540,7 @@ impl VideoUnet {
             out_conv: Conv2d::load(&p.at("out.2"), mc, cfg.out_channels, 3, 1, 1),
             model_channels: mc,
             device: p.device().clone(),
+            dtype: p.dtype(),
         }
     }
 
@@ -563,7 +564,13 @@ impl VideoUnet {
             y,
             frames,
         } = inputs;
-        let t = embedding_tensor(&timesteps, self.model_channels, 10_000.0, &self.device);
+        let (x, context, y) = (
+            x.cast(self.dtype),
+            context.cast(self.dtype),
+            y.cast(self.dtype),
+        );
+        let t = embedding_tensor(&timesteps, self.model_channels, 10_000.0, &self.device)
+            .cast(self.dtype);
         let time = self.time_embed.forward(t);
         let label = self.label_emb.forward(y);
         let [n, e] = time.dims();
@@ -584,7 +591,9 @@ impl VideoUnet {
             h = run(block, Tensor::cat(vec![h, skip], 1), &emb, &context, frames);
             trace(&format!("output_blocks.{i}"), h.clone());
         }
-        self.out_conv.forward(silu(self.out_norm.forward(h)))
+        self.out_conv
+            .forward(silu(self.out_norm.forward(h)))
+            .cast(FloatDType::F32)
     }
 }
 

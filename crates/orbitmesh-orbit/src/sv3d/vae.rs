@@ -9,10 +9,10 @@
 //! first stage's `Decoder` ([`prefix::DECODER`](super::prefix::DECODER)); SV3D's first stage is an
 //! `AutoencodingEngine` with no `post_quant_conv`, so latents go straight into it.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
+use burn::tensor::{FloatDType, Tensor};
 
 use super::{VaeConfig, prefix};
 use crate::layers::{Conv2d, GroupNorm, multi_head_attention};
@@ -168,6 +168,8 @@ impl Mid {
 
 /// The conditioner's `AutoencoderKLModeOnly.encode`: `Encoder`, `quant_conv`, posterior mode.
 pub struct VaeEncoder {
+    /// The weights' float type; the image is cast to it, the latent back to f32.
+    dtype: FloatDType,
     conv_in: Conv2d,
     down: Vec<Level>,
     mid: Mid,
@@ -206,6 +208,7 @@ impl VaeEncoder {
             cfg.z_channels
         };
         Self {
+            dtype: p.dtype(),
             conv_in: Conv2d::load(&e.at("conv_in"), cfg.in_channels, cfg.ch, 3, 1, 1),
             down,
             mid: Mid::load(&e.at("mid"), c),
@@ -228,7 +231,7 @@ impl VaeEncoder {
     /// Image `[B, 3, H, W]` in [-1, 1] → latent mode `[B, z, H/f, W/f]`, not multiplied by the
     /// scale factor (SV3D's conditioner concatenates it unscaled).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut h = self.conv_in.forward(x);
+        let mut h = self.conv_in.forward(x.cast(self.dtype));
         for level in &self.down {
             h = level.blocks(h);
             if let Some(conv) = &level.resample {
@@ -243,12 +246,14 @@ impl VaeEncoder {
             .forward(self.conv_out.forward(silu(self.norm_out.forward(h))));
         // The diagonal Gaussian's parameters are [mean ‖ log-variance]; the mode is the mean.
         let half = moments.dims()[1] / 2;
-        moments.narrow(1, 0, half)
+        moments.narrow(1, 0, half).cast(FloatDType::F32)
     }
 }
 
 /// The first stage's per-frame 2D `Decoder`.
 pub struct VaeDecoder {
+    /// The weights' float type; the latent is cast to it, the image back to f32.
+    dtype: FloatDType,
     conv_in: Conv2d,
     mid: Mid,
     /// From the lowest resolution up: the checkpoint's `up.{n-1}` first, `up.0` last.
@@ -280,6 +285,7 @@ impl VaeDecoder {
             })
             .collect();
         Self {
+            dtype: p.dtype(),
             conv_in,
             mid,
             up,
@@ -291,7 +297,7 @@ impl VaeDecoder {
     /// Latent `[B, z, h, w]`, already divided by the scale factor → image `[B, 3, f·h, f·w]` in
     /// about [-1, 1].
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let mut h = self.mid.forward(self.conv_in.forward(z));
+        let mut h = self.mid.forward(self.conv_in.forward(z.cast(self.dtype)));
         for level in &self.up {
             h = level.blocks(h);
             if let Some(conv) = &level.resample {
@@ -300,7 +306,9 @@ impl VaeDecoder {
                 h = conv.forward(interpolate(h, doubled));
             }
         }
-        self.conv_out.forward(silu(self.norm_out.forward(h)))
+        self.conv_out
+            .forward(silu(self.norm_out.forward(h)))
+            .cast(FloatDType::F32)
     }
 
     /// [`VaeDecoder::forward`] over at most `chunk` frames at a time: the full-resolution

@@ -126,7 +126,7 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::sv3d::fixture::{FLEX_REL, assert_close, fixture};
+    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
     use crate::sv3d::model::{Variant, vector};
     use crate::sv3d::prefix;
 
@@ -161,12 +161,20 @@ mod tests {
         assert_close("vector_y", vector, fx.io("vector_y"), 1e-5);
     }
 
-    /// Flex only: four guided steps are eight UNet calls on 21 frames, several minutes on
-    /// llvmpipe; the UNet's own parity on wgpu is checked in `unet.rs`.
     #[test]
-    fn every_sampler_step_matches_the_reference() {
-        let rel = FLEX_REL;
-        let Some(fx) = fixture(&Device::flex()) else {
+    fn every_sampler_step_matches_the_reference_on_flex() {
+        every_sampler_step_matches_the_reference(Device::flex(), FLEX_REL);
+    }
+
+    /// Eight UNet calls on 21 frames through llvmpipe: 43 s on 2 cores of an AMD EPYC.
+    #[test]
+    fn every_sampler_step_matches_the_reference_on_wgpu() {
+        every_sampler_step_matches_the_reference(wgpu(), WGPU_REL);
+    }
+
+    /// The reference run's four Euler steps and the sampled latent.
+    fn every_sampler_step_matches_the_reference(device: Device, rel: f32) {
+        let Some(fx) = fixture(&device) else {
             return;
         };
         let unet = VideoUnet::load(&fx.weights.root().at(prefix::UNET), &fx.config.unet);

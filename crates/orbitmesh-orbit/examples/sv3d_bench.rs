@@ -192,6 +192,25 @@ fn full_size_estimate() {
     println!(
         "  UNet time per orbit {seconds:.0} s at an assumed {ASSUMED_TFLOPS} TFLOP/s sustained f16 (24 GB GPU), VAE and CLIP not included"
     );
+    // The largest activation of a UNet call where attention materialises its scores: the
+    // finest level's spatial self-attention, frames × heads × tokens², held twice (the scores
+    // and their softmax). A fused (flash) attention kernel keeps none of it.
+    let unet = Sv3dConfig::sv3d(Variant::P).unet;
+    let heads = unet.model_channels / unet.num_head_channels;
+    let tokens = (FULL_LATENT * FULL_LATENT) as f64;
+    let scores = 2.0 * (FRAMES * heads) as f64 * tokens * tokens;
+    let weights = params as f64;
+    println!(
+        "  attention scores    {:.1} GB in f16, {:.1} GB in f32 ({FRAMES} frames × {heads} heads × {}² tokens, scores and softmax) if materialised",
+        scores * 2.0 / 1e9,
+        scores * 4.0 / 1e9,
+        FULL_LATENT * FULL_LATENT
+    );
+    println!(
+        "  peak on a GPU       ≈ {:.0} GB in f16, {:.0} GB in f32 (weights + attention scores): f16 fits 24 GB, f32 does not without a fused attention",
+        (weights + scores) * 2.0 / 1e9,
+        (weights + scores) * 4.0 / 1e9
+    );
 }
 
 fn main() {

@@ -90,14 +90,21 @@ impl Conv2d {
         let device = x.device();
         let [n, c_in, h, w] = x.dims();
         let x = host_values(x.into_data());
+        // The weights leave the device once for the whole batch.
+        let (weight, bias, shape) = self.host_weights(relu);
         let mut out = Vec::new();
-        let mut out_dims = [n, 0, 0, 0];
+        let mut spatial = [0, 0];
         for image in x.chunks(c_in * h * w) {
-            let (y, [c, ho, wo]) = self.forward_host(&[(image, c_in)], [h, w], relu);
-            out_dims[1..].copy_from_slice(&[c, ho, wo]);
-            out.extend_from_slice(&y);
+            let (y, size) = conv2d_cpu(&[(image, c_in)], [h, w], &weight, &bias, shape);
+            spatial = size;
+            if out.is_empty() {
+                out = y;
+            } else {
+                out.extend_from_slice(&y);
+            }
         }
-        Tensor::from_data(TensorData::new(out, out_dims), &device)
+        let dims = [n, shape.c_out, spatial[0], spatial[1]];
+        Tensor::from_data(TensorData::new(out, dims), &device)
     }
 
     /// The convolution (stride 1), through ReLU if `relu`, of one image held on the host as
@@ -108,22 +115,24 @@ impl Conv2d {
         size: [usize; 2],
         relu: bool,
     ) -> (Vec<f32>, [usize; 3]) {
+        let (weight, bias, shape) = self.host_weights(relu);
+        let (out, [ho, wo]) = conv2d_cpu(inputs, size, &weight, &bias, shape);
+        (out, [shape.c_out, ho, wo])
+    }
+
+    /// The weights and bias on the host, and what [`conv2d_cpu`] needs besides them.
+    fn host_weights(&self, relu: bool) -> (Vec<f32>, Vec<f32>, CpuConvShape) {
         assert_eq!(self.stride, 1, "the host convolution has stride 1");
         let [c_out, _, kernel, _] = self.weight.dims();
-        let (out, [ho, wo]) = conv2d_cpu(
-            inputs,
-            size,
-            &host_values(self.weight.clone().into_data()),
-            &host_values(self.bias.clone().into_data()),
-            CpuConvShape {
-                c_out,
-                kernel,
-                padding: self.padding,
-                dilation: self.dilation,
-                relu,
-            },
-        );
-        (out, [c_out, ho, wo])
+        let shape = CpuConvShape {
+            c_out,
+            kernel,
+            padding: self.padding,
+            dilation: self.dilation,
+            relu,
+        };
+        let weight = host_values(self.weight.clone().into_data());
+        (weight, host_values(self.bias.clone().into_data()), shape)
     }
 }
 

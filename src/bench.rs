@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::chart::chamfer_chart;
 use crate::hull::hull_into;
-use crate::input::{DeviceArg, UpArg, load_mesh};
+use crate::input::{DeviceArg, UpArg, load_mesh, value_name};
 use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
 use crate::prepare::prepare_into;
@@ -221,7 +221,7 @@ fn run_object(
         )?;
         format!(
             "inflate ({} profile): the weight-free baseline",
-            args.profile.name()
+            value_name(args.profile)
         )
     };
     let hull = HullOptions {
@@ -411,7 +411,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         format!(
             "inflate, {} profile (weight-free baseline)",
-            args.profile.name()
+            value_name(args.profile)
         )
     };
     write_report(out, &rows, &mode)?;

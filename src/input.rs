@@ -49,6 +49,15 @@ pub fn tensor_device(rasterizer: &Rasterizer) -> burn::tensor::Device {
     }
 }
 
+/// The name clap gives `value` on the command line (`revolved`, `f16`), for settings and reports.
+pub fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no variant is skipped")
+        .get_name()
+        .to_string()
+}
+
 /// The float type SV3D's weights are held in.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PrecisionArg {
@@ -59,14 +68,6 @@ pub enum PrecisionArg {
 }
 
 impl PrecisionArg {
-    pub fn name(self) -> &'static str {
-        match self {
-            PrecisionArg::Auto => "auto",
-            PrecisionArg::F32 => "f32",
-            PrecisionArg::F16 => "f16",
-        }
-    }
-
     /// The float type beside `rasterizer` (see [`tensor_device`]).
     pub fn dtype(self, rasterizer: &Rasterizer) -> FloatDType {
         match (self, rasterizer) {

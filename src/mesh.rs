@@ -14,7 +14,7 @@ use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
 use crate::hull::hull_into;
-use crate::input::DeviceArg;
+use crate::input::{DeviceArg, value_name};
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
@@ -232,7 +232,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         let settings = json!({
             "method": "dmtet", "config": format!("{config:?}"), "texture": FINE_TEXTURE,
             "guidance": guide.as_ref().map(|g| json!({
-                "weights": g.weights, "precision": g.precision.name(),
+                "weights": g.weights, "precision": value_name(g.precision),
             })),
         });
         let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")]);

@@ -16,7 +16,7 @@ use orbitmesh_render::camera::{
 };
 use orbitmesh_render::{Rasterizer, open_rasterizer};
 
-use crate::input::{DeviceArg, PrecisionArg, tensor_device};
+use crate::input::{DeviceArg, PrecisionArg, tensor_device, value_name};
 use crate::output::{encode_png, save};
 use crate::stage;
 
@@ -42,16 +42,9 @@ pub enum ProfileArg {
 }
 
 impl ProfileArg {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProfileArg::Round => "round",
-            ProfileArg::Revolved => "revolved",
-        }
-    }
-
     /// The inflate generator's settings, as the orbit stage's fingerprint keeps them.
     pub fn inflate_settings(self) -> serde_json::Value {
-        serde_json::json!({ "generator": "inflate", "profile": self.name() })
+        serde_json::json!({ "generator": "inflate", "profile": value_name(self) })
     }
 }
 
@@ -141,7 +134,7 @@ impl GeneratorArgs {
             GeneratorArg::Sv3d => serde_json::json!({
                 "generator": "sv3d", "weights": self.weights, "steps": self.steps,
                 "seed": self.seed, "decode_chunk": self.decode_chunk,
-                "precision": self.precision.name(),
+                "precision": value_name(self.precision),
             }),
         }
     }

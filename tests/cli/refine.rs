@@ -2,10 +2,14 @@
 
 use std::path::Path;
 
-use crate::common::{assert_input_error, eval_report, orbitmesh, render, sv3d_tiny, text};
+use crate::common::{
+    assert_input_error, eval_report, orbitmesh, render, sv3d_tiny, text,
+    write_truncated_safetensors,
+};
 use orbitmesh_geom::{read_mesh, shapes, write_mesh};
 
-fn render_and_hull(d: &Path) -> (String, String, String) {
+/// A box, its orbit of `frames` transparent 64² frames, and the orbit's hull: their paths.
+fn render_and_hull(d: &Path, frames: &str) -> (String, String, String) {
     let mesh = d.join("box.ply");
     write_mesh(
         &mesh,
@@ -20,7 +24,7 @@ fn render_and_hull(d: &Path) -> (String, String, String) {
             "--res",
             "64",
             "--frames",
-            "8",
+            frames,
             "--background",
             "transparent",
         ],
@@ -43,7 +47,7 @@ fn render_and_hull(d: &Path) -> (String, String, String) {
 fn refine_writes_a_textured_closed_mesh_near_the_object() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (mesh, orbit, hull) = render_and_hull(d);
+    let (mesh, orbit, hull) = render_and_hull(d, "8");
     let out = d.join("fine");
     let run = orbitmesh(&[
         "refine",
@@ -115,7 +119,7 @@ fn refine_writes_a_textured_closed_mesh_near_the_object() {
 fn bad_refine_inputs_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (_, orbit, hull) = render_and_hull(d);
+    let (_, orbit, hull) = render_and_hull(d, "8");
     let out = d.join("out");
     let out = out.to_str().unwrap();
     let empty = d.join("empty");
@@ -150,36 +154,15 @@ fn sv3d_guidance_joins_the_last_steps() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mesh = d.join("box.ply");
-    write_mesh(
-        &mesh,
-        &shapes::cuboid([-0.3, -0.25, -0.2], [0.3, 0.25, 0.2]),
-    )
-    .unwrap();
-    let orbit = d.join("orbit");
-    render(
-        &mesh,
-        &orbit,
-        &["--res", "64", "--background", "transparent"],
-    );
-    let hull = d.join("hull");
-    let run = orbitmesh(&[
-        "hull",
-        orbit.to_str().unwrap(),
-        "--out",
-        hull.to_str().unwrap(),
-        "--resolution",
-        "32",
-    ]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (_, orbit, hull) = render_and_hull(d, "21");
     let weights = tiny.join("sv3d_tiny.safetensors");
     let config = tiny.join("sv3d_tiny_config.json");
-    let input = orbit.join("000.png");
+    let input = Path::new(&orbit).join("000.png");
     let refine = |out: &Path, extra: &[&str]| {
         let mut args = vec![
             "refine",
-            hull.to_str().unwrap(),
-            orbit.to_str().unwrap(),
+            &hull,
+            &orbit,
             "--out",
             out.to_str().unwrap(),
             "--resolution",
@@ -228,7 +211,7 @@ fn sv3d_guidance_joins_the_last_steps() {
     );
 
     let truncated = d.join("truncated.safetensors");
-    std::fs::write(&truncated, [200u8, 0, 0, 0, 0, 0, 0, 0, b'{']).unwrap();
+    write_truncated_safetensors(&truncated);
     let bad = d.join("bad");
     let args = guided_args(&truncated);
     let run = refine(&bad, &args.iter().map(String::as_str).collect::<Vec<_>>());

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_input_error, orbitmesh, sv3d_tiny};
+use crate::common::{assert_input_error, orbitmesh, sv3d_tiny, write_truncated_safetensors};
 
 /// A prepared image (square RGBA), as `orbitmesh prepare` writes.
 fn prepared(dir: &Path) -> PathBuf {
@@ -69,8 +69,7 @@ fn sv3d_without_weights_fails_at_once_saying_where_to_get_them() {
 fn bad_weights_files_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let truncated = dir.path().join("truncated.safetensors");
-    // A header length promising more than the file holds.
-    std::fs::write(&truncated, [200u8, 0, 0, 0, 0, 0, 0, 0, b'{']).unwrap();
+    write_truncated_safetensors(&truncated);
     let line = assert_input_error(
         &orbit_with(dir.path(), Some(&truncated)),
         "truncated.safetensors",

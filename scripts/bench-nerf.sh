@@ -32,7 +32,7 @@ for _ in $(seq "$runs"); do
   peer+=("$("$python" "$peers/ngp_torch.py" "$work/orbit" --steps 10 --rays 4096 --samples 64 \
     --threads "$threads" | json samples_per_s)")
   "$bin" nerf "$work/orbit" --out "$work/fixed" --fresh --fixed-samples 64 --fixed-rays 4096 \
-    --steps 10 --mesh-resolution 32 --iso 1 >/dev/null 2>&1 || true
+    --steps 10 --mesh-resolution 32 >/dev/null 2>&1 || true
   ours+=("$("$python" -c "import json; print(json.load(open('$work/fixed/nerf.json'))['samples_per_s'])")")
 done
 p="$(median "${peer[@]}")"; o="$(median "${ours[@]}")"

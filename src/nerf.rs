@@ -10,11 +10,13 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::write_mesh;
-use orbitmesh_nerf::export::{density_grid, field_mesh};
+use orbitmesh_nerf::export::{DepthView, density_grid, depth_carving, field_mesh};
 use orbitmesh_nerf::field::RadianceField;
-use orbitmesh_nerf::hull::{carved_cells, silhouette_grid};
+use orbitmesh_nerf::hull::{Projection, carved_cells, silhouette_grid};
 use orbitmesh_nerf::read_orbit;
-use orbitmesh_nerf::train::{FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer};
+use orbitmesh_nerf::train::{
+    FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer, render_depth,
+};
 use serde_json::json;
 
 use crate::input::DeviceArg;
@@ -70,10 +72,6 @@ pub struct NerfArgs {
     /// Ray-marching steps across the unit cube's diagonal (instant-ngp: 1024)
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=4096))]
     march_steps: u32,
-    /// Density at which the surface is extracted (5 gave the best Chamfer on the GSO bunny's
-    /// 128² orbit among 5, 10, 15, 25, 50, 150)
-    #[arg(long, default_value_t = 5.0)]
-    iso: f32,
     /// Background colour (0..1) for frames without alpha
     #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
     background: Vec<f32>,
@@ -107,7 +105,6 @@ pub struct NerfSettings {
     pub config: TrainConfig,
     pub holdout: Vec<usize>,
     pub mesh_resolution: usize,
-    pub iso: f32,
     pub background: [f32; 3],
     pub fresh: bool,
     /// Hash-grid size; None fits it to the frames (see [`grid_for_frames`]).
@@ -137,7 +134,6 @@ impl NerfSettings {
             config,
             holdout: Vec::new(),
             mesh_resolution,
-            iso: 5.0,
             background: [1.0; 3],
             fresh: false,
             table_log2: None,
@@ -328,21 +324,30 @@ pub fn nerf_into(
         &plain,
     );
     write_npy(&dir.join("density.npy"), grid.dims, &grid.values)?;
-    let silhouettes =
-        (without_alpha == 0).then(|| silhouette_grid(&orbit, &train, grid.dims[0], 0.5));
-    let mesh = field_mesh(
-        &field,
-        &config.field,
-        &grid,
-        silhouettes.as_ref(),
-        settings.iso,
-        &plain,
-    );
+    // The surface is where the field's views see it, inside the frames' silhouettes: the density
+    // alone dips below any iso level in places inside the object and dents the surface inward.
+    let views: Vec<DepthView> = train
+        .iter()
+        .map(|&i| {
+            let frame = &trainer.frames()[i];
+            DepthView {
+                projection: Projection::new(&frame.camera),
+                depth: render_depth(&field, &config, &trainer.grid, frame, &plain),
+            }
+        })
+        .collect();
+    let mut solid = depth_carving(&views, grid.dims[0]);
+    if without_alpha == 0 {
+        let hull = silhouette_grid(&orbit, &train, grid.dims[0], 0.5);
+        for (s, a) in solid.values.iter_mut().zip(&hull.values) {
+            *s = s.min(*a);
+        }
+    }
+    let mesh = field_mesh(&field, &config.field, solid, &plain);
     if mesh.faces.is_empty() {
         bail!(
-            "the field has no surface at density {} (the training did not converge; try more \
-             --steps or --seconds, or a lower --iso)",
-            settings.iso
+            "the field's views see no solid (the training did not converge; try more --steps or \
+             --seconds)"
         );
     }
     write_mesh(&dir.join("nerf.obj"), &mesh)?;
@@ -352,7 +357,7 @@ pub fn nerf_into(
         serde_json::to_string_pretty(config)?.as_bytes(),
     )?;
     let summary = json!({
-        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching cubes of its blurred density bounded by the training views' visual hull, largest solid",
+        "method": "Instant-NGP hash-grid NeRF (orbitmesh-nerf), marching cubes of the space its training views see empty (depth where 5% of the light is stopped) carved from their visual hull, largest solid",
         "frames": n,
         "trained_on": train,
         "holdout": settings.holdout,
@@ -365,7 +370,6 @@ pub fn nerf_into(
         "samples_per_s": samples as f64 / (trainer.state.elapsed_s - trained_before).max(1e-9),
         "occupied_fraction": trainer.grid.occupied_fraction(),
         "mesh_resolution": settings.mesh_resolution,
-        "iso_density": settings.iso,
         "vertices": mesh.positions.len(),
         "faces": mesh.faces.len(),
     });
@@ -442,10 +446,6 @@ pub fn run(args: NerfArgs) -> Result<ExitCode> {
     if let Some(r) = args.mesh_resolution {
         settings.mesh_resolution = r as usize;
     }
-    if !(args.iso > 0.0 && args.iso.is_finite()) {
-        bail!("--iso must be a positive density");
-    }
-    settings.iso = args.iso;
     let [r, g, b] = args.background[..] else {
         bail!("--background takes three numbers, e.g. 1,1,1");
     };

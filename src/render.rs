@@ -162,11 +162,11 @@ fn write_geometry(
 ) -> Result<()> {
     if args.depth {
         let depth = depth_image(vis);
-        // PNG stores 16-bit samples big-endian.
+        // The encoder takes samples in native byte order and writes PNG's big-endian itself.
         let raw: Vec<u8> = depth
             .as_raw()
             .iter()
-            .flat_map(|v| v.to_be_bytes())
+            .flat_map(|v| v.to_ne_bytes())
             .collect();
         let mut bytes = Vec::new();
         PngEncoder::new(Cursor::new(&mut bytes)).write_image(

@@ -42,7 +42,7 @@ fn trains_writes_its_outputs_and_resumes() {
     let d = dir.path();
     let orbit = render_ball(d, "orbit", "transparent");
     let out = d.join("nerf");
-    let run = nerf(&orbit, &out, &["--steps", "60", "--iso", "1"]);
+    let run = nerf(&orbit, &out, &["--steps", "60"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("nerf.json")).unwrap()).unwrap();
@@ -72,7 +72,7 @@ fn trains_writes_its_outputs_and_resumes() {
     assert!(out.join("field.bpk").is_file() && out.join("checkpoint/state.json").is_file());
 
     // A larger budget continues from the checkpoint instead of starting over.
-    let run = nerf(&orbit, &out, &["--steps", "70", "--iso", "1"]);
+    let run = nerf(&orbit, &out, &["--steps", "70"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(
         text(&run.stderr).contains("resuming from step 60"),
@@ -97,7 +97,7 @@ fn frames_without_alpha_train_against_the_background_and_say_so() {
         }
     }
     let out = d.join("nerf");
-    let run = nerf(&orbit, &out, &["--steps", "40", "--iso", "1"]);
+    let run = nerf(&orbit, &out, &["--steps", "40"]);
     let err = text(&run.stderr);
     assert!(
         err.contains("have no alpha") && err.contains("background"),

@@ -53,6 +53,12 @@ fn renders_frames_cameras_and_a_sheet() {
         serde_json::from_slice(&std::fs::read(out.join("cameras.json")).unwrap()).unwrap();
     assert_eq!(c["frames"][1]["azimuth_deg"].as_f64(), Some(120.0));
     assert!(image::open(&sheet).is_ok());
+    // Frame 0 looks along −x from 10° up: its centre sees the +x face at a view depth of
+    // (2·cos 10° − 0.5) / cos 10° = 1.4923, stored in units of 1e-4.
+    let depth = image::open(out.join("depth/000.png")).unwrap().to_luma16();
+    let centre = f64::from(depth.get_pixel(32, 32)[0]) * 1e-4;
+    assert!((centre - 1.4923).abs() < 0.01, "centre depth {centre}");
+    assert_eq!(depth.get_pixel(0, 0)[0], 0);
 }
 
 #[test]

@@ -170,25 +170,6 @@ fn on_one_face(a: usize, b: usize) -> bool {
     })
 }
 
-impl ScalarGrid {
-    /// Averages each sample with its neighbours along each axis in turn (a separable 3³ box
-    /// filter, edges clamped): removes noise at the sample spacing.
-    pub fn box_blur(&mut self) {
-        let [nx, ny, _] = self.dims;
-        let strides = [1, nx, nx * ny];
-        for (axis, stride) in strides.into_iter().enumerate() {
-            let len = self.dims[axis];
-            let source = self.values.clone();
-            for (id, v) in self.values.iter_mut().enumerate() {
-                let c = id / stride % len;
-                let lo = if c > 0 { id - stride } else { id };
-                let hi = if c + 1 < len { id + stride } else { id };
-                *v = (source[lo] + source[id] + source[hi]) / 3.0;
-            }
-        }
-    }
-}
-
 /// Keeps the grid's largest solid (the 6-connected region above `iso` with the most samples) and
 /// fills its hollows: other regions drop to 0, and samples the outside cannot reach without
 /// crossing the solid rise to `2·iso`. A NeRF's density is unconstrained where no ray reaches (its
@@ -371,23 +352,6 @@ mod tests {
         // Outward: the winding number says the centre is inside.
         let ball = shapes::uv_sphere(0.4, 32, 64);
         assert!(volume_iou(&mesh, &ball, 48) > 0.95);
-    }
-
-    #[test]
-    fn box_blur_keeps_a_linear_field_and_spreads_a_spike() {
-        let mut ramp = ScalarGrid::sample_cube(6, 1.0, |p| p[0] + 2.0 * p[1] - p[2]);
-        let before = ramp.clone();
-        ramp.box_blur();
-        // A linear field is its own average away from the clamped border.
-        let inner = ramp.index(2, 3, 2);
-        assert!((ramp.values[inner] - before.values[inner]).abs() < 1e-5);
-        let mut spike = ScalarGrid::sample_cube(5, 1.0, |p| if p == [0.0; 3] { 27.0 } else { 0.0 });
-        spike.box_blur();
-        let centre = spike.index(2, 2, 2);
-        assert!((spike.values[centre] - 1.0).abs() < 1e-5);
-        assert!((spike.values[spike.index(1, 1, 1)] - 1.0).abs() < 1e-5);
-        assert_eq!(spike.values[spike.index(0, 2, 2)], 0.0);
-        assert!((spike.values.iter().sum::<f32>() - 27.0).abs() < 1e-4);
     }
 
     #[test]

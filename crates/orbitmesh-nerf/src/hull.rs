@@ -23,29 +23,56 @@ impl Default for HullOptions {
     }
 }
 
-/// One frame ready for lookups: world → pixel projection and its alpha as 0..1.
-struct Silhouette {
+/// A camera ready for projecting many points: world → camera as f32 and its intrinsics.
+#[derive(Debug, Clone, Copy)]
+pub struct Projection {
     world_to_camera: Matrix4<f32>,
     fx: f32,
     fy: f32,
     cx: f32,
     cy: f32,
-    width: usize,
-    height: usize,
-    alpha: Vec<f32>,
+    pub width: usize,
+    pub height: usize,
 }
 
-impl Silhouette {
-    fn new(frame: &OrbitImage) -> Self {
-        let k = frame.camera.intrinsics;
-        Silhouette {
-            world_to_camera: frame.camera.world_to_camera().cast(),
+impl Projection {
+    pub fn new(camera: &orbitmesh_render::Camera) -> Self {
+        let k = camera.intrinsics;
+        Projection {
+            world_to_camera: camera.world_to_camera().cast(),
             fx: k.fx as f32,
             fy: k.fy as f32,
             cx: k.cx as f32,
             cy: k.cy as f32,
             width: k.width as usize,
             height: k.height as usize,
+        }
+    }
+
+    /// Where `p` lands, in pixel units with pixel centres on integers, and its distance from the
+    /// camera's centre; None behind the camera.
+    pub fn project(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
+        let c = self.world_to_camera * Vector4::new(p[0], p[1], p[2], 1.0);
+        let depth = -c.z;
+        if depth <= 1e-6 {
+            return None;
+        }
+        let x = self.cx + self.fx * c.x / depth - 0.5;
+        let y = self.cy - self.fy * c.y / depth - 0.5;
+        Some(([x, y], c.xyz().norm()))
+    }
+}
+
+/// One frame ready for lookups: its projection and its alpha as 0..1.
+struct Silhouette {
+    projection: Projection,
+    alpha: Vec<f32>,
+}
+
+impl Silhouette {
+    fn new(frame: &OrbitImage) -> Self {
+        Silhouette {
+            projection: Projection::new(&frame.camera),
             alpha: frame
                 .image
                 .pixels()
@@ -56,21 +83,17 @@ impl Silhouette {
 
     /// Bilinear alpha where `p` projects; 0 outside the image or behind the camera.
     fn alpha_at(&self, p: [f32; 3]) -> f32 {
-        let c = self.world_to_camera * Vector4::new(p[0], p[1], p[2], 1.0);
-        let depth = -c.z;
-        if depth <= 1e-6 {
+        let Some(([x, y], _)) = self.projection.project(p) else {
             return 0.0;
-        }
-        let x = self.cx + self.fx * c.x / depth - 0.5;
-        let y = self.cy - self.fy * c.y / depth - 0.5;
-        if !(x >= 0.0 && y >= 0.0 && x <= (self.width - 1) as f32 && y <= (self.height - 1) as f32)
-        {
+        };
+        let (w, h) = (self.projection.width, self.projection.height);
+        if !(x >= 0.0 && y >= 0.0 && x <= (w - 1) as f32 && y <= (h - 1) as f32) {
             return 0.0;
         }
         let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
         let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let a = |x: usize, y: usize| self.alpha[y * self.width + x];
+        let a = |x: usize, y: usize| self.alpha[y * w + x];
         let top = a(x0, y0) * (1.0 - fx) + a(x1, y0) * fx;
         let bottom = a(x0, y1) * (1.0 - fx) + a(x1, y1) * fx;
         top * (1.0 - fy) + bottom * fy

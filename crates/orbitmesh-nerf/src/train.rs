@@ -139,6 +139,14 @@ impl TrainFrame {
         )
     }
 
+    /// Every pixel's ray, row by row.
+    pub fn rays(&self) -> Vec<([f32; 3], [f32; 3])> {
+        (0..self.height)
+            .flat_map(|y| (0..self.width).map(move |x| (x, y)))
+            .map(|(x, y)| self.ray(x, y))
+            .collect()
+    }
+
     /// The pixel composited over `background`.
     pub fn target(&self, index: usize, background: [f32; 3]) -> [f32; 3] {
         let a = self.alpha.as_ref().map_or(1.0, |a| a[index]);
@@ -354,11 +362,68 @@ pub fn render_frame(
     frame: &TrainFrame,
     device: &Device,
 ) -> Vec<f32> {
-    let rays: Vec<_> = (0..frame.height)
-        .flat_map(|y| (0..frame.width).map(move |x| (x, y)))
-        .map(|(x, y)| frame.ray(x, y))
-        .collect();
-    render_rays(field, config, grid, &rays, device)
+    render_rays(field, config, grid, &frame.rays(), device)
+}
+
+/// The transmittance at which a ray is taken to have met the surface. A trained field's surface
+/// is a soft shell: on the gso-mini bunny's 128² orbit its median depth (0.5) lies 0.03 behind the
+/// true surface, the depth at 0.95 within 0.003 of it, and carving by 0.95 gave the best Chamfer
+/// among 0.5, 0.8, 0.9, 0.95 and 0.97.
+pub const SURFACE_TRANSMITTANCE: f32 = 0.95;
+
+/// Renders a frame's surface depth: per pixel, the distance along its ray at which the
+/// transmittance falls to [`SURFACE_TRANSMITTANCE`], NaN where the ray stays more transparent.
+pub fn render_depth(
+    field: &RadianceField,
+    config: &TrainConfig,
+    grid: &OccupancyGrid,
+    frame: &TrainFrame,
+    device: &Device,
+) -> Vec<f32> {
+    let rays = frame.rays();
+    let mut out = Vec::with_capacity(rays.len());
+    for chunk in rays.chunks(4096) {
+        let centred = vec![0.5f32; chunk.len()];
+        let marched = march(
+            grid,
+            chunk,
+            config.step_size,
+            config.max_samples_per_ray,
+            &centred,
+        );
+        let sigma = if marched.is_empty() {
+            Vec::new()
+        } else {
+            densities_until_opaque(
+                field,
+                &config.field,
+                &marched,
+                SURFACE_TRANSMITTANCE,
+                device,
+            )
+        };
+        for (r, (o, d)) in chunk.iter().enumerate() {
+            let mut transmittance = 1f32;
+            let mut depth = f32::NAN;
+            for i in marched.offsets[r] as usize..marched.offsets[r + 1] as usize {
+                let (s, delta) = (sigma[i], marched.deltas[i]);
+                if !(s > 0.0) {
+                    continue;
+                }
+                let after = transmittance * (-s * delta).exp();
+                if after < SURFACE_TRANSMITTANCE {
+                    let p = &marched.points[3 * i..3 * i + 3];
+                    let centre: f32 = (0..3).map(|a| (p[a] - o[a]) * d[a]).sum();
+                    // Within the sample's segment the transmittance decays as exp(−σx).
+                    depth = centre - 0.5 * delta + (transmittance / SURFACE_TRANSMITTANCE).ln() / s;
+                    break;
+                }
+                transmittance = after;
+            }
+            out.push(depth);
+        }
+    }
+    out
 }
 
 /// Mean squared error of a rendering from [`render_frame`] against the frame, both over

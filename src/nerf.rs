@@ -332,7 +332,7 @@ pub fn nerf_into(
             let frame = &trainer.frames()[i];
             DepthView {
                 projection: Projection::new(&frame.camera),
-                depth: render_depth(&field, &config, &trainer.grid, frame, &plain),
+                depth: render_depth(&field, config, &trainer.grid, frame, &plain),
             }
         })
         .collect();

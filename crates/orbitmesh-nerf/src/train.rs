@@ -405,14 +405,18 @@ pub fn render_depth(
         for (r, (o, d)) in chunk.iter().enumerate() {
             let mut transmittance = 1f32;
             let mut depth = f32::NAN;
-            for i in marched.offsets[r] as usize..marched.offsets[r + 1] as usize {
-                let (s, delta) = (sigma[i], marched.deltas[i]);
-                if !(s > 0.0) {
+            let span = marched.offsets[r] as usize..marched.offsets[r + 1] as usize;
+            let samples = sigma[span.clone()]
+                .iter()
+                .zip(&marched.deltas[span.clone()])
+                .zip(marched.points[3 * span.start..3 * span.end].chunks_exact(3));
+            for ((&s, &delta), p) in samples {
+                // Only samples past the surface are left unevaluated (NaN).
+                if s.is_nan() || s <= 0.0 {
                     continue;
                 }
                 let after = transmittance * (-s * delta).exp();
                 if after < SURFACE_TRANSMITTANCE {
-                    let p = &marched.points[3 * i..3 * i + 3];
                     let centre: f32 = (0..3).map(|a| (p[a] - o[a]) * d[a]).sum();
                     // Within the sample's segment the transmittance decays as exp(−σx).
                     depth = centre - 0.5 * delta + (transmittance / SURFACE_TRANSMITTANCE).ln() / s;

@@ -14,7 +14,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
 use orbitmesh_geom::{EvalFrame, EvalOptions, evaluate, read_mesh};
-use orbitmesh_nerf::HullOptions;
 use orbitmesh_orbit::{Inflate, PrepareOptions};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::sheet::contact_sheet;
@@ -22,8 +21,8 @@ use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
 use serde_json::{Value, json};
 
 use crate::chart::chamfer_chart;
-use crate::hull::hull_into;
-use crate::input::{DeviceArg, UpArg, load_mesh, value_name};
+use crate::input::{CoarseArg, DeviceArg, UpArg, load_mesh, parse_seconds, value_name};
+use crate::nerf::CoarseMethod;
 use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
 use crate::prepare::prepare_into;
@@ -70,7 +69,13 @@ pub struct BenchArgs {
     /// fast: 256² orbit frames, a 128³ grid; default: 576², 192³
     #[arg(long, value_enum, default_value = "default")]
     preset: BenchPreset,
-    /// Steps of the DMTet fine stage on each object; 0 evaluates the visual hull [default: 150
+    /// The coarse stage's method
+    #[arg(long, value_enum, default_value = "auto")]
+    coarse: CoarseArg,
+    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default)]
+    #[arg(long, value_parser = parse_seconds)]
+    nerf_seconds: Option<f64>,
+    /// Steps of the DMTet fine stage on each object; 0 evaluates the coarse mesh [default: 150
     /// (fast), 600 (default)]
     #[arg(long)]
     fine_steps: Option<usize>,
@@ -224,15 +229,15 @@ fn run_object(
             value_name(args.profile)
         )
     };
-    let hull = HullOptions {
-        resolution,
-        ..Default::default()
-    };
-    hull_into(&orbit_dir, &hull, &dir.join("coarse"))?;
-    let config = preset_config(matches!(args.preset, BenchPreset::Fast), args.fine_steps);
+    let fast = matches!(args.preset, BenchPreset::Fast);
+    let coarse = args
+        .coarse
+        .method(!args.oracle, fast, resolution, args.nerf_seconds);
+    coarse.run(&orbit_dir, &dir.join("coarse"))?;
+    let config = preset_config(fast, args.fine_steps);
     let fine_steps = config.steps;
     let (mesh, fine) = if fine_steps == 0 {
-        let mesh = read_mesh(&dir.join("coarse/hull.obj"))?.mesh;
+        let mesh = read_mesh(&dir.join("coarse").join(coarse.output()))?.mesh;
         (mesh, "none".to_string())
     } else {
         refine_into(
@@ -266,7 +271,7 @@ fn run_object(
     let metrics = json!({
         "object": object,
         "orbit": generator,
-        "coarse": "visual hull",
+        "coarse": coarse.settings(),
         "fine": fine,
         "chamfer": m.points.chamfer,
         "chamfer_l2_squared": m.points.chamfer_l2_squared,
@@ -406,7 +411,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         .filter_map(|s| s.into_inner().ok().flatten())
         .collect();
     bar.finish_and_clear();
-    let mode = if args.oracle {
+    let orbit = if args.oracle {
         "oracle (renders of the scans)".to_string()
     } else {
         format!(
@@ -414,6 +419,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             value_name(args.profile)
         )
     };
+    let coarse = match args.coarse.method(!args.oracle, false, 0, None) {
+        CoarseMethod::Hull(_) => "the visual hull",
+        CoarseMethod::Nerf { .. } => "the hash-grid NeRF",
+    };
+    let mode = format!("{orbit}; coarse stage: {coarse}");
     write_report(out, &rows, &mode)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -551,7 +561,7 @@ fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
     let metrics: serde_json::Map<String, Value> =
         COLUMNS.iter().map(|c| (c.to_string(), stats(c))).collect();
     let summary = json!({
-        "orbit": mode, "coarse": "visual hull",
+        "orbit": mode,
         "objects": rows.len(), "failed": rows.len() - ok.len(), "metrics": metrics,
     });
     save(
@@ -561,7 +571,7 @@ fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
 
     let value = |m: &BTreeMap<String, f64>, c: &str| m.get(c).copied().unwrap_or(f64::NAN);
     let mut md = format!(
-        "# orbitmesh bench\n\nOrbit: {mode}. 3D stages: the visual hull, then the DMTet fine stage \
+        "# orbitmesh bench\n\nOrbit: {mode}, then the DMTet fine stage \
          unless --fine-steps 0 (each object's metrics.json says which). Metrics: the gso \
          protocol of DESIGN.md.\n\n\
          ![per-object Chamfer](chamfer.png)\n\n\

@@ -8,6 +8,8 @@ use clap::ValueEnum;
 use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
 use orbitmesh_render::{DeviceChoice, Rasterizer};
 
+use crate::nerf::CoarseMethod;
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum UpArg {
     Z,
@@ -38,6 +40,53 @@ impl From<DeviceArg> for DeviceChoice {
             DeviceArg::Gpu => DeviceChoice::Gpu,
             DeviceArg::Auto => DeviceChoice::Auto,
         }
+    }
+}
+
+/// The coarse stage's method.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoarseArg {
+    /// The NeRF on orbits of real views (SV3D's, imported frames, renders of a scan); the hull on
+    /// the inflate baseline's, which are renders of a solid its silhouettes already describe
+    Auto,
+    /// The visual hull of the frames' silhouettes: seconds
+    Hull,
+    /// The hash-grid NeRF of `orbitmesh nerf` (fast or default preset, on the CPU): minutes, and
+    /// it sees concavities no silhouette shows
+    Nerf,
+}
+
+impl CoarseArg {
+    /// The method, given whether the orbit is the inflate baseline's, the preset, the hull's
+    /// grid and the NeRF's time budget.
+    pub fn method(
+        self,
+        inflate: bool,
+        fast: bool,
+        hull_resolution: usize,
+        nerf_seconds: Option<f64>,
+    ) -> CoarseMethod {
+        let nerf = match self {
+            CoarseArg::Auto => !inflate,
+            CoarseArg::Hull => false,
+            CoarseArg::Nerf => true,
+        };
+        if nerf {
+            CoarseMethod::Nerf {
+                fast,
+                seconds: nerf_seconds,
+            }
+        } else {
+            CoarseMethod::Hull(hull_resolution)
+        }
+    }
+}
+
+/// `--nerf-seconds`: a positive, finite number of seconds.
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("{text}: not a positive number of seconds")),
     }
 }
 

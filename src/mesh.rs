@@ -8,13 +8,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_geom::{read_mesh, write_mesh};
-use orbitmesh_nerf::{HullOptions, colour_from_frames, read_orbit};
+use orbitmesh_nerf::{colour_from_frames, read_orbit};
 use orbitmesh_orbit::PrepareOptions;
 use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
-use crate::hull::hull_into;
-use crate::input::{DeviceArg, value_name};
+use crate::input::{CoarseArg, DeviceArg, parse_seconds, value_name};
+use crate::nerf::CoarseMethod;
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
@@ -33,9 +33,9 @@ enum Preset {
     after_help = "Stages, each in its own folder of the work folder: prepare (the photo \
 to SV3D's input), orbit (frames around the object: the weight-free `inflate` baseline by default, SV3D with \
 --generator sv3d --weights FILE), \
-coarse (the visual hull of those frames: the hash-grid NeRF of `orbitmesh nerf` does not beat it \
-yet), fine (the DMTet refinement of `orbitmesh refine`, textured; --fine-steps 0 skips it and \
-colours the hull from the frames), then export. Rerunning skips every stage whose inputs and \
+coarse (the visual hull of those frames, or with --coarse nerf, the default for SV3D's and imported \
+orbits, the hash-grid NeRF of `orbitmesh nerf`), fine (the DMTet refinement of `orbitmesh refine`, textured; --fine-steps 0 skips it and \
+colours the coarse mesh from the frames), then export. Rerunning skips every stage whose inputs and \
 settings are unchanged."
 )]
 pub struct MeshArgs {
@@ -67,7 +67,13 @@ pub struct MeshArgs {
     /// fast: 256² frames, a 128³ coarse grid; default: 576² frames (SV3D's), 192³
     #[arg(long, value_enum, default_value = "default")]
     preset: Preset,
-    /// Grid points per side of the coarse stage [default: from the preset]
+    /// The coarse stage's method
+    #[arg(long, value_enum, default_value = "auto")]
+    coarse: CoarseArg,
+    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default)]
+    #[arg(long, value_parser = parse_seconds)]
+    nerf_seconds: Option<f64>,
+    /// Grid points per side of the visual hull [default: from the preset]
     #[arg(long, value_parser = clap::value_parser!(u64).range(16..=512))]
     resolution: Option<u64>,
     /// The object's longest side in metres (units) in the output
@@ -198,21 +204,17 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     report("orbit", ran);
 
     let coarse_dir = work.join("coarse");
-    let hull = HullOptions {
-        resolution: args.resolution.map_or(
-            match args.preset {
-                Preset::Fast => 128,
-                Preset::Default => 192,
-            },
-            |r| r as usize,
-        ),
-        ..Default::default()
-    };
-    let settings =
-        json!({ "method": "visual hull", "resolution": hull.resolution, "extent": hull.extent });
-    let fp = fingerprint(&settings, &[&orbit_dir.join("stage.json")]);
-    let ran = run_stage(&coarse_dir, "coarse", &fp, &["hull.obj"], |dir| {
-        hull_into(&orbit_dir, &hull, dir)
+    let fast = matches!(args.preset, Preset::Fast);
+    let coarse = args.coarse.method(
+        args.frames.is_none() && args.generator.sv3d_weights().is_none(),
+        fast,
+        args.resolution
+            .map_or(if fast { 128 } else { 192 }, |r| r as usize),
+        args.nerf_seconds,
+    );
+    let fp = fingerprint(&coarse.settings(), &[&orbit_dir.join("stage.json")]);
+    let ran = run_stage(&coarse_dir, "coarse", &fp, &[coarse.output()], |dir| {
+        coarse.run(&orbit_dir, dir)
     })?;
     report("coarse", ran);
 
@@ -256,7 +258,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     let mut mesh = match &refined {
         Some(fine) => read_mesh(fine)?.mesh.simplified(args.faces as usize),
         None => {
-            let mut mesh = read_mesh(&coarse_dir.join("hull.obj"))?
+            let mut mesh = read_mesh(&coarse_dir.join(coarse.output()))?
                 .mesh
                 .simplified(args.faces as usize);
             mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
@@ -271,7 +273,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(
         "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). Orbit: {}; \
-         coarse stage: the visual hull; {}.",
+         coarse stage: the {}; {}.",
         args.out.display(),
         mesh.positions.len(),
         mesh.faces.len(),
@@ -284,6 +286,10 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             "SV3D"
         } else {
             "the weight-free inflate baseline"
+        },
+        match coarse {
+            CoarseMethod::Hull(_) => "visual hull",
+            CoarseMethod::Nerf { .. } => "hash-grid NeRF",
         },
         if refined.is_some() && guide.is_some() {
             "fine stage: DMTet with SV3D's score distillation, textured"

@@ -13,13 +13,15 @@ use orbitmesh_geom::write_mesh;
 use orbitmesh_nerf::export::{DepthView, density_grid, depth_carving, field_mesh};
 use orbitmesh_nerf::field::RadianceField;
 use orbitmesh_nerf::hull::{Projection, carved_cells, silhouette_grid};
-use orbitmesh_nerf::read_orbit;
 use orbitmesh_nerf::train::{
     FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer, render_depth,
 };
+use orbitmesh_nerf::{HullOptions, read_orbit};
+use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
-use crate::input::DeviceArg;
+use crate::hull::hull_into;
+use crate::input::{DeviceArg, tensor_device};
 use crate::output::save;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,7 +48,8 @@ pub struct NerfArgs {
     out: PathBuf,
     #[arg(long, value_enum, default_value = "default")]
     preset: NerfPreset,
-    /// cpu, gpu or auto
+    /// Where to train: the hash-grid and compositing kernels exist for both, the GPU through
+    /// wgpu (Vulkan, Metal, DX12)
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Frames to hold out for PSNR, e.g. 3,10,17 (not trained on)
@@ -88,16 +91,9 @@ pub struct NerfArgs {
     fixed_rays: Option<usize>,
 }
 
-/// The tensor device for the NeRF. Its custom kernels exist for the CPU only so far, so `gpu`
-/// is refused rather than silently run elsewhere, and `auto` is the CPU.
+/// The tensor device for the NeRF: the GPU's (through wgpu) where the rasterizer would use one.
 fn nerf_device(choice: DeviceArg) -> Result<Device> {
-    match choice {
-        DeviceArg::Cpu | DeviceArg::Auto => Ok(Device::flex()),
-        DeviceArg::Gpu => bail!(
-            "--device gpu: the NeRF's hash-grid and compositing kernels run on the CPU only so \
-             far; use --device cpu"
-        ),
-    }
+    Ok(tensor_device(&open_rasterizer(choice.into())?))
 }
 
 /// Everything `nerf_into` needs besides the folders.
@@ -178,6 +174,62 @@ fn save_field(field: &RadianceField, path: &Path) -> Result<()> {
     };
     std::fs::rename(&written, path)
         .with_context(|| format!("{}: cannot move the field into place", path.display()))
+}
+
+/// How `mesh` and `bench` make the coarse mesh.
+#[derive(Debug, Clone, Copy)]
+pub enum CoarseMethod {
+    /// The visual hull at this many grid points per side (`hull.obj`).
+    Hull(usize),
+    /// The NeRF with the fast or default preset, optionally another time budget (`nerf.obj`).
+    Nerf { fast: bool, seconds: Option<f64> },
+}
+
+impl CoarseMethod {
+    /// The stage's output file.
+    pub fn output(&self) -> &'static str {
+        match self {
+            CoarseMethod::Hull(_) => "hull.obj",
+            CoarseMethod::Nerf { .. } => "nerf.obj",
+        }
+    }
+
+    /// What the stage's fingerprint records.
+    pub fn settings(&self) -> serde_json::Value {
+        match self {
+            CoarseMethod::Hull(resolution) => {
+                json!({ "method": "visual hull", "resolution": resolution })
+            }
+            CoarseMethod::Nerf { fast, seconds } => {
+                json!({ "method": "nerf", "fast": fast, "seconds": seconds })
+            }
+        }
+    }
+
+    /// Runs the stage into `dir`; returns its summary.
+    pub fn run(&self, orbit_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+        match *self {
+            CoarseMethod::Hull(resolution) => {
+                let opts = HullOptions {
+                    resolution,
+                    ..Default::default()
+                };
+                hull_into(orbit_dir, &opts, dir)
+            }
+            CoarseMethod::Nerf { fast, seconds } => {
+                let preset = if fast {
+                    NerfPreset::Fast
+                } else {
+                    NerfPreset::Default
+                };
+                let mut settings = NerfSettings::preset(preset);
+                if let Some(s) = seconds {
+                    settings.config.time_budget_s = s;
+                }
+                nerf_into(orbit_dir, &settings, &Device::flex(), dir)
+            }
+        }
+    }
 }
 
 /// Trains on the orbit in `orbit_dir` and writes the field, density grid and mesh into `dir`.

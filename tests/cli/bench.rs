@@ -105,8 +105,9 @@ fn bench_survives_a_corrupt_object_resumes_and_merges_shards() {
 }
 
 /// A fast oracle bench of `data` into `out` (`out` is argument 3), `jobs` objects at once, of
-/// the visual hull alone (the fine stage has its own tests, and would make these minutes long).
-fn oracle_bench<'a>(data: &'a Path, out: &'a Path, jobs: &'a str) -> [&'a str; 15] {
+/// the visual hull alone (the NeRF and the fine stage have their own tests, and would make these
+/// minutes long).
+fn oracle_bench<'a>(data: &'a Path, out: &'a Path, jobs: &'a str) -> [&'a str; 17] {
     [
         "bench",
         data.to_str().unwrap(),
@@ -123,6 +124,8 @@ fn oracle_bench<'a>(data: &'a Path, out: &'a Path, jobs: &'a str) -> [&'a str; 1
         jobs,
         "--fine-steps",
         "0",
+        "--coarse",
+        "hull",
     ]
 }
 

@@ -210,11 +210,16 @@ fn sv3d_ordered_frames_on_white_become_the_object() {
         "fast",
         "--resolution",
         "48",
+        "--nerf-seconds",
+        "10",
         "--device",
         "cpu",
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
+    // An orbit of real views gets the NeRF as its coarse stage.
     assert!(text(&run.stdout).contains("imported frames"));
+    assert!(text(&run.stdout).contains("coarse stage: the hash-grid NeRF"));
+    assert!(d.join("ball.work/coarse/nerf.obj").is_file());
     let (_, r) = eval_report(&[
         out.to_str().unwrap(),
         ball.to_str().unwrap(),

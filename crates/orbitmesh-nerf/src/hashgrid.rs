@@ -3,8 +3,9 @@
 //! whole grid fits in the table are stored densely; finer ones hash the corner into a table of
 //! 2^log2_table entries with the three primes.
 //!
-//! The lookup and its backward (a scatter-add into the table) are burn custom ops: a rayon kernel
-//! on the CPU (`Flex`), and autodiff through a hand-written backward.
+//! The lookup and its backward (a scatter-add into the table) are burn custom ops: rayon kernels
+//! on the CPU (`Flex`), CubeCL kernels on the GPU (burn's wgpu backend, with or without fusion),
+//! and autodiff through a hand-written backward.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -13,7 +14,13 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::module::{Module, Param};
+use burn::tensor::{DType, Shape};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::cubecl::{CubeDim, calculate_cube_count_elemwise};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::{empty_device_dtype, zeros_client};
+use burn_cubecl::tensor::CubeTensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -97,11 +104,12 @@ impl HashGridConfig {
 #[inline(always)]
 fn corners(level: &Level, p: [f32; 3]) -> ([u32; 8], [f32; 8]) {
     let r = level.resolution as f32;
-    // Clamped so the far corner stays on the grid.
+    // Clamped so the far corner stays on the grid. On a non-negative value truncation is the
+    // floor, without the libm call `floor` is on x86-64's baseline.
     let split = |v: f32| {
         let x = v.clamp(0.0, 1.0 - 1e-6) * r;
-        let c = x.floor();
-        (c as u32, x - c)
+        let c = x as u32;
+        (c, x - c as f32)
     };
     let (cx, fx) = split(p[0]);
     let (cy, fy) = split(p[1]);
@@ -204,20 +212,213 @@ pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[
 }
 
 /// The hash encoding as a backend op.
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Cube, Fusion, Flex, Autodiff)]
 pub trait HashGridOps: Backend {
     /// `points` [n,3] in [0,1]³, `table` [rows, F] → features [n, L·F].
+    #[fusion(dtype = table, shape = encoded_shape(points, config))]
     fn hash_encode(
         points: FloatTensor<Self>,
         table: FloatTensor<Self>,
         config: HashGridConfig,
     ) -> FloatTensor<Self>;
     /// The table's gradient [rows, F] from the features' gradient [n, L·F].
+    #[fusion(dtype = grad_out, shape = table_shape(config))]
     fn hash_encode_backward(
         points: FloatTensor<Self>,
         grad_out: FloatTensor<Self>,
         config: HashGridConfig,
     ) -> FloatTensor<Self>;
+}
+
+fn encoded_shape(points: &Shape, config: &HashGridConfig) -> Shape {
+    Shape::new([points[0], config.output_dim()])
+}
+
+fn table_shape(config: &HashGridConfig) -> Shape {
+    Shape::new([config.table_rows(), config.features as usize])
+}
+
+/// The GPU kernels (CubeCL, so they run wherever burn's wgpu backend does): one unit per point
+/// and one launch per level, the same arithmetic as [`corners`].
+mod kernel {
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::prelude::*;
+
+    /// One level's shape, as the kernels take it.
+    #[derive(CubeType, CubeLaunch, Clone, Copy)]
+    pub struct LevelArgs {
+        pub resolution: u32,
+        /// First table row of the level.
+        pub offset: u32,
+        /// Rows of a hashed level minus one (a power of two); unused on a dense level.
+        pub mask: u32,
+        /// 1 when the level is stored densely.
+        pub dense: u32,
+        /// The level's first output column.
+        pub column: u32,
+        pub features: u32,
+    }
+
+    /// The cell coordinate and the fraction within it of one coordinate, clamped as on the CPU.
+    #[cube]
+    fn split(v: f32, resolution: u32) -> (u32, f32) {
+        let x = clamp(v, 0.0, 0.999_999) * f32::cast_from(resolution);
+        let c = u32::cast_from(x);
+        (c, x - f32::cast_from(c))
+    }
+
+    /// Table row and trilinear weight of corner `k` (x = bit 2, y = bit 1, z = bit 0) around
+    /// point `i`.
+    #[cube]
+    fn corner(points: &Tensor<f32>, i: usize, k: u32, level: &LevelArgs) -> (u32, f32) {
+        let (cx, fx) = split(points[3 * i], level.resolution);
+        let (cy, fy) = split(points[3 * i + 1], level.resolution);
+        let (cz, fz) = split(points[3 * i + 2], level.resolution);
+        let (bx, by, bz) = ((k >> 2) & 1, (k >> 1) & 1, k & 1);
+        let (x, y, z) = (cx + bx, cy + by, cz + bz);
+        let wx = if bx == 1 { fx } else { 1.0 - fx };
+        let wy = if by == 1 { fy } else { 1.0 - fy };
+        let wz = if bz == 1 { fz } else { 1.0 - fz };
+        let side = level.resolution + 1;
+        let index = if level.dense == 1 {
+            (x * side + y) * side + z
+        } else {
+            (x ^ (y * 2_654_435_761u32) ^ (z * 805_459_861u32)) & level.mask
+        };
+        (level.offset + index, wx * wy * wz)
+    }
+
+    #[cube(launch)]
+    pub fn encode_level(
+        points: &Tensor<f32>,
+        table: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        level: LevelArgs,
+        dim: u32,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= points.len() / 3 {
+            terminate!();
+        }
+        let features = level.features as usize;
+        for f in 0..features {
+            output[i * dim as usize + level.column as usize + f] = 0.0;
+        }
+        for k in 0..8u32 {
+            let (row, w) = corner(points, i, k, &level);
+            for f in 0..features {
+                let o = i * dim as usize + level.column as usize + f;
+                output[o] += w * table[row as usize * features + f];
+            }
+        }
+    }
+
+    /// Scatter-adds into `grad` (f32 bits held in u32 atomics: a compare-and-swap loop works on
+    /// every GPU, float atomics do not).
+    #[cube(launch)]
+    pub fn encode_level_backward(
+        points: &Tensor<f32>,
+        grad_out: &Tensor<f32>,
+        grad: &mut Tensor<Atomic<u32>>,
+        level: LevelArgs,
+        dim: u32,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= points.len() / 3 {
+            terminate!();
+        }
+        let features = level.features as usize;
+        for k in 0..8u32 {
+            let (row, w) = corner(points, i, k, &level);
+            for f in 0..features {
+                let add = w * grad_out[i * dim as usize + level.column as usize + f];
+                if add != 0.0 {
+                    let slot = &grad[row as usize * features + f];
+                    let mut seen = slot.load();
+                    loop {
+                        let sum = u32::reinterpret(f32::reinterpret(seen) + add);
+                        let before = slot.compare_exchange_weak(seen, sum);
+                        if before == seen {
+                            break;
+                        }
+                        seen = before;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl HashGridOps for CubeBackend {
+    fn hash_encode(points: CubeTensor, table: CubeTensor, config: HashGridConfig) -> CubeTensor {
+        let points = into_contiguous(points);
+        let table = into_contiguous(table);
+        let n = points.meta.shape()[0];
+        let dim = config.output_dim();
+        let output = empty_device_dtype(
+            points.client.clone(),
+            points.device.clone(),
+            Shape::new([n, dim]),
+            DType::F32,
+        );
+        let cube_dim = CubeDim::new(&points.client, n);
+        let cubes = calculate_cube_count_elemwise(&points.client, n, cube_dim);
+        for (l, level) in config.layout().iter().enumerate() {
+            kernel::encode_level::launch(
+                &points.client,
+                cubes.clone(),
+                cube_dim,
+                points.clone().into_tensor_arg(),
+                table.clone().into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                level_args(level, l, &config),
+                dim as u32,
+            );
+        }
+        output
+    }
+
+    fn hash_encode_backward(
+        points: CubeTensor,
+        grad_out: CubeTensor,
+        config: HashGridConfig,
+    ) -> CubeTensor {
+        let points = into_contiguous(points);
+        let grad_out = into_contiguous(grad_out);
+        let n = points.meta.shape()[0];
+        let grad = zeros_client(
+            points.client.clone(),
+            points.device.clone(),
+            table_shape(&config),
+            DType::F32,
+        );
+        let cube_dim = CubeDim::new(&points.client, n);
+        let cubes = calculate_cube_count_elemwise(&points.client, n, cube_dim);
+        for (l, level) in config.layout().iter().enumerate() {
+            kernel::encode_level_backward::launch(
+                &points.client,
+                cubes.clone(),
+                cube_dim,
+                points.clone().into_tensor_arg(),
+                grad_out.clone().into_tensor_arg(),
+                grad.clone().into_tensor_arg(),
+                level_args(level, l, &config),
+                config.output_dim() as u32,
+            );
+        }
+        grad
+    }
+}
+
+fn level_args(level: &Level, l: usize, config: &HashGridConfig) -> kernel::LevelArgsLaunch {
+    kernel::LevelArgsLaunch::new(
+        level.resolution,
+        level.offset,
+        level.size.wrapping_sub(1),
+        u32::from(level.dense),
+        l as u32 * config.features,
+        config.features,
+    )
 }
 
 /// A Flex tensor's values in row-major order (CPU kernels take plain slices).
@@ -470,6 +671,45 @@ mod tests {
             "gradient differs from the reference"
         );
         assert!(grad.iter().any(|g| *g != 0.0));
+    }
+
+    #[test]
+    fn gpu_kernels_match_the_cpu_kernels() {
+        let config = small();
+        let n = 4000;
+        // Points on the cube's faces and corners too, where the clamping decides the cell.
+        let mut points = random_points(n, 3);
+        points[..9].copy_from_slice(&[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.5, 1.0]);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let rows = config.table_rows();
+        let table_values: Vec<f32> = (0..rows * 2).map(|_| rng.random::<f32>() - 0.5).collect();
+        // Positive, so a table row's gradient is a sum without cancellation and the comparison
+        // measures the kernels, not the order in which the GPU's atomics happen to add.
+        let upstream: Vec<f32> = (0..n * config.output_dim())
+            .map(|_| rng.random::<f32>())
+            .collect();
+        let run = |device: Device| {
+            let table = tensor(table_values.clone(), [rows, 2], &device).require_grad();
+            let out = hash_encode(
+                tensor(points.clone(), [n, 3], &device),
+                table.clone(),
+                config,
+            );
+            let up = tensor(upstream.clone(), [n, config.output_dim()], &device);
+            let grads = (out.clone() * up).sum().backward();
+            let grad = table.grad(&grads).expect("table gradient");
+            (
+                out.into_data().try_into_vec::<f32>().unwrap(),
+                grad.into_data().try_into_vec::<f32>().unwrap(),
+            )
+        };
+        let (out_cpu, grad_cpu) = run(Device::flex().autodiff());
+        let (out_gpu, grad_gpu) =
+            run(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff());
+        let forward = crate::relative_difference(&out_gpu, &out_cpu);
+        let backward = crate::relative_difference(&grad_gpu, &grad_cpu);
+        eprintln!("hash encoding, GPU against CPU: forward {forward:.2e}, gradient {backward:.2e}");
+        assert!(forward <= 1e-4 && backward <= 1e-4);
     }
 
     #[test]

@@ -17,3 +17,14 @@ pub use colour::colour_from_frames;
 pub use error::NerfError;
 pub use hull::{HullOptions, visual_hull};
 pub use orbit::{Orbit, OrbitImage, read_orbit};
+
+/// Largest difference between a GPU kernel's values and the CPU kernel's, relative to the larger
+/// of 1e-3 and the CPU value's magnitude.
+#[cfg(test)]
+pub(crate) fn relative_difference(gpu: &[f32], cpu: &[f32]) -> f32 {
+    assert_eq!(gpu.len(), cpu.len());
+    gpu.iter()
+        .zip(cpu)
+        .map(|(g, c)| (g - c).abs() / c.abs().max(1e-3))
+        .fold(0.0, f32::max)
+}

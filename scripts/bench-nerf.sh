@@ -14,10 +14,9 @@ venv="${PEERS_VENV:-$HOME/.cache/orbitmesh-peers}"
 python="$venv/bin/python"
 [ -x "$python" ] || { echo "no peer environment at $venv: run $peers/setup.sh first" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/orbitmesh-target}"
-# The dev profile builds burn and orbitmesh-nerf at opt-level 3 (Cargo.toml), so its binary trains
-# as fast as a release one without a second 20-minute build of the burn stack.
-(cd "$root" && cargo build --quiet)
-bin="$CARGO_TARGET_DIR/debug/orbitmesh"
+# The release build, as users run it.
+(cd "$root" && cargo build --quiet --release)
+bin="$CARGO_TARGET_DIR/release/orbitmesh"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 threads="$(nproc)"
@@ -26,13 +25,14 @@ threads="$(nproc)"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 json() { "$python" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 
-echo "== fixed-sample throughput: 4096 rays x 64 samples per step, $threads threads, median of $runs"
+# 30 steps each, so neither tool's first steps (allocations, thread pools) dominate.
+echo "== fixed-sample throughput: 4096 rays x 64 samples per step, 30 steps, $threads threads, median of $runs"
 peer=(); ours=()
 for _ in $(seq "$runs"); do
-  peer+=("$("$python" "$peers/ngp_torch.py" "$work/orbit" --steps 10 --rays 4096 --samples 64 \
+  peer+=("$("$python" "$peers/ngp_torch.py" "$work/orbit" --steps 30 --rays 4096 --samples 64 \
     --threads "$threads" | json samples_per_s)")
   "$bin" nerf "$work/orbit" --out "$work/fixed" --fresh --fixed-samples 64 --fixed-rays 4096 \
-    --steps 10 --mesh-resolution 32 >/dev/null 2>&1 || true
+    --steps 30 --mesh-resolution 32 >/dev/null 2>&1 || true
   ours+=("$("$python" -c "import json; print(json.load(open('$work/fixed/nerf.json'))['samples_per_s'])")")
 done
 p="$(median "${peer[@]}")"; o="$(median "${ours[@]}")"

@@ -22,7 +22,6 @@ use serde_json::{Value, json};
 
 use crate::chart::chamfer_chart;
 use crate::input::{CoarseArg, DeviceArg, UpArg, load_mesh, parse_seconds, value_name};
-use crate::nerf::CoarseMethod;
 use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
 use crate::prepare::prepare_into;
@@ -419,9 +418,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             value_name(args.profile)
         )
     };
-    let coarse = match args.coarse.method(!args.oracle, false, 0, None) {
-        CoarseMethod::Hull(_) => "the visual hull",
-        CoarseMethod::Nerf { .. } => "the hash-grid NeRF",
+    let coarse = if args.coarse.is_nerf(!args.oracle) {
+        "the hash-grid NeRF"
+    } else {
+        "the visual hull"
     };
     let mode = format!("{orbit}; coarse stage: {coarse}");
     write_report(out, &rows, &mode)?;

@@ -57,6 +57,16 @@ pub enum CoarseArg {
 }
 
 impl CoarseArg {
+    /// Whether the coarse stage trains the NeRF, given whether the orbit is the inflate
+    /// baseline's.
+    pub fn is_nerf(self, inflate: bool) -> bool {
+        match self {
+            CoarseArg::Auto => !inflate,
+            CoarseArg::Hull => false,
+            CoarseArg::Nerf => true,
+        }
+    }
+
     /// The method, given whether the orbit is the inflate baseline's, the preset, the hull's
     /// grid and the NeRF's time budget.
     pub fn method(
@@ -66,12 +76,7 @@ impl CoarseArg {
         hull_resolution: usize,
         nerf_seconds: Option<f64>,
     ) -> CoarseMethod {
-        let nerf = match self {
-            CoarseArg::Auto => !inflate,
-            CoarseArg::Hull => false,
-            CoarseArg::Nerf => true,
-        };
-        if nerf {
+        if self.is_nerf(inflate) {
             CoarseMethod::Nerf {
                 fast,
                 seconds: nerf_seconds,

@@ -485,17 +485,44 @@ impl Refiner {
         })
     }
 
-    /// The current surface in the object frame, with vertex colours as seen head-on under the
-    /// fitted shading.
+    /// The current surface in the object frame, with vertex colours as the training views see
+    /// them on average under the fitted shading: a static texture cannot follow a headlight, and
+    /// the mean light over the views that face a point is its best fixed stand-in (the head-on
+    /// light made surfaces seen obliquely too bright).
     pub fn mesh(&self) -> Result<TriMesh, DmtetError> {
         let topology = self.topology()?;
         let (points, colours, _) = self.surface(&topology, EDGE_MARGIN);
         let mut mesh = mesh_of(&topology, to_vec(points.positions.detach()));
-        let head_on = self.shading[0] + self.shading[1];
+        let [ambient, headlight] = self.shading;
+        let views: Vec<([f64; 3], [f64; 3])> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let c = t.camera.position();
+                let axis = t.camera.camera_to_world.fixed_view::<3, 1>(0, 2);
+                ([c.x, c.y, c.z], [axis[0], axis[1], axis[2]])
+            })
+            .collect();
+        let normals = mesh.vertex_normals();
         mesh.colors = Some(
             to_vec(colours.detach())
                 .chunks(3)
-                .map(|c| [0, 1, 2].map(|k| (c[k] * head_on).clamp(0.0, 1.0)))
+                .zip(mesh.positions.iter().zip(&normals))
+                .map(|(c, (p, n))| {
+                    let n = n.map(f64::from);
+                    let (mut sum, mut count) = (0.0, 0usize);
+                    for (centre, axis) in &views {
+                        let towards: f64 =
+                            (0..3).map(|a| n[a] * (centre[a] - f64::from(p[a]))).sum();
+                        if towards > 0.0 {
+                            sum += (0..3).map(|a| n[a] * axis[a]).sum::<f64>().abs();
+                            count += 1;
+                        }
+                    }
+                    let facing = if count > 0 { sum / count as f64 } else { 1.0 };
+                    let light = ambient + headlight * facing as f32;
+                    [0, 1, 2].map(|k| (c[k] * light).clamp(0.0, 1.0))
+                })
                 .collect(),
         );
         Ok(mesh)

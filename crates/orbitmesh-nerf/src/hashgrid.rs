@@ -17,7 +17,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{DType, Shape};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
-use burn_cubecl::cubecl::{CubeDim, calculate_cube_count_elemwise};
+use burn_cubecl::cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::{empty_device_dtype, zeros_client};
 use burn_cubecl::tensor::CubeTensor;
@@ -361,20 +361,18 @@ impl HashGridOps for CubeBackend {
             Shape::new([n, dim]),
             DType::F32,
         );
-        let cube_dim = CubeDim::new(&points.client, n);
-        let cubes = calculate_cube_count_elemwise(&points.client, n, cube_dim);
-        for (l, level) in config.layout().iter().enumerate() {
+        per_level(&points, &config, |cubes, cube_dim, level| {
             kernel::encode_level::launch(
                 &points.client,
-                cubes.clone(),
+                cubes,
                 cube_dim,
                 points.clone().into_tensor_arg(),
                 table.clone().into_tensor_arg(),
                 output.clone().into_tensor_arg(),
-                level_args(level, l, &config),
+                level,
                 dim as u32,
             );
-        }
+        });
         output
     }
 
@@ -385,40 +383,48 @@ impl HashGridOps for CubeBackend {
     ) -> CubeTensor {
         let points = into_contiguous(points);
         let grad_out = into_contiguous(grad_out);
-        let n = points.meta.shape()[0];
         let grad = zeros_client(
             points.client.clone(),
             points.device.clone(),
             table_shape(&config),
             DType::F32,
         );
-        let cube_dim = CubeDim::new(&points.client, n);
-        let cubes = calculate_cube_count_elemwise(&points.client, n, cube_dim);
-        for (l, level) in config.layout().iter().enumerate() {
+        per_level(&points, &config, |cubes, cube_dim, level| {
             kernel::encode_level_backward::launch(
                 &points.client,
-                cubes.clone(),
+                cubes,
                 cube_dim,
                 points.clone().into_tensor_arg(),
                 grad_out.clone().into_tensor_arg(),
                 grad.clone().into_tensor_arg(),
-                level_args(level, l, &config),
+                level,
                 config.output_dim() as u32,
             );
-        }
+        });
         grad
     }
 }
 
-fn level_args(level: &Level, l: usize, config: &HashGridConfig) -> kernel::LevelArgsLaunch {
-    kernel::LevelArgsLaunch::new(
-        level.resolution,
-        level.offset,
-        level.size.wrapping_sub(1),
-        u32::from(level.dense),
-        l as u32 * config.features,
-        config.features,
-    )
+/// Calls `launch` once per level with a grid of one unit per point and the level's arguments.
+fn per_level(
+    points: &CubeTensor,
+    config: &HashGridConfig,
+    mut launch: impl FnMut(CubeCount, CubeDim, kernel::LevelArgsLaunch),
+) {
+    let n = points.meta.shape()[0];
+    let cube_dim = CubeDim::new(&points.client, n);
+    let cubes = calculate_cube_count_elemwise(&points.client, n, cube_dim);
+    for (l, level) in config.layout().iter().enumerate() {
+        let args = kernel::LevelArgsLaunch::new(
+            level.resolution,
+            level.offset,
+            level.size.wrapping_sub(1),
+            u32::from(level.dense),
+            l as u32 * config.features,
+            config.features,
+        );
+        launch(cubes.clone(), cube_dim, args);
+    }
 }
 
 /// A Flex tensor's values in row-major order (CPU kernels take plain slices).

@@ -318,6 +318,22 @@ fn compact(samples: &MarchedSamples, sigma: &[f32], min_transmittance: f32) -> M
     out
 }
 
+/// Samples of `rays` at the centres of the marching steps (no jitter), as rendering takes them.
+fn march_centred(
+    grid: &OccupancyGrid,
+    config: &TrainConfig,
+    rays: &[([f32; 3], [f32; 3])],
+) -> MarchedSamples {
+    let centred = vec![0.5f32; rays.len()];
+    march(
+        grid,
+        rays,
+        config.step_size,
+        config.max_samples_per_ray,
+        &centred,
+    )
+}
+
 /// Renders rays without gradients: [rays, 4] colour + opacity, with early termination.
 pub fn render_rays(
     field: &RadianceField,
@@ -328,14 +344,7 @@ pub fn render_rays(
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(rays.len() * 4);
     for chunk in rays.chunks(4096) {
-        let zero = vec![0.5f32; chunk.len()];
-        let marched = march(
-            grid,
-            chunk,
-            config.step_size,
-            config.max_samples_per_ray,
-            &zero,
-        );
+        let marched = march_centred(grid, config, chunk);
         if marched.is_empty() {
             out.extend(std::iter::repeat_n(0.0, chunk.len() * 4));
             continue;
@@ -383,14 +392,7 @@ pub fn render_depth(
     let rays = frame.rays();
     let mut out = Vec::with_capacity(rays.len());
     for chunk in rays.chunks(4096) {
-        let centred = vec![0.5f32; chunk.len()];
-        let marched = march(
-            grid,
-            chunk,
-            config.step_size,
-            config.max_samples_per_ray,
-            &centred,
-        );
+        let marched = march_centred(grid, config, chunk);
         let sigma = if marched.is_empty() {
             Vec::new()
         } else {

@@ -26,13 +26,15 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 json() { "$python" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 
 # 30 steps each, so neither tool's first steps (allocations, thread pools) dominate.
-echo "== fixed-sample throughput: 4096 rays x 64 samples per step, 30 steps, $threads threads, median of $runs"
+# The peer's model: a 2^19 table and a finest resolution of 2048 (orbitmesh fits both to the frame
+# size, 2^17 and 512 at 128², unless told).
+echo "== fixed-sample throughput: 4096 rays x 64 samples per step, the peer's model, 30 steps, $threads threads, median of $runs"
 peer=(); ours=()
 for _ in $(seq "$runs"); do
   peer+=("$("$python" "$peers/ngp_torch.py" "$work/orbit" --steps 30 --rays 4096 --samples 64 \
     --threads "$threads" | json samples_per_s)")
   "$bin" nerf "$work/orbit" --out "$work/fixed" --fresh --fixed-samples 64 --fixed-rays 4096 \
-    --steps 30 --mesh-resolution 32 >/dev/null 2>&1 || true
+    --table-log2 19 --finest-resolution 2048 --steps 30 --mesh-resolution 32 >/dev/null 2>&1 || true
   ours+=("$("$python" -c "import json; print(json.load(open('$work/fixed/nerf.json'))['samples_per_s'])")")
 done
 p="$(median "${peer[@]}")"; o="$(median "${ours[@]}")"

@@ -304,7 +304,8 @@ pub fn refine_into(
     }
     bar.finish_and_clear();
     let fine = refiner.mesh()?;
-    let baked = bake(&fine, texture_size)?;
+    let seen_by: Vec<_> = train.iter().map(|i| &orbit.frames[*i]).collect();
+    let baked = bake(&fine, texture_size, &seen_by)?;
     let texture = dir.join("texture.png");
     save(&texture, &encode_png(&baked.texture)?)?;
     write_mesh(&dir.join("fine.obj"), &with_material(baked.mesh, &texture))?;

@@ -5,7 +5,13 @@
 //! xatlas bindings on crates.io are unmaintained and build the C++ library from source.
 
 use image::{Rgba, RgbaImage};
+use nalgebra::Vector3;
 use orbitmesh_geom::{Material, TriMesh};
+use orbitmesh_nerf::OrbitImage;
+use orbitmesh_render::Scene;
+use orbitmesh_render::VisibilityBuffer;
+use orbitmesh_render::raster::{NO_TRIANGLE, rasterize_cpu};
+use rayon::prelude::*;
 
 use crate::DmtetError;
 
@@ -19,10 +25,13 @@ pub struct Textured {
     pub texture: RgbaImage,
 }
 
-/// Unwraps `mesh` (which must carry vertex colours) into a `size`² atlas and bakes the colours,
-/// interpolated across each face as a renderer does, into it. Vertices on chart seams are split;
-/// the triangles keep their order.
-pub fn bake(mesh: &TriMesh, size: u32) -> Result<Textured, DmtetError> {
+/// Unwraps `mesh` (which must carry vertex colours) into a `size`² atlas and bakes its colours
+/// into it: each texel blends the `frames` that see its point of the surface, the more head-on
+/// the more weight, and texels no frame sees take the vertex colours interpolated across the face
+/// as a renderer does. Frames hold texture finer than the surface's vertices and the light the
+/// object was seen in, which a held-out view from between them sees too. Vertices on chart seams
+/// are split; the triangles keep their order.
+pub fn bake(mesh: &TriMesh, size: u32, frames: &[&OrbitImage]) -> Result<Textured, DmtetError> {
     let colours = mesh
         .colors
         .as_ref()
@@ -47,12 +56,23 @@ pub fn bake(mesh: &TriMesh, size: u32) -> Result<Textured, DmtetError> {
     let out = &atlas.meshes[0];
     let (w, h) = (atlas.width.max(1), atlas.height.max(1));
     let texel = |v: &uvunwrap::OutputVertex| [v.uv[0] * w as f32, v.uv[1] * h as f32];
+    let projection = Projection::new(mesh, frames)?;
+    let normals = mesh.vertex_normals();
     let mut image = RgbaImage::new(w, h);
     for face in out.indices.chunks_exact(3) {
         let v = [0, 1, 2].map(|k| &out.vertices[face[k] as usize]);
-        let p = v.map(texel);
-        let c = v.map(|v| colours[v.xref as usize]);
-        fill_triangle(&mut image, p, c);
+        let corner = v.map(|v| v.xref as usize);
+        let c = corner.map(|i| colours[i]);
+        let blend = |b: [f32; 3], values: [[f32; 3]; 3]| {
+            [0, 1, 2].map(|k| b[0] * values[0][k] + b[1] * values[1][k] + b[2] * values[2][k])
+        };
+        fill_triangle(&mut image, v.map(texel), |b| {
+            let point = blend(b, corner.map(|i| mesh.positions[i]));
+            let normal = blend(b, corner.map(|i| normals[i]));
+            projection
+                .colour(point, normal)
+                .unwrap_or_else(|| blend(b, c))
+        });
     }
     dilate(&mut image, 2 * PADDING);
     // The texture stays square as asked, whatever rows the packer used.
@@ -97,9 +117,94 @@ pub fn with_material(mut mesh: TriMesh, texture_path: &std::path::Path) -> TriMe
     mesh
 }
 
-/// Sets every texel whose centre lies in the triangle `p` (texel coordinates) to the colours `c`
-/// interpolated there.
-fn fill_triangle(image: &mut RgbaImage, p: [[f32; 2]; 3], c: [[f32; 3]; 3]) {
+/// Frames that see the surface, each with its depth buffer of the surface.
+struct Projection<'a> {
+    views: Vec<(&'a OrbitImage, VisibilityBuffer)>,
+}
+
+/// A frame's weight grows as the cosine between the surface normal and the direction to its
+/// camera to this power: the most head-on frames dominate (they resolve the most texture), while
+/// neighbours still smooth the seams between them.
+const FACING_POWER: i32 = 4;
+
+impl<'a> Projection<'a> {
+    fn new(mesh: &TriMesh, frames: &[&'a OrbitImage]) -> Result<Self, DmtetError> {
+        let scene = Scene::new(mesh, &mut Vec::new())?;
+        Ok(Projection {
+            views: frames
+                .par_iter()
+                .map(|f| (*f, rasterize_cpu(&scene, &f.camera)))
+                .collect(),
+        })
+    }
+
+    /// The frames' blended colour (0..1) at `point` on the surface with `normal`, or None where
+    /// no frame sees it.
+    fn colour(&self, point: [f32; 3], normal: [f32; 3]) -> Option<[f32; 3]> {
+        let p = Vector3::from(point.map(f64::from));
+        let n = Vector3::from(normal.map(f64::from)).try_normalize(1e-12)?;
+        let (mut sum, mut total) = ([0.0f64; 3], 0.0f64);
+        for (frame, depth) in &self.views {
+            let camera = &frame.camera;
+            let facing = n.dot(&(camera.position() - p).normalize());
+            if facing <= 0.0 {
+                continue;
+            }
+            let (x, y, z) = camera.project(p);
+            let (px, py) = (x.floor(), y.floor());
+            if px < 0.0 || py < 0.0 || px >= f64::from(depth.width) || py >= f64::from(depth.height)
+            {
+                continue;
+            }
+            let i = py as usize * depth.width as usize + px as usize;
+            // Visible where the depth buffer's surface at its pixel is the point itself: the
+            // slack is the depth the surface can change across a pixel, at this obliqueness.
+            let pixel = z / camera.intrinsics.fx;
+            let slack = 0.005 + 2.0 * pixel / facing.max(0.25);
+            if depth.triangle[i] == NO_TRIANGLE || f64::from(depth.depth[i]) < z - slack {
+                continue;
+            }
+            let Some((rgb, alpha)) = sample(&frame.image, x, y) else {
+                continue;
+            };
+            let weight = facing.powi(FACING_POWER) * alpha;
+            (0..3).for_each(|k| sum[k] += weight * rgb[k]);
+            total += weight;
+        }
+        (total > 0.0).then(|| sum.map(|v| (v / total) as f32))
+    }
+}
+
+/// Bilinear colour (0..1) and coverage of `image` at continuous pixel coordinates (x, y), the
+/// colours weighted by alpha so transparent neighbours do not darken an edge; None where the
+/// frame shows less object than background there.
+fn sample(image: &RgbaImage, x: f64, y: f64) -> Option<([f64; 3], f64)> {
+    let (w, h) = (i64::from(image.width()), i64::from(image.height()));
+    let (x, y) = (x - 0.5, y - 0.5);
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (mut rgb, mut alpha) = ([0.0f64; 3], 0.0f64);
+    for (dx, dy, weight) in [
+        (0, 0, (1.0 - fx) * (1.0 - fy)),
+        (1, 0, fx * (1.0 - fy)),
+        (0, 1, (1.0 - fx) * fy),
+        (1, 1, fx * fy),
+    ] {
+        let (px, py) = (
+            (x0 as i64 + dx).clamp(0, w - 1),
+            (y0 as i64 + dy).clamp(0, h - 1),
+        );
+        let c = image.get_pixel(px as u32, py as u32);
+        let a = weight * f64::from(c[3]) / 255.0;
+        (0..3).for_each(|k| rgb[k] += a * f64::from(c[k]) / 255.0);
+        alpha += a;
+    }
+    (alpha >= 0.5).then(|| (rgb.map(|v| v / alpha), alpha))
+}
+
+/// Sets every texel whose centre lies in the triangle `p` (texel coordinates) to `colour` (0..1)
+/// of the texel centre's barycentric coordinates.
+fn fill_triangle(image: &mut RgbaImage, p: [[f32; 2]; 3], colour: impl Fn([f32; 3]) -> [f32; 3]) {
     let area =
         (p[1][0] - p[0][0]) * (p[2][1] - p[0][1]) - (p[1][1] - p[0][1]) * (p[2][0] - p[0][0]);
     if area.abs() < 1e-12 {
@@ -126,10 +231,7 @@ fn fill_triangle(image: &mut RgbaImage, p: [[f32; 2]; 3], c: [[f32; 3]; 3]) {
             if b.iter().any(|&v| v < -1e-4) {
                 continue;
             }
-            let rgb = [0, 1, 2].map(|k| {
-                let v = b[0] * c[0][k] + b[1] * c[1][k] + b[2] * c[2][k];
-                (v.clamp(0.0, 1.0) * 255.0).round() as u8
-            });
+            let rgb = colour(b).map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
             image.put_pixel(x, y, Rgba([rgb[0], rgb[1], rgb[2], 255]));
         }
     }
@@ -202,7 +304,7 @@ mod tests {
     #[test]
     fn the_baked_texture_shows_each_faces_colour_at_its_uv_and_round_trips_through_obj() {
         let mesh = coloured_sphere();
-        let baked = bake(&mesh, 256).unwrap();
+        let baked = bake(&mesh, 256, &[]).unwrap();
         assert_eq!(baked.mesh.faces.len(), mesh.faces.len());
         assert_eq!(baked.texture.dimensions(), (256, 256));
         let uvs = baked.mesh.uvs.clone().unwrap();
@@ -240,6 +342,59 @@ mod tests {
     }
 
     #[test]
+    fn frames_are_projected_where_they_see_the_surface_and_vertex_colours_fill_the_rest() {
+        use orbitmesh_render::{Intrinsics, OrbitView};
+        let mut mesh = uv_sphere(0.4, 24, 48);
+        mesh.colors = Some(vec![[0.5; 3]; mesh.positions.len()]);
+        // One red frame from +x and one blue frame from −x: at 2 units a camera sees the points
+        // whose normal has x beyond 0.2 (towards it), so a band around x = 0 is seen by neither.
+        let frame = |azimuth_deg: f64, rgb: [u8; 3]| OrbitImage {
+            path: format!("{azimuth_deg}.png").into(),
+            camera: OrbitView {
+                elevation_deg: 0.0,
+                azimuth_deg,
+                radius: 2.0,
+            }
+            .camera(Intrinsics::from_fov(40.0, 64, 64)),
+            image: RgbaImage::from_pixel(64, 64, Rgba([rgb[0], rgb[1], rgb[2], 255])),
+            has_alpha: true,
+        };
+        let (red, blue) = (frame(0.0, [255, 0, 0]), frame(180.0, [0, 0, 255]));
+        let baked = bake(&mesh, 512, &[&red, &blue]).unwrap();
+        let uvs = baked.mesh.uvs.clone().unwrap();
+        let mut checked = [0; 3];
+        for f in &baked.mesh.faces {
+            let mean = |values: &dyn Fn(usize) -> f32| {
+                f.iter().map(|&v| values(v as usize)).sum::<f32>() / 3.0
+            };
+            let x = mean(&|v| baked.mesh.positions[v][0]) / 0.4;
+            let uv = [0, 1].map(|k| mean(&|v| uvs[v][k]));
+            let (tx, ty) = ((uv[0] * 512.0) as u32, ((1.0 - uv[1]) * 512.0) as u32);
+            let got = baked.texture.get_pixel(tx.min(511), ty.min(511)).0;
+            let want = if x > 0.5 {
+                [255, 0, 0]
+            } else if x < -0.5 {
+                [0, 0, 255]
+            } else if x.abs() < 0.1 {
+                [128, 128, 128]
+            } else {
+                continue;
+            };
+            let k = if x > 0.5 {
+                0
+            } else if x < -0.5 {
+                1
+            } else {
+                2
+            };
+            checked[k] += 1;
+            let off = (0..3).map(|k| got[k].abs_diff(want[k])).max().unwrap_or(0);
+            assert!(off <= 1, "face at x = {x:.2}: {got:?}, expected {want:?}");
+        }
+        assert!(checked.iter().all(|&n| n > 20), "{checked:?}");
+    }
+
+    #[test]
     fn dilation_fills_the_padding_around_charts() {
         let mut image = RgbaImage::new(9, 9);
         image.put_pixel(4, 4, Rgba([200, 100, 50, 255]));
@@ -253,6 +408,6 @@ mod tests {
     fn a_mesh_without_colours_is_refused() {
         let mut mesh = coloured_sphere();
         mesh.colors = None;
-        assert!(bake(&mesh, 64).is_err());
+        assert!(bake(&mesh, 64, &[]).is_err());
     }
 }

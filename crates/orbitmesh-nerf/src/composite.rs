@@ -314,7 +314,8 @@ impl CompositeOps for CubeBackend {
 
 impl CompositeOps for Flex {
     fn composite(sigma: FlexTensor, rgb: FlexTensor, packing: Arc<RayPacking>) -> FlexTensor {
-        let out = composite_cpu(&packing, &flex_values(&sigma), &flex_values(&rgb));
+        let (sigma, rgb) = (sigma.to_contiguous(), rgb.to_contiguous());
+        let out = composite_cpu(&packing, flex_values(&sigma), flex_values(&rgb));
         FlexTensor::from_data(TensorData::new(out, [packing.rays(), 4]))
     }
 
@@ -325,12 +326,13 @@ impl CompositeOps for Flex {
         grad_out: FlexTensor,
         packing: Arc<RayPacking>,
     ) -> FlexTensor {
+        let [sigma, rgb, out, grad_out] = [sigma, rgb, out, grad_out].map(|t| t.to_contiguous());
         let (gs, gc) = composite_backward_cpu(
             &packing,
-            &flex_values(&sigma),
-            &flex_values(&rgb),
-            &flex_values(&out),
-            &flex_values(&grad_out),
+            flex_values(&sigma),
+            flex_values(&rgb),
+            flex_values(&out),
+            flex_values(&grad_out),
         );
         let mut packed = Vec::with_capacity(gs.len() * 4);
         for (s, c) in gs.iter().zip(gc.chunks_exact(3)) {

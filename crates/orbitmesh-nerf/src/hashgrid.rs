@@ -148,27 +148,108 @@ fn corners(level: &Level, p: [f32; 3]) -> ([u32; 8], [f32; 8]) {
     (rows, weights)
 }
 
+/// Calls `visit(i, rows, weights)` with the corners of each point `i` of `points` [n,3] on
+/// `level`, in order. A fine level's rows are random and its table is larger than L2, so each
+/// block of points has its rows prefetched (`fetch`) before the block before it is visited: the
+/// cache misses then overlap instead of following one another.
+#[inline(always)]
+fn for_each_corners(
+    level: &Level,
+    points: &[f32],
+    fetch: impl Fn(u32),
+    mut visit: impl FnMut(usize, &[u32; 8], &[f32; 8]),
+) {
+    const BLOCK: usize = 16;
+    let corners_of = |block: &[f32], out: &mut [([u32; 8], [f32; 8]); BLOCK]| {
+        for (o, p) in out.iter_mut().zip(block.chunks_exact(3)) {
+            *o = corners(level, [p[0], p[1], p[2]]);
+            o.0.iter().for_each(|row| fetch(*row));
+        }
+        block.len() / 3
+    };
+    let mut blocks = points.chunks(3 * BLOCK);
+    let (mut current, mut next) = (
+        [([0u32; 8], [0f32; 8]); BLOCK],
+        [([0u32; 8], [0f32; 8]); BLOCK],
+    );
+    let Some(first) = blocks.next() else {
+        return;
+    };
+    let mut len = corners_of(first, &mut current);
+    let mut start = 0;
+    loop {
+        let following = blocks.next().map(|block| corners_of(block, &mut next));
+        for (k, (rows, weights)) in current[..len].iter().enumerate() {
+            visit(start + k, rows, weights);
+        }
+        let Some(following) = following else {
+            return;
+        };
+        start += len;
+        len = following;
+        std::mem::swap(&mut current, &mut next);
+    }
+}
+
+#[inline(always)]
+fn prefetch(address: *const f32) {
+    // SAFETY: a prefetch is a hint and never faults, whatever the address.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 /// CPU forward: `points` [n,3] row-major, `table` [rows, F] → [n, L·F].
 pub fn encode_cpu(config: &HashGridConfig, points: &[f32], table: &[f32]) -> Vec<f32> {
+    const CHUNK: usize = 4096;
     let layout = config.layout();
     let f = config.features as usize;
-    let dim = config.output_dim();
-    let mut out = vec![0f32; points.len() / 3 * dim];
-    out.par_chunks_mut(dim * 256)
-        .zip(points.par_chunks(3 * 256))
-        .for_each(|(out, points)| {
-            // Level by level over the chunk: one level's rows stay in cache for all its points,
-            // where point by point every level's rows would compete for it.
-            for (l, level) in layout.iter().enumerate() {
-                for (o, p) in out.chunks_exact_mut(dim).zip(points.chunks_exact(3)) {
-                    let (rows, weights) = corners(level, [p[0], p[1], p[2]]);
-                    let o = &mut o[l * f..(l + 1) * f];
-                    for (row, w) in rows.iter().zip(weights) {
-                        let start = *row as usize * f;
-                        for (o, e) in o.iter_mut().zip(&table[start..start + f]) {
-                            *o += w * e;
+    let n = points.len() / 3;
+    // Level by level over all the points, into one slab [n, F] per level: a level's rows (a few
+    // MiB at most) then stay in cache, where point by point every level's rows compete for it
+    // and most lookups miss. The slabs are interleaved into rows at the end.
+    let mut slabs = vec![0f32; n * config.output_dim()];
+    slabs
+        .par_chunks_mut(n * f)
+        .zip(layout.par_iter())
+        .for_each(|(slab, level)| {
+            slab.par_chunks_mut(CHUNK * f)
+                .zip(points.par_chunks(CHUNK * 3))
+                .for_each(|(out, points)| {
+                    let base = table.as_ptr();
+                    let fetch = |row: u32| prefetch(base.wrapping_add(row as usize * f));
+                    for_each_corners(level, points, fetch, |i, rows, weights| {
+                        let o = &mut out[i * f..(i + 1) * f];
+                        for (row, w) in rows.iter().zip(weights) {
+                            let start = *row as usize * f;
+                            for (o, e) in o.iter_mut().zip(&table[start..start + f]) {
+                                *o += w * e;
+                            }
                         }
-                    }
+                    });
+                });
+        });
+    interleave_levels(&slabs, n, config)
+}
+
+/// [L, n, F] → [n, L·F].
+fn interleave_levels(slabs: &[f32], n: usize, config: &HashGridConfig) -> Vec<f32> {
+    const CHUNK: usize = 1024;
+    let f = config.features as usize;
+    let dim = config.output_dim();
+    let mut out = vec![0f32; n * dim];
+    out.par_chunks_mut(CHUNK * dim)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let first = chunk * CHUNK;
+            for (l, slab) in slabs.chunks_exact(n * f).enumerate() {
+                let slab = &slab[first * f..];
+                for (o, s) in out.chunks_exact_mut(dim).zip(slab.chunks_exact(f)) {
+                    o[l * f..(l + 1) * f].copy_from_slice(s);
                 }
             }
         });
@@ -194,19 +275,20 @@ pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[
         .zip(layout.par_iter())
         .enumerate()
         .for_each(|(l, (level_grad, level))| {
-            for (p, g) in points.chunks_exact(3).zip(grad_out.chunks_exact(dim)) {
-                let g = &g[l * f..(l + 1) * f];
+            let base = level_grad.as_ptr();
+            let fetch = |row: u32| prefetch(base.wrapping_add((row - level.offset) as usize * f));
+            for_each_corners(level, points, fetch, |i, rows, weights| {
+                let g = &grad_out[i * dim + l * f..i * dim + (l + 1) * f];
                 if g.iter().all(|v| *v == 0.0) {
-                    continue;
+                    return;
                 }
-                let (rows, weights) = corners(level, [p[0], p[1], p[2]]);
                 for (row, w) in rows.iter().zip(weights) {
                     let local = (*row - level.offset) as usize * f;
                     for (t, g) in level_grad[local..local + f].iter_mut().zip(g) {
                         *t += w * g;
                     }
                 }
-            }
+            });
         });
     grad
 }
@@ -428,11 +510,10 @@ fn per_level(
 }
 
 /// A Flex tensor's values in row-major order (CPU kernels take plain slices).
-pub(crate) fn flex_values(t: &FlexTensor) -> Vec<f32> {
-    let t = t.to_contiguous();
-    t.as_slice::<f32>()
-        .expect("a contiguous f32 tensor")
-        .to_vec()
+/// The values of a row-major f32 tensor (as `FlexTensor::to_contiguous` returns, sharing the
+/// storage where the tensor already is).
+pub(crate) fn flex_values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
@@ -441,7 +522,8 @@ fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
 
 impl HashGridOps for Flex {
     fn hash_encode(points: FlexTensor, table: FlexTensor, config: HashGridConfig) -> FlexTensor {
-        let out = encode_cpu(&config, &flex_values(&points), &flex_values(&table));
+        let (points, table) = (points.to_contiguous(), table.to_contiguous());
+        let out = encode_cpu(&config, flex_values(&points), flex_values(&table));
         let n = out.len() / config.output_dim();
         flex_tensor(out, [n, config.output_dim()])
     }
@@ -451,9 +533,8 @@ impl HashGridOps for Flex {
         grad_out: FlexTensor,
         config: HashGridConfig,
     ) -> FlexTensor {
-        let p = flex_values(&points);
-        let g = flex_values(&grad_out);
-        let grad = encode_backward_cpu(&config, &p, &g);
+        let (points, grad_out) = (points.to_contiguous(), grad_out.to_contiguous());
+        let grad = encode_backward_cpu(&config, flex_values(&points), flex_values(&grad_out));
         flex_tensor(grad, [config.table_rows(), config.features as usize])
     }
 }

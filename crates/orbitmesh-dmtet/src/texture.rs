@@ -28,9 +28,8 @@ pub struct Textured {
 /// Unwraps `mesh` (which must carry vertex colours) into a `size`² atlas and bakes its colours
 /// into it: each texel blends the `frames` that see its point of the surface, the more head-on
 /// the more weight, and texels no frame sees take the vertex colours interpolated across the face
-/// as a renderer does. Frames hold texture finer than the surface's vertices and the light the
-/// object was seen in, which a held-out view from between them sees too. Vertices on chart seams
-/// are split; the triangles keep their order.
+/// as a renderer does. Frames hold texture finer than the surface's vertices, and the light the
+/// object was seen in. Vertices on chart seams are split; the triangles keep their order.
 pub fn bake(mesh: &TriMesh, size: u32, frames: &[&OrbitImage]) -> Result<Textured, DmtetError> {
     let colours = mesh
         .colors
@@ -124,7 +123,8 @@ struct Projection<'a> {
 
 /// A frame's weight grows as the cosine between the surface normal and the direction to its
 /// camera to this power: the most head-on frames dominate (they resolve the most texture), while
-/// neighbours still smooth the seams between them.
+/// neighbours still smooth the seams between them. On the oracle orbits' held-out views 4 beat
+/// 0, 1 and 16.
 const FACING_POWER: i32 = 4;
 
 impl<'a> Projection<'a> {

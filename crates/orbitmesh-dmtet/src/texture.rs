@@ -8,6 +8,7 @@ use image::{Rgba, RgbaImage};
 use nalgebra::Vector3;
 use orbitmesh_geom::{Material, TriMesh};
 use orbitmesh_nerf::OrbitImage;
+use orbitmesh_nerf::hull::Projection;
 use orbitmesh_render::Scene;
 use orbitmesh_render::VisibilityBuffer;
 use orbitmesh_render::raster::{NO_TRIANGLE, rasterize_cpu};
@@ -55,22 +56,24 @@ pub fn bake(mesh: &TriMesh, size: u32, frames: &[&OrbitImage]) -> Result<Texture
     let out = &atlas.meshes[0];
     let (w, h) = (atlas.width.max(1), atlas.height.max(1));
     let texel = |v: &uvunwrap::OutputVertex| [v.uv[0] * w as f32, v.uv[1] * h as f32];
-    let projection = Projection::new(mesh, frames)?;
+    let projected = ProjectedFrames::new(mesh, frames)?;
     let normals = mesh.vertex_normals();
+    let blend = |b: [f32; 3], values: &[[f32; 3]; 3]| {
+        [0, 1, 2].map(|k| b[0] * values[0][k] + b[1] * values[1][k] + b[2] * values[2][k])
+    };
     let mut image = RgbaImage::new(w, h);
     for face in out.indices.chunks_exact(3) {
         let v = [0, 1, 2].map(|k| &out.vertices[face[k] as usize]);
         let corner = v.map(|v| v.xref as usize);
-        let c = corner.map(|i| colours[i]);
-        let blend = |b: [f32; 3], values: [[f32; 3]; 3]| {
-            [0, 1, 2].map(|k| b[0] * values[0][k] + b[1] * values[1][k] + b[2] * values[2][k])
-        };
+        let (c, p, n) = (
+            corner.map(|i| colours[i]),
+            corner.map(|i| mesh.positions[i]),
+            corner.map(|i| normals[i]),
+        );
         fill_triangle(&mut image, v.map(texel), |b| {
-            let point = blend(b, corner.map(|i| mesh.positions[i]));
-            let normal = blend(b, corner.map(|i| normals[i]));
-            projection
-                .colour(point, normal)
-                .unwrap_or_else(|| blend(b, c))
+            projected
+                .colour(blend(b, &p), blend(b, &n))
+                .unwrap_or_else(|| blend(b, &c))
         });
     }
     dilate(&mut image, 2 * PADDING);
@@ -116,9 +119,18 @@ pub fn with_material(mut mesh: TriMesh, texture_path: &std::path::Path) -> TriMe
     mesh
 }
 
-/// Frames that see the surface, each with its depth buffer of the surface.
-struct Projection<'a> {
-    views: Vec<(&'a OrbitImage, VisibilityBuffer)>,
+/// One frame ready for projecting surface points into: its image, camera centre, projection
+/// and depth buffer of the surface.
+struct ProjectedFrame<'a> {
+    image: &'a RgbaImage,
+    eye: Vector3<f32>,
+    projection: Projection,
+    depth: VisibilityBuffer,
+}
+
+/// The frames that see the surface.
+struct ProjectedFrames<'a> {
+    frames: Vec<ProjectedFrame<'a>>,
 }
 
 /// A frame's weight grows as the cosine between the surface normal and the direction to its
@@ -127,13 +139,18 @@ struct Projection<'a> {
 /// 0, 1 and 16.
 const FACING_POWER: i32 = 4;
 
-impl<'a> Projection<'a> {
+impl<'a> ProjectedFrames<'a> {
     fn new(mesh: &TriMesh, frames: &[&'a OrbitImage]) -> Result<Self, DmtetError> {
         let scene = Scene::new(mesh, &mut Vec::new())?;
-        Ok(Projection {
-            views: frames
+        Ok(ProjectedFrames {
+            frames: frames
                 .par_iter()
-                .map(|f| (*f, rasterize_cpu(&scene, &f.camera)))
+                .map(|f| ProjectedFrame {
+                    image: &f.image,
+                    eye: f.camera.position().cast(),
+                    projection: Projection::new(&f.camera),
+                    depth: rasterize_cpu(&scene, &f.camera),
+                })
                 .collect(),
         })
     }
@@ -141,49 +158,53 @@ impl<'a> Projection<'a> {
     /// The frames' blended colour (0..1) at `point` on the surface with `normal`, or None where
     /// no frame sees it.
     fn colour(&self, point: [f32; 3], normal: [f32; 3]) -> Option<[f32; 3]> {
-        let p = Vector3::from(point.map(f64::from));
-        let n = Vector3::from(normal.map(f64::from)).try_normalize(1e-12)?;
-        let (mut sum, mut total) = ([0.0f64; 3], 0.0f64);
-        for (frame, depth) in &self.views {
-            let camera = &frame.camera;
-            let facing = n.dot(&(camera.position() - p).normalize());
+        let p = Vector3::from(point);
+        let n = Vector3::from(normal).try_normalize(1e-12)?;
+        let (mut sum, mut total) = ([0.0f32; 3], 0.0f32);
+        for frame in &self.frames {
+            let facing = n.dot(&(frame.eye - p).normalize());
             if facing <= 0.0 {
                 continue;
             }
-            let (x, y, z) = camera.project(p);
-            let (px, py) = (x.floor(), y.floor());
-            if px < 0.0 || py < 0.0 || px >= f64::from(depth.width) || py >= f64::from(depth.height)
+            let Some(([x, y], z)) = frame.projection.project_view_depth(point) else {
+                continue;
+            };
+            // The pixel whose centre is nearest (centres are on integers).
+            let (px, py) = ((x + 0.5).floor(), (y + 0.5).floor());
+            if px < 0.0
+                || py < 0.0
+                || px >= frame.depth.width as f32
+                || py >= frame.depth.height as f32
             {
                 continue;
             }
-            let i = py as usize * depth.width as usize + px as usize;
+            let i = py as usize * frame.depth.width as usize + px as usize;
             // Visible where the depth buffer's surface at its pixel is the point itself: the
             // slack is the depth the surface can change across a pixel, at this obliqueness.
-            let pixel = z / camera.intrinsics.fx;
+            let pixel = z * frame.projection.pixel_footprint();
             let slack = 0.005 + 2.0 * pixel / facing.max(0.25);
-            if depth.triangle[i] == NO_TRIANGLE || f64::from(depth.depth[i]) < z - slack {
+            if frame.depth.triangle[i] == NO_TRIANGLE || frame.depth.depth[i] < z - slack {
                 continue;
             }
-            let Some((rgb, alpha)) = sample(&frame.image, x, y) else {
+            let Some((rgb, alpha)) = sample(frame.image, x, y) else {
                 continue;
             };
             let weight = facing.powi(FACING_POWER) * alpha;
             (0..3).for_each(|k| sum[k] += weight * rgb[k]);
             total += weight;
         }
-        (total > 0.0).then(|| sum.map(|v| (v / total) as f32))
+        (total > 0.0).then(|| sum.map(|v| v / total))
     }
 }
 
-/// Bilinear colour (0..1) and coverage of `image` at continuous pixel coordinates (x, y), the
-/// colours weighted by alpha so transparent neighbours do not darken an edge; None where the
-/// frame shows less object than background there.
-fn sample(image: &RgbaImage, x: f64, y: f64) -> Option<([f64; 3], f64)> {
+/// Bilinear colour (0..1) and coverage of `image` at pixel coordinates (x, y) with pixel centres
+/// on integers, the colours weighted by alpha so transparent neighbours do not darken an edge;
+/// None where the frame shows less object than background there.
+fn sample(image: &RgbaImage, x: f32, y: f32) -> Option<([f32; 3], f32)> {
     let (w, h) = (i64::from(image.width()), i64::from(image.height()));
-    let (x, y) = (x - 0.5, y - 0.5);
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
-    let (mut rgb, mut alpha) = ([0.0f64; 3], 0.0f64);
+    let (mut rgb, mut alpha) = ([0.0f32; 3], 0.0f32);
     for (dx, dy, weight) in [
         (0, 0, (1.0 - fx) * (1.0 - fy)),
         (1, 0, fx * (1.0 - fy)),
@@ -195,8 +216,8 @@ fn sample(image: &RgbaImage, x: f64, y: f64) -> Option<([f64; 3], f64)> {
             (y0 as i64 + dy).clamp(0, h - 1),
         );
         let c = image.get_pixel(px as u32, py as u32);
-        let a = weight * f64::from(c[3]) / 255.0;
-        (0..3).for_each(|k| rgb[k] += a * f64::from(c[k]) / 255.0);
+        let a = weight * f32::from(c[3]) / 255.0;
+        (0..3).for_each(|k| rgb[k] += a * f32::from(c[k]) / 255.0);
         alpha += a;
     }
     (alpha >= 0.5).then(|| (rgb.map(|v| v / alpha), alpha))

@@ -52,6 +52,22 @@ impl Projection {
     /// Where `p` lands, in pixel units with pixel centres on integers, and its distance from the
     /// camera's centre; None behind the camera.
     pub fn project(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
+        self.camera_point(p)
+            .map(|(pixel, c)| (pixel, c.xyz().norm()))
+    }
+
+    /// As [`Projection::project`], with the depth along the viewing axis (what a rasterizer's
+    /// depth buffer holds) in place of the distance from the centre.
+    pub fn project_view_depth(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
+        self.camera_point(p).map(|(pixel, c)| (pixel, -c.z))
+    }
+
+    /// The size of a pixel, in world units, at unit depth.
+    pub fn pixel_footprint(&self) -> f32 {
+        1.0 / self.fx
+    }
+
+    fn camera_point(&self, p: [f32; 3]) -> Option<([f32; 2], Vector4<f32>)> {
         let c = self.world_to_camera * Vector4::new(p[0], p[1], p[2], 1.0);
         let depth = -c.z;
         if depth <= 1e-6 {
@@ -59,7 +75,7 @@ impl Projection {
         }
         let x = self.cx + self.fx * c.x / depth - 0.5;
         let y = self.cy - self.fy * c.y / depth - 0.5;
-        Some(([x, y], c.xyz().norm()))
+        Some(([x, y], c))
     }
 }
 

@@ -3,11 +3,12 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::hashgrid::{HashGrid, HashGridConfig};
+use crate::mlp::{MAX_LOG_DENSITY, radiance_mlp};
 
 /// Number of spherical-harmonic coefficients up to degree 4.
 pub const SH_COEFFS: usize = 16;
@@ -46,9 +47,6 @@ fn linear(inputs: usize, outputs: usize, device: &Device) -> Linear {
         .with_bias(false)
         .init(device)
 }
-
-/// Densities are exp(log density), clamped so an untrained field cannot overflow.
-const MAX_LOG_DENSITY: f32 = 15.0;
 
 impl RadianceField {
     pub fn new(config: &FieldConfig, device: &Device) -> Self {
@@ -91,13 +89,25 @@ impl RadianceField {
         sh: Tensor<2>,
         config: &FieldConfig,
     ) -> (Tensor<1>, Tensor<2>) {
-        let geometry = self.geometry(points, config);
-        let features = geometry.clone().narrow(1, 1, config.geo_features - 1);
-        let x = Tensor::cat(vec![sh, features], 1);
-        let x = relu(self.colour_in.forward(x));
-        let x = relu(self.colour_hidden.forward(x));
-        let rgb = sigmoid(self.colour_out.forward(x));
-        (Self::density_of(geometry), rgb)
+        let n = points.dims()[0];
+        let encoded = self.grid.forward(points, config.grid);
+        let out = radiance_mlp(encoded, sh, self.mlp_weights());
+        (
+            out.clone().narrow(1, 0, 1).reshape([n]),
+            out.narrow(1, 1, 3),
+        )
+    }
+
+    /// The five layers' weights, [inputs, outputs] each, in [`radiance_mlp`]'s order.
+    pub fn mlp_weights(&self) -> [Tensor<2>; 5] {
+        [
+            &self.density_in,
+            &self.density_out,
+            &self.colour_in,
+            &self.colour_hidden,
+            &self.colour_out,
+        ]
+        .map(|l| l.weight.val())
     }
 }
 

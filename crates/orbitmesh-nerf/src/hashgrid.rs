@@ -236,6 +236,18 @@ pub fn encode_cpu(config: &HashGridConfig, points: &[f32], table: &[f32]) -> Vec
     interleave_levels(&slabs, n, config)
 }
 
+/// Copies one point's features on one level. A slice copy of run-time length is a call to
+/// `memcpy`, which, made once per point and level, cost more than the lookups themselves.
+#[inline(always)]
+fn copy_features(dst: &mut [f32], src: &[f32]) {
+    if dst.len() == 2 && src.len() == 2 {
+        dst[0] = src[0];
+        dst[1] = src[1];
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// [L, n, F] → [n, L·F].
 fn interleave_levels(slabs: &[f32], n: usize, config: &HashGridConfig) -> Vec<f32> {
     const CHUNK: usize = 1024;
@@ -249,19 +261,50 @@ fn interleave_levels(slabs: &[f32], n: usize, config: &HashGridConfig) -> Vec<f3
             for (l, slab) in slabs.chunks_exact(n * f).enumerate() {
                 let slab = &slab[first * f..];
                 for (o, s) in out.chunks_exact_mut(dim).zip(slab.chunks_exact(f)) {
-                    o[l * f..(l + 1) * f].copy_from_slice(s);
+                    copy_features(&mut o[l * f..(l + 1) * f], s);
                 }
             }
         });
     out
 }
 
+/// [n, L·F] → [L, n, F], a chunk of points at a time so that each row is read once.
+fn split_levels(rows: &[f32], n: usize, config: &HashGridConfig) -> Vec<f32> {
+    const CHUNK: usize = 1024;
+    let f = config.features as usize;
+    let dim = config.output_dim();
+    let mut slabs = vec![0f32; n * dim];
+    if n == 0 {
+        return slabs;
+    }
+    // Each chunk of points gets its part of every level's slab.
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
+    for level in slabs.chunks_exact_mut(n * f) {
+        for (chunk, part) in level.chunks_mut(CHUNK * f).enumerate() {
+            parts[chunk].push(part);
+        }
+    }
+    parts
+        .into_par_iter()
+        .zip(rows.par_chunks(CHUNK * dim))
+        .for_each(|(mut levels, rows)| {
+            for (l, part) in levels.iter_mut().enumerate() {
+                for (s, r) in part.chunks_exact_mut(f).zip(rows.chunks_exact(dim)) {
+                    copy_features(s, &r[l * f..(l + 1) * f]);
+                }
+            }
+        });
+    slabs
+}
+
 /// CPU backward: the gradient on the table, scatter-added. Levels own disjoint rows, so each
-/// level is one parallel task with no write conflicts and a fixed summation order.
+/// level is one parallel task with no write conflicts and a fixed summation order. The gradient is
+/// first split into one slab per level: read in place, every level would stream all of it.
 pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[f32]) -> Vec<f32> {
     let layout = config.layout();
     let f = config.features as usize;
-    let dim = config.output_dim();
+    let n = points.len() / 3;
+    let grad_slabs = split_levels(grad_out, n, config);
     let mut grad = vec![0f32; config.table_rows() * f];
     let mut slices = Vec::with_capacity(layout.len());
     let mut rest = grad.as_mut_slice();
@@ -273,12 +316,12 @@ pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[
     slices
         .into_par_iter()
         .zip(layout.par_iter())
-        .enumerate()
-        .for_each(|(l, (level_grad, level))| {
+        .zip(grad_slabs.par_chunks(n.max(1) * f))
+        .for_each(|((level_grad, level), grad_in)| {
             let base = level_grad.as_ptr();
             let fetch = |row: u32| prefetch(base.wrapping_add((row - level.offset) as usize * f));
             for_each_corners(level, points, fetch, |i, rows, weights| {
-                let g = &grad_out[i * dim + l * f..i * dim + (l + 1) * f];
+                let g = &grad_in[i * f..(i + 1) * f];
                 if g.iter().all(|v| *v == 0.0) {
                     return;
                 }

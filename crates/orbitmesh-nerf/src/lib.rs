@@ -2,6 +2,7 @@
 //! by the frames' silhouettes) is the baseline every reconstruction is measured against; the
 //! Instant-NGP hash-grid NeRF ([`train::Trainer`]) refines on it.
 
+pub mod adam;
 pub mod colour;
 pub mod composite;
 mod error;
@@ -9,6 +10,7 @@ pub mod export;
 pub mod field;
 pub mod hashgrid;
 pub mod hull;
+pub mod mlp;
 pub mod occupancy;
 pub mod orbit;
 pub mod train;

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::adam::{AdamSettings, FieldAdam};
 use crate::composite::{composite, composite_cpu};
 use crate::field::{FieldConfig, RadianceField, SH_COEFFS, spherical_harmonics};
 use crate::occupancy::{MarchedSamples, OccupancyGrid, march};
@@ -452,7 +453,7 @@ pub struct Trainer {
     field: Option<RadianceField>,
     pub grid: OccupancyGrid,
     pub state: TrainState,
-    optimizer: burn::optim::ModuleOptimizer,
+    optimizer: FieldAdam,
     frames: Vec<TrainFrame>,
     train: Vec<usize>,
     background: [f32; 3],
@@ -480,10 +481,7 @@ impl Trainer {
         let field = RadianceField::new(&config.field, &device);
         let grid = OccupancyGrid::new(config.occupancy_resolution, allowed);
         let allowed = grid.allowed_cells();
-        let optimizer = AdamConfig::new()
-            .with_beta_2(0.99)
-            .with_epsilon(1e-15)
-            .init();
+        let optimizer = FieldAdam::new(AdamSettings::default(), &device);
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let state = TrainState {
             step: 0,

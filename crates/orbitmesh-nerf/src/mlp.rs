@@ -1,0 +1,1075 @@
+//! The radiance field's two MLPs as one CPU kernel, forward and backward.
+//!
+//! As a chain of burn ops, a training step materialises a dozen whole-batch tensors (262k samples ×
+//! 64 floats each) and reads each back from memory several times; the MLPs and their autodiff were
+//! then more than half of a step. Here the samples go through both MLPs block by block, each block's
+//! activations staying in L2, and the backward recomputes a block's activations instead of storing
+//! them. The GEMMs are small (widths 16–64), so one register-blocked kernel, compiled for AVX-512,
+//! AVX2 or plain SSE and chosen at run time, does them all.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension,
+};
+use burn::tensor::{Tensor, TensorData};
+use burn_cubecl::CubeBackend;
+use rayon::prelude::*;
+
+use crate::hashgrid::flex_values;
+
+/// f32 lanes of an AVX-512 register: every width is padded to a multiple of it.
+const LANES: usize = 16;
+/// Samples per block (its activations, about 160 KiB, fit in L2).
+const BLOCK: usize = 128;
+/// Densities are exp(log density), clamped so an untrained field cannot overflow.
+pub const MAX_LOG_DENSITY: f32 = 15.0;
+
+fn pad(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// The layer widths: the hash encoding's width, the hidden width, the density MLP's outputs (log
+/// density + geometry features) and the view direction's spherical-harmonic coefficients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlpDims {
+    pub encoded: usize,
+    pub hidden: usize,
+    pub geometry: usize,
+    pub sh: usize,
+}
+
+impl MlpDims {
+    /// The colour MLP's input: the SH coefficients and the geometry features after log density.
+    pub fn colour_in(&self) -> usize {
+        self.sh + self.geometry - 1
+    }
+
+    /// (inputs, outputs) of the five layers, in [`FusedMlp::new`]'s order.
+    pub fn layers(&self) -> [(usize, usize); 5] {
+        let h = self.hidden;
+        [
+            (self.encoded, h),
+            (h, self.geometry),
+            (self.colour_in(), h),
+            (h, h),
+            (h, 3),
+        ]
+    }
+}
+
+/// A weight matrix [inputs][outputs], zero-padded to lane multiples, and its transpose.
+struct Packed {
+    rows: usize,
+    cols: usize,
+    w: Vec<f32>,
+    t: Vec<f32>,
+}
+
+impl Packed {
+    fn new(weights: &[f32], inputs: usize, outputs: usize) -> Packed {
+        assert_eq!(weights.len(), inputs * outputs, "weights of the wrong size");
+        let (rows, cols) = (pad(inputs), pad(outputs));
+        let mut w = vec![0.0; rows * cols];
+        let mut t = vec![0.0; rows * cols];
+        for i in 0..inputs {
+            for o in 0..outputs {
+                w[i * cols + o] = weights[i * outputs + o];
+                t[o * rows + i] = weights[i * outputs + o];
+            }
+        }
+        Packed { rows, cols, w, t }
+    }
+}
+
+/// The two MLPs with their weights packed for the kernel. Layers in order: density in (encoded →
+/// hidden, ReLU), density out (hidden → geometry), colour in (SH + features → hidden, ReLU),
+/// colour hidden (hidden → hidden, ReLU), colour out (hidden → 3, sigmoid); no biases.
+pub struct FusedMlp {
+    dims: MlpDims,
+    layers: [Packed; 5],
+}
+
+/// One block's activations and gradients, padded: rows are samples.
+struct Scratch {
+    encoded: Vec<f32>,
+    h1: Vec<f32>,
+    geometry: Vec<f32>,
+    x: Vec<f32>,
+    a1: Vec<f32>,
+    a2: Vec<f32>,
+    c: Vec<f32>,
+    d_c: Vec<f32>,
+    d_wide: Vec<f32>,
+    d_wide2: Vec<f32>,
+    d_x: Vec<f32>,
+    d_geometry: Vec<f32>,
+    d_encoded: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(mlp: &FusedMlp) -> Scratch {
+        let [l0, l1, l2, _, l4] = &mlp.layers;
+        let rows = |w: usize| vec![0.0f32; BLOCK * w];
+        Scratch {
+            encoded: rows(l0.rows),
+            h1: rows(l0.cols),
+            geometry: rows(l1.cols),
+            x: rows(l2.rows),
+            a1: rows(l0.cols),
+            a2: rows(l0.cols),
+            c: rows(l4.cols),
+            d_c: rows(l4.cols),
+            d_wide: rows(l0.cols),
+            d_wide2: rows(l0.cols),
+            d_x: rows(l2.rows),
+            d_geometry: rows(l1.cols),
+            d_encoded: rows(l0.rows),
+        }
+    }
+}
+
+/// The weight gradients, padded like the weights.
+struct WeightGrads([Vec<f32>; 5]);
+
+impl WeightGrads {
+    fn zero(mlp: &FusedMlp) -> WeightGrads {
+        WeightGrads(mlp.layers.each_ref().map(|l| vec![0.0; l.rows * l.cols]))
+    }
+
+    fn add(mut self, other: WeightGrads) -> WeightGrads {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        }
+        self
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The instruction sets the kernel is compiled for.
+#[derive(Clone, Copy)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Plain,
+}
+
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Plain
+}
+
+/// c[R][W] (+)= a[R][k] · b[k][W], `a` strided (so it can be read transposed), `b` and `c` rows
+/// `ldb` and `ldc` apart. The accumulators are R×W/16 vector registers.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn micro<const W: usize, const R: usize, const FMA: bool>(
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[0.0f32; W]; R];
+    if accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row.copy_from_slice(&c[r * ldc..r * ldc + W]);
+        }
+    }
+    // The loop's last reads are checked here once, not at every step.
+    assert!(k > 0 && (k - 1) * ldb + W <= b.len() && (R - 1) * a_rs + (k - 1) * a_cs < a.len());
+    let (a, b) = (a.as_ptr(), b.as_ptr());
+    for kk in 0..k {
+        // SAFETY: kk < k, so the row ends within `b` and the element lies within `a` (above).
+        let b_row: [f32; W] = unsafe { *(b.add(kk * ldb) as *const [f32; W]) };
+        for (r, row) in acc.iter_mut().enumerate() {
+            let x = unsafe { *a.add(r * a_rs + kk * a_cs) };
+            for (v, w) in row.iter_mut().zip(&b_row) {
+                *v = if FMA { x.mul_add(*w, *v) } else { *v + x * w };
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        c[r * ldc..r * ldc + W].copy_from_slice(row);
+    }
+}
+
+/// c[m][n] (+)= a[m][k] · b[k][n] for m a multiple of 8 and n of 16; `a` strided.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm<const FMA: bool>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let mut col = 0;
+    while col < n {
+        let width = match n - col {
+            64.. => 64,
+            32.. => 32,
+            _ => 16,
+        };
+        let (b, c) = (&b[col..], &mut c[col..]);
+        // Plain loops, not closures: a closure is its own function, compiled without the
+        // caller's target features.
+        match width {
+            64 => {
+                for r in (0..m).step_by(4) {
+                    let c = &mut c[r * n..];
+                    micro::<64, 4, FMA>(k, &a[r * a_rs..], a_rs, a_cs, b, n, c, n, accumulate);
+                }
+            }
+            32 => {
+                for r in (0..m).step_by(8) {
+                    let c = &mut c[r * n..];
+                    micro::<32, 8, FMA>(k, &a[r * a_rs..], a_rs, a_cs, b, n, c, n, accumulate);
+                }
+            }
+            _ => {
+                for r in (0..m).step_by(8) {
+                    let c = &mut c[r * n..];
+                    micro::<16, 8, FMA>(k, &a[r * a_rs..], a_rs, a_cs, b, n, c, n, accumulate);
+                }
+            }
+        }
+        col += width;
+    }
+}
+
+#[inline(always)]
+fn relu_in_place(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = x.max(0.0));
+}
+
+/// Zeroes the gradient where the ReLU's output was zero.
+#[inline(always)]
+fn relu_mask(grad: &mut [f32], activation: &[f32]) {
+    grad.iter_mut()
+        .zip(activation)
+        .for_each(|(g, a)| *g = if *a > 0.0 { *g } else { 0.0 });
+}
+
+impl FusedMlp {
+    /// `weights` in layer order, each [inputs][outputs] row-major (burn's `Linear` layout).
+    pub fn new(dims: MlpDims, weights: [&[f32]; 5]) -> FusedMlp {
+        let shapes = dims.layers();
+        let layers = [0, 1, 2, 3, 4].map(|l| Packed::new(weights[l], shapes[l].0, shapes[l].1));
+        FusedMlp { dims, layers }
+    }
+
+    /// One block's forward into `s`, rows past `count` zero.
+    #[inline(always)]
+    fn forward_block<const FMA: bool>(
+        &self,
+        s: &mut Scratch,
+        encoded: &[f32],
+        sh: &[f32],
+        count: usize,
+    ) {
+        let d = self.dims;
+        let [l0, l1, l2, l3, l4] = &self.layers;
+        for r in 0..BLOCK {
+            let row = &mut s.encoded[r * l0.rows..r * l0.rows + d.encoded];
+            if r < count {
+                row.copy_from_slice(&encoded[r * d.encoded..(r + 1) * d.encoded]);
+            } else {
+                row.fill(0.0);
+            }
+        }
+        gemm::<FMA>(
+            BLOCK, l0.rows, l0.cols, &s.encoded, l0.rows, 1, &l0.w, &mut s.h1, false,
+        );
+        relu_in_place(&mut s.h1);
+        gemm::<FMA>(
+            BLOCK,
+            l1.rows,
+            l1.cols,
+            &s.h1,
+            l1.rows,
+            1,
+            &l1.w,
+            &mut s.geometry,
+            false,
+        );
+        for r in 0..BLOCK {
+            let x = &mut s.x[r * l2.rows..(r + 1) * l2.rows];
+            if r < count {
+                x[..d.sh].copy_from_slice(&sh[r * d.sh..(r + 1) * d.sh]);
+            } else {
+                x[..d.sh].fill(0.0);
+            }
+            x[d.sh..d.colour_in()]
+                .copy_from_slice(&s.geometry[r * l1.cols + 1..r * l1.cols + d.geometry]);
+        }
+        gemm::<FMA>(
+            BLOCK, l2.rows, l2.cols, &s.x, l2.rows, 1, &l2.w, &mut s.a1, false,
+        );
+        relu_in_place(&mut s.a1);
+        gemm::<FMA>(
+            BLOCK, l3.rows, l3.cols, &s.a1, l3.rows, 1, &l3.w, &mut s.a2, false,
+        );
+        relu_in_place(&mut s.a2);
+        gemm::<FMA>(
+            BLOCK, l4.rows, l4.cols, &s.a2, l4.rows, 1, &l4.w, &mut s.c, false,
+        );
+    }
+
+    /// One block's backward from `grad_out` [count][4] (σ, r, g, b): the encoding's gradient in
+    /// `s.d_encoded`, the weights' added to `grads`.
+    #[inline(always)]
+    fn backward_block<const FMA: bool>(
+        &self,
+        s: &mut Scratch,
+        grads: &mut WeightGrads,
+        grad_out: &[f32],
+        count: usize,
+    ) {
+        let d = self.dims;
+        let [l0, l1, l2, l3, l4] = &self.layers;
+        let [g0, g1, g2, g3, g4] = &mut grads.0;
+        for r in 0..BLOCK {
+            let dc = &mut s.d_c[r * l4.cols..r * l4.cols + 3];
+            for (k, v) in dc.iter_mut().enumerate() {
+                *v = if r < count {
+                    let y = sigmoid(s.c[r * l4.cols + k]);
+                    grad_out[r * 4 + 1 + k] * y * (1.0 - y)
+                } else {
+                    0.0
+                };
+            }
+        }
+        let b = BLOCK;
+        gemm::<FMA>(l4.rows, b, l4.cols, &s.a2, 1, l4.rows, &s.d_c, g4, true);
+        gemm::<FMA>(
+            b,
+            l4.cols,
+            l4.rows,
+            &s.d_c,
+            l4.cols,
+            1,
+            &l4.t,
+            &mut s.d_wide,
+            false,
+        );
+        relu_mask(&mut s.d_wide, &s.a2);
+        gemm::<FMA>(l3.rows, b, l3.cols, &s.a1, 1, l3.rows, &s.d_wide, g3, true);
+        gemm::<FMA>(
+            b,
+            l3.cols,
+            l3.rows,
+            &s.d_wide,
+            l3.cols,
+            1,
+            &l3.t,
+            &mut s.d_wide2,
+            false,
+        );
+        relu_mask(&mut s.d_wide2, &s.a1);
+        gemm::<FMA>(l2.rows, b, l2.cols, &s.x, 1, l2.rows, &s.d_wide2, g2, true);
+        gemm::<FMA>(
+            b, l2.cols, l2.rows, &s.d_wide2, l2.cols, 1, &l2.t, &mut s.d_x, false,
+        );
+        for r in 0..BLOCK {
+            let dg = &mut s.d_geometry[r * l1.cols..(r + 1) * l1.cols];
+            let log_density = s.geometry[r * l1.cols];
+            dg[0] = if r < count && log_density < MAX_LOG_DENSITY {
+                grad_out[r * 4] * log_density.exp()
+            } else {
+                0.0
+            };
+            dg[1..d.geometry]
+                .copy_from_slice(&s.d_x[r * l2.rows + d.sh..r * l2.rows + d.colour_in()]);
+        }
+        gemm::<FMA>(
+            l1.rows,
+            b,
+            l1.cols,
+            &s.h1,
+            1,
+            l1.rows,
+            &s.d_geometry,
+            g1,
+            true,
+        );
+        gemm::<FMA>(
+            b,
+            l1.cols,
+            l1.rows,
+            &s.d_geometry,
+            l1.cols,
+            1,
+            &l1.t,
+            &mut s.d_wide,
+            false,
+        );
+        relu_mask(&mut s.d_wide, &s.h1);
+        gemm::<FMA>(
+            l0.rows, b, l0.cols, &s.encoded, 1, l0.rows, &s.d_wide, g0, true,
+        );
+        gemm::<FMA>(
+            b,
+            l0.cols,
+            l0.rows,
+            &s.d_wide,
+            l0.cols,
+            1,
+            &l0.t,
+            &mut s.d_encoded,
+            false,
+        );
+    }
+
+    /// (σ, r, g, b) [n][4] of `encoded` [n][encoded] seen along `sh` [n][sh].
+    pub fn forward(&self, encoded: &[f32], sh: &[f32]) -> Vec<f32> {
+        let d = self.dims;
+        let n = encoded.len() / d.encoded;
+        assert_eq!(sh.len(), n * d.sh, "one SH row per sample");
+        let mut out = vec![0.0f32; n * 4];
+        let isa = isa();
+        let (gc, cc) = (self.layers[1].cols, self.layers[4].cols);
+        out.par_chunks_mut(BLOCK * 4).enumerate().for_each_init(
+            || Scratch::new(self),
+            |s, (block, out)| {
+                let (start, count) = (block * BLOCK, out.len() / 4);
+                let enc = &encoded[start * d.encoded..(start + count) * d.encoded];
+                let sh = &sh[start * d.sh..(start + count) * d.sh];
+                self.dispatch_forward(isa, s, enc, sh, count);
+                for (r, o) in out.chunks_exact_mut(4).enumerate() {
+                    o[0] = s.geometry[r * gc].min(MAX_LOG_DENSITY).exp();
+                    for k in 0..3 {
+                        o[1 + k] = sigmoid(s.c[r * cc + k]);
+                    }
+                }
+            },
+        );
+        out
+    }
+
+    /// From the gradient of [`FusedMlp::forward`]'s output: the gradient of `encoded` [n][encoded]
+    /// and of each layer's weights [inputs][outputs].
+    pub fn backward(
+        &self,
+        encoded: &[f32],
+        sh: &[f32],
+        grad_out: &[f32],
+    ) -> (Vec<f32>, [Vec<f32>; 5]) {
+        let d = self.dims;
+        let n = encoded.len() / d.encoded;
+        assert_eq!(grad_out.len(), n * 4, "one gradient row per sample");
+        let mut d_encoded = vec![0.0f32; n * d.encoded];
+        let isa = isa();
+        let e = self.layers[0].rows;
+        let padded = d_encoded
+            .par_chunks_mut(BLOCK * d.encoded)
+            .enumerate()
+            .fold(
+                || (Scratch::new(self), WeightGrads::zero(self)),
+                |(mut s, mut grads), (block, out)| {
+                    let (start, count) = (block * BLOCK, out.len() / d.encoded);
+                    let enc = &encoded[start * d.encoded..(start + count) * d.encoded];
+                    let sh = &sh[start * d.sh..(start + count) * d.sh];
+                    let g = &grad_out[start * 4..(start + count) * 4];
+                    self.dispatch_forward(isa, &mut s, enc, sh, count);
+                    self.dispatch_backward(isa, &mut s, &mut grads, g, count);
+                    for (r, o) in out.chunks_exact_mut(d.encoded).enumerate() {
+                        o.copy_from_slice(&s.d_encoded[r * e..r * e + d.encoded]);
+                    }
+                    (s, grads)
+                },
+            )
+            .map(|(_, grads)| grads)
+            .reduce(|| WeightGrads::zero(self), WeightGrads::add);
+        let shapes = d.layers();
+        let mut i = 0;
+        let weights = padded.0.map(|g| {
+            let ((inputs, outputs), cols) = (shapes[i], self.layers[i].cols);
+            i += 1;
+            (0..inputs)
+                .flat_map(|r| g[r * cols..r * cols + outputs].to_vec())
+                .collect()
+        });
+        (d_encoded, weights)
+    }
+
+    fn dispatch_forward(&self, isa: Isa, s: &mut Scratch, enc: &[f32], sh: &[f32], count: usize) {
+        match isa {
+            // SAFETY: `isa()` found these instruction sets on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.forward_avx512(s, enc, sh, count) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.forward_avx2(s, enc, sh, count) },
+            Isa::Plain => self.forward_block::<false>(s, enc, sh, count),
+        }
+    }
+
+    fn dispatch_backward(
+        &self,
+        isa: Isa,
+        s: &mut Scratch,
+        grads: &mut WeightGrads,
+        grad_out: &[f32],
+        count: usize,
+    ) {
+        match isa {
+            // SAFETY: `isa()` found these instruction sets on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.backward_avx512(s, grads, grad_out, count) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.backward_avx2(s, grads, grad_out, count) },
+            Isa::Plain => self.backward_block::<false>(s, grads, grad_out, count),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn forward_avx512(&self, s: &mut Scratch, enc: &[f32], sh: &[f32], count: usize) {
+        self.forward_block::<true>(s, enc, sh, count)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(&self, s: &mut Scratch, enc: &[f32], sh: &[f32], count: usize) {
+        self.forward_block::<true>(s, enc, sh, count)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn backward_avx512(
+        &self,
+        s: &mut Scratch,
+        grads: &mut WeightGrads,
+        grad_out: &[f32],
+        count: usize,
+    ) {
+        self.backward_block::<true>(s, grads, grad_out, count)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn backward_avx2(
+        &self,
+        s: &mut Scratch,
+        grads: &mut WeightGrads,
+        grad_out: &[f32],
+        count: usize,
+    ) {
+        self.backward_block::<true>(s, grads, grad_out, count)
+    }
+}
+
+/// The two MLPs as a backend op: (σ, r, g, b) [n,4] from the encoding [n,E], the view
+/// direction's SH [n,S] and the five weight matrices (layer order of [`FusedMlp`]). The CPU runs
+/// [`FusedMlp`]; other backends compose burn's ops (the default bodies), which fusion merges on
+/// the GPU.
+#[backend_extension(Cube, Fusion, Flex, Autodiff)]
+pub trait RadianceMlpOps: Backend {
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(default)]
+    fn radiance_mlp(
+        encoded: FloatTensor<Self>,
+        sh: FloatTensor<Self>,
+        density_in: FloatTensor<Self>,
+        density_out: FloatTensor<Self>,
+        colour_in: FloatTensor<Self>,
+        colour_hidden: FloatTensor<Self>,
+        colour_out: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let weights = [
+            density_in,
+            density_out,
+            colour_in,
+            colour_hidden,
+            colour_out,
+        ];
+        let a = PlainActivations::<Self>::new(encoded, sh, &weights);
+        Self::float_cat(vec![a.density(), Self::sigmoid(a.c)], 1)
+    }
+
+    /// The gradients of the encoding and of the five weights from the output's.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[fusion(default)]
+    fn radiance_mlp_backward(
+        encoded: FloatTensor<Self>,
+        sh: FloatTensor<Self>,
+        density_in: FloatTensor<Self>,
+        density_out: FloatTensor<Self>,
+        colour_in: FloatTensor<Self>,
+        colour_hidden: FloatTensor<Self>,
+        colour_out: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let weights = [
+            density_in,
+            density_out,
+            colour_in,
+            colour_hidden,
+            colour_out,
+        ];
+        let [d_encoded, d0, d1, d2, d3, d4] =
+            plain_backward::<Self>(encoded, sh, weights, grad_out);
+        (d_encoded, d0, d1, d2, d3, d4)
+    }
+}
+
+/// Every activation of the two MLPs, in burn ops.
+struct PlainActivations<B: Backend> {
+    encoded: FloatTensor<B>,
+    h1: FloatTensor<B>,
+    geometry: FloatTensor<B>,
+    x: FloatTensor<B>,
+    a1: FloatTensor<B>,
+    a2: FloatTensor<B>,
+    c: FloatTensor<B>,
+}
+
+fn columns<B: Backend>(t: FloatTensor<B>, range: std::ops::Range<usize>) -> FloatTensor<B> {
+    let n = t.shape()[0];
+    B::float_slice(t, &[(0..n).into(), range.into()])
+}
+
+fn transposed<B: Backend>(t: &FloatTensor<B>) -> FloatTensor<B> {
+    B::float_transpose(t.clone())
+}
+
+impl<B: Backend> PlainActivations<B> {
+    fn new(encoded: FloatTensor<B>, sh: FloatTensor<B>, w: &[FloatTensor<B>; 5]) -> Self {
+        let h1 = B::relu(B::float_matmul(encoded.clone(), w[0].clone()));
+        let geometry = B::float_matmul(h1.clone(), w[1].clone());
+        let g = geometry.shape()[1];
+        let x = B::float_cat(vec![sh, columns::<B>(geometry.clone(), 1..g)], 1);
+        let a1 = B::relu(B::float_matmul(x.clone(), w[2].clone()));
+        let a2 = B::relu(B::float_matmul(a1.clone(), w[3].clone()));
+        let c = B::float_matmul(a2.clone(), w[4].clone());
+        PlainActivations {
+            encoded,
+            h1,
+            geometry,
+            x,
+            a1,
+            a2,
+            c,
+        }
+    }
+
+    fn log_density(&self) -> FloatTensor<B> {
+        columns::<B>(self.geometry.clone(), 0..1)
+    }
+
+    /// σ [n,1].
+    fn density(&self) -> FloatTensor<B> {
+        B::float_exp(B::float_clamp_max(
+            self.log_density(),
+            MAX_LOG_DENSITY.into(),
+        ))
+    }
+}
+
+/// [`RadianceMlpOps::radiance_mlp_backward`] in burn ops: [d encoded, d weights in layer order].
+fn plain_backward<B: Backend>(
+    encoded: FloatTensor<B>,
+    sh: FloatTensor<B>,
+    w: [FloatTensor<B>; 5],
+    grad_out: FloatTensor<B>,
+) -> [FloatTensor<B>; 6] {
+    let a = PlainActivations::<B>::new(encoded, sh, &w);
+    let s = a.x.shape()[1] + 1 - a.geometry.shape()[1];
+    let x_width = a.x.shape()[1];
+    let (log_density, density) = (a.log_density(), a.density());
+    let rgb = B::sigmoid(a.c.clone());
+    let d_c = B::sigmoid_backward(rgb, columns::<B>(grad_out.clone(), 1..4));
+    let d4 = B::float_matmul(transposed::<B>(&a.a2), d_c.clone());
+    let d_a2 = B::relu_backward(a.a2, B::float_matmul(d_c, transposed::<B>(&w[4])));
+    let d3 = B::float_matmul(transposed::<B>(&a.a1), d_a2.clone());
+    let d_a1 = B::relu_backward(a.a1, B::float_matmul(d_a2, transposed::<B>(&w[3])));
+    let d2 = B::float_matmul(transposed::<B>(&a.x), d_a1.clone());
+    let d_x = B::float_matmul(d_a1, transposed::<B>(&w[2]));
+    // σ = exp(min(l, max)): the gradient passes where l < max (ReLU's mask of max − l).
+    let headroom = B::float_add_scalar(B::float_neg(log_density), MAX_LOG_DENSITY.into());
+    let d_log = B::relu_backward(
+        headroom,
+        B::float_mul(columns::<B>(grad_out, 0..1), density),
+    );
+    let d_geometry = B::float_cat(vec![d_log, columns::<B>(d_x, s..x_width)], 1);
+    let d1 = B::float_matmul(transposed::<B>(&a.h1), d_geometry.clone());
+    let d_h1 = B::relu_backward(a.h1, B::float_matmul(d_geometry, transposed::<B>(&w[1])));
+    let d0 = B::float_matmul(transposed::<B>(&a.encoded), d_h1.clone());
+    let d_encoded = B::float_matmul(d_h1, transposed::<B>(&w[0]));
+    [d_encoded, d0, d1, d2, d3, d4]
+}
+
+impl RadianceMlpOps for CubeBackend {}
+
+/// The packed MLP and the values of `encoded` and `sh` of Flex tensors.
+fn flex_mlp(
+    encoded: &FlexTensor,
+    sh: &FlexTensor,
+    weights: [FlexTensor; 5],
+) -> (FusedMlp, FlexTensor, FlexTensor) {
+    let dims = MlpDims {
+        encoded: encoded.shape()[1],
+        hidden: weights[0].shape()[1],
+        geometry: weights[1].shape()[1],
+        sh: sh.shape()[1],
+    };
+    let weights = weights.map(|w| w.to_contiguous());
+    let mlp = FusedMlp::new(dims, weights.each_ref().map(flex_values));
+    (mlp, encoded.to_contiguous(), sh.to_contiguous())
+}
+
+fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl RadianceMlpOps for Flex {
+    fn radiance_mlp(
+        encoded: FlexTensor,
+        sh: FlexTensor,
+        density_in: FlexTensor,
+        density_out: FlexTensor,
+        colour_in: FlexTensor,
+        colour_hidden: FlexTensor,
+        colour_out: FlexTensor,
+    ) -> FlexTensor {
+        let weights = [
+            density_in,
+            density_out,
+            colour_in,
+            colour_hidden,
+            colour_out,
+        ];
+        let (mlp, encoded, sh) = flex_mlp(&encoded, &sh, weights);
+        let out = mlp.forward(flex_values(&encoded), flex_values(&sh));
+        let n = out.len() / 4;
+        flex_tensor(out, [n, 4])
+    }
+
+    fn radiance_mlp_backward(
+        encoded: FlexTensor,
+        sh: FlexTensor,
+        density_in: FlexTensor,
+        density_out: FlexTensor,
+        colour_in: FlexTensor,
+        colour_hidden: FlexTensor,
+        colour_out: FlexTensor,
+        grad_out: FlexTensor,
+    ) -> (
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+    ) {
+        let weights = [
+            density_in,
+            density_out,
+            colour_in,
+            colour_hidden,
+            colour_out,
+        ];
+        let (mlp, encoded, sh) = flex_mlp(&encoded, &sh, weights);
+        let grad_out = grad_out.to_contiguous();
+        let (d_encoded, d_weights) = mlp.backward(
+            flex_values(&encoded),
+            flex_values(&sh),
+            flex_values(&grad_out),
+        );
+        let n = d_encoded.len() / mlp.dims.encoded;
+        let shapes = mlp.dims.layers();
+        let [d0, d1, d2, d3, d4] = {
+            let mut i = 0;
+            d_weights.map(|d| {
+                let (inputs, outputs) = shapes[i];
+                i += 1;
+                flex_tensor(d, [inputs, outputs])
+            })
+        };
+        (
+            flex_tensor(d_encoded, [n, mlp.dims.encoded]),
+            d0,
+            d1,
+            d2,
+            d3,
+            d4,
+        )
+    }
+}
+
+impl<B: RadianceMlpOps, C: CheckpointStrategy> RadianceMlpOps for Autodiff<B, C> {
+    fn radiance_mlp(
+        encoded: FloatTensor<Self>,
+        sh: FloatTensor<Self>,
+        density_in: FloatTensor<Self>,
+        density_out: FloatTensor<Self>,
+        colour_in: FloatTensor<Self>,
+        colour_hidden: FloatTensor<Self>,
+        colour_out: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct MlpBackward;
+        impl<B: RadianceMlpOps> Backward<B, 6> for MlpBackward {
+            /// The encoding, the SH, the five weights.
+            type State = [FloatTensor<B>; 7];
+            fn backward(
+                self,
+                ops: Ops<Self::State, 6>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let grad_out = grads.consume::<B>(&ops.node);
+                let [encoded, sh, w0, w1, w2, w3, w4] = ops.state;
+                let (d_encoded, d0, d1, d2, d3, d4) =
+                    B::radiance_mlp_backward(encoded, sh, w0, w1, w2, w3, w4, grad_out);
+                for (node, grad) in ops.parents.into_iter().zip([d_encoded, d0, d1, d2, d3, d4]) {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+        let parents = [
+            &encoded,
+            &density_in,
+            &density_out,
+            &colour_in,
+            &colour_hidden,
+            &colour_out,
+        ];
+        let sh = sh.into_primitive();
+        match MlpBackward
+            .prepare::<C>(parents.map(|t| t.node()))
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let [e, w0, w1, w2, w3, w4] = parents.map(|t| t.primitive().clone());
+                let out = B::radiance_mlp(
+                    e.clone(),
+                    sh.clone(),
+                    w0.clone(),
+                    w1.clone(),
+                    w2.clone(),
+                    w3.clone(),
+                    w4.clone(),
+                );
+                prep.finish([e, sh, w0, w1, w2, w3, w4], out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let [e, w0, w1, w2, w3, w4] = parents.map(|t| t.primitive().clone());
+                prep.finish(B::radiance_mlp(e, sh, w0, w1, w2, w3, w4))
+            }
+        }
+    }
+
+    fn radiance_mlp_backward(
+        encoded: FloatTensor<Self>,
+        sh: FloatTensor<Self>,
+        density_in: FloatTensor<Self>,
+        density_out: FloatTensor<Self>,
+        colour_in: FloatTensor<Self>,
+        colour_hidden: FloatTensor<Self>,
+        colour_out: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let (d_encoded, d0, d1, d2, d3, d4) = B::radiance_mlp_backward(
+            encoded.into_primitive(),
+            sh.into_primitive(),
+            density_in.into_primitive(),
+            density_out.into_primitive(),
+            colour_in.into_primitive(),
+            colour_hidden.into_primitive(),
+            colour_out.into_primitive(),
+            grad_out.into_primitive(),
+        );
+        let lift = <Self as AutodiffBackend>::from_inner;
+        (
+            lift(d_encoded),
+            lift(d0),
+            lift(d1),
+            lift(d2),
+            lift(d3),
+            lift(d4),
+        )
+    }
+}
+
+/// (σ, r, g, b) [n,4]: differentiable in the encoding and the weights (not in `sh`).
+pub fn radiance_mlp(encoded: Tensor<2>, sh: Tensor<2>, weights: [Tensor<2>; 5]) -> Tensor<2> {
+    let [w0, w1, w2, w3, w4] = weights.map(|w| w.into_dispatch());
+    Tensor::from_dispatch(Dispatch::radiance_mlp(
+        encoded.into_dispatch(),
+        sh.into_dispatch(),
+        w0,
+        w1,
+        w2,
+        w3,
+        w4,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+    use burn::tensor::activation::{relu, sigmoid};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Widths that are no multiple of the lanes and a batch that is no multiple of the block, so
+    /// the padding and the partial block are exercised.
+    const DIMS: MlpDims = MlpDims {
+        encoded: 12,
+        hidden: 24,
+        geometry: 6,
+        sh: 4,
+    };
+    const N: usize = 300;
+
+    /// The two MLPs in burn's tensor ops, differentiated by burn.
+    fn reference(encoded: Tensor<2>, sh: Tensor<2>, w: [Tensor<2>; 5]) -> Tensor<2> {
+        let [w0, w1, w2, w3, w4] = w;
+        let g = w1.dims()[1];
+        let geometry = relu(encoded.matmul(w0)).matmul(w1);
+        let x = Tensor::cat(vec![sh, geometry.clone().narrow(1, 1, g - 1)], 1);
+        let rgb = sigmoid(relu(relu(x.matmul(w2)).matmul(w3)).matmul(w4));
+        let sigma = geometry.narrow(1, 0, 1).clamp_max(MAX_LOG_DENSITY).exp();
+        Tensor::cat(vec![sigma, rgb], 1)
+    }
+
+    struct Inputs {
+        encoded: Vec<f32>,
+        sh: Vec<f32>,
+        weights: Vec<Vec<f32>>,
+        upstream: Vec<f32>,
+    }
+
+    fn inputs(seed: u64) -> Inputs {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut random = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+        };
+        Inputs {
+            encoded: random(N * DIMS.encoded, 1.0),
+            sh: random(N * DIMS.sh, 1.0),
+            weights: DIMS
+                .layers()
+                .iter()
+                .map(|(i, o)| random(i * o, 0.6))
+                .collect(),
+            upstream: random(N * 4, 1.0),
+        }
+    }
+
+    /// Output and the gradients of the encoding and the five weights for `inputs`, through `mlp`
+    /// on `device` (autodiff).
+    fn run(
+        inputs: &Inputs,
+        device: &Device,
+        mlp: impl Fn(Tensor<2>, Tensor<2>, [Tensor<2>; 5]) -> Tensor<2>,
+    ) -> Vec<Vec<f32>> {
+        let tensor = |v: &[f32], shape: [usize; 2]| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), shape), device)
+        };
+        let encoded = tensor(&inputs.encoded, [N, DIMS.encoded]).require_grad();
+        let shapes = DIMS.layers();
+        let weights: [Tensor<2>; 5] = std::array::from_fn(|l| {
+            tensor(&inputs.weights[l], [shapes[l].0, shapes[l].1]).require_grad()
+        });
+        let out = mlp(
+            encoded.clone(),
+            tensor(&inputs.sh, [N, DIMS.sh]),
+            weights.clone(),
+        );
+        let grads = (out.clone() * tensor(&inputs.upstream, [N, 4]))
+            .sum()
+            .backward();
+        let values = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap();
+        let mut all = vec![
+            values(out),
+            values(encoded.grad(&grads).expect("encoding gradient")),
+        ];
+        all.extend(weights.map(|w| values(w.grad(&grads).expect("weight gradient"))));
+        all
+    }
+
+    /// Largest difference relative to the largest magnitude, per tensor: the weight gradients are
+    /// sums over the batch with cancellation, so elementwise relative differences would measure
+    /// the summation order.
+    fn worst(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<f32> {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| {
+                let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let diff = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+                diff / scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cpu_kernel_matches_burn_ops_forward_and_gradients() {
+        let inputs = inputs(1);
+        let device = Device::flex().autodiff();
+        let kernel = run(&inputs, &device, radiance_mlp);
+        let plain = run(&inputs, &device, reference);
+        let differences = worst(&kernel, &plain);
+        eprintln!("fused MLP against burn ops (output, encoding, 5 weights): {differences:?}");
+        assert!(differences.iter().all(|d| *d <= 1e-5), "{differences:?}");
+        // The gradients are not trivially zero.
+        assert!(kernel.iter().all(|v| v.iter().any(|x| x.abs() > 1e-3)));
+    }
+
+    #[test]
+    fn gpu_ops_match_the_cpu_kernel() {
+        let inputs = inputs(2);
+        let cpu = run(&inputs, &Device::flex().autodiff(), radiance_mlp);
+        let gpu_device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff();
+        let gpu = run(&inputs, &gpu_device, radiance_mlp);
+        let differences = worst(&gpu, &cpu);
+        eprintln!("MLP op, GPU against CPU (output, encoding, 5 weights): {differences:?}");
+        assert!(differences.iter().all(|d| *d <= 1e-5), "{differences:?}");
+    }
+}

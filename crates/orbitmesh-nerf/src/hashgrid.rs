@@ -24,6 +24,8 @@ use burn_cubecl::tensor::CubeTensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::simd::{Isa, isa};
+
 const PRIMES: [u32; 3] = [1, 2_654_435_761, 805_459_861];
 
 /// The encoding's shape (DESIGN.md's anchor by default).
@@ -148,45 +150,89 @@ fn corners(level: &Level, p: [f32; 3]) -> ([u32; 8], [f32; 8]) {
     (rows, weights)
 }
 
-/// Calls `visit(i, rows, weights)` with the corners of each point `i` of `points` [n,3] on
-/// `level`, in order. A fine level's rows are random and its table is larger than L2, so each
-/// block of points has its rows prefetched (`fetch`) before the block before it is visited: the
-/// cache misses then overlap instead of following one another.
-#[inline(always)]
-fn for_each_corners(
-    level: &Level,
-    points: &[f32],
-    fetch: impl Fn(u32),
-    mut visit: impl FnMut(usize, &[u32; 8], &[f32; 8]),
-) {
-    const BLOCK: usize = 16;
-    let corners_of = |block: &[f32], out: &mut [([u32; 8], [f32; 8]); BLOCK]| {
-        for (o, p) in out.iter_mut().zip(block.chunks_exact(3)) {
-            *o = corners(level, [p[0], p[1], p[2]]);
-            o.0.iter().for_each(|row| fetch(*row));
+/// Points whose corners are found and prefetched together.
+const BLOCK: usize = 16;
+
+/// The corners of a block of points on one level, corner-major: `rows[k][j]` is corner k of the
+/// block's point j. Laid out so that the corners of all the block's points are computed at once in
+/// vector registers.
+struct CornerBlock {
+    rows: [[u32; BLOCK]; 8],
+    weights: [[f32; BLOCK]; 8],
+    len: usize,
+}
+
+impl CornerBlock {
+    fn new() -> CornerBlock {
+        CornerBlock {
+            rows: [[0; BLOCK]; 8],
+            weights: [[0.0; BLOCK]; 8],
+            len: 0,
         }
-        block.len() / 3
-    };
+    }
+
+    /// The corners of `points` (at most [`BLOCK`] of them, [n,3]); lanes past them hold the
+    /// corners of the origin, and are never visited.
+    #[inline(always)]
+    fn fill(&mut self, level: &Level, points: &[f32]) {
+        let mut p = [[0.0f32; 3]; BLOCK];
+        for (q, src) in p.iter_mut().zip(points.chunks_exact(3)) {
+            *q = [src[0], src[1], src[2]];
+        }
+        for (j, p) in p.iter().enumerate() {
+            let (rows, weights) = corners(level, *p);
+            for k in 0..8 {
+                self.rows[k][j] = rows[k];
+                self.weights[k][j] = weights[k];
+            }
+        }
+        self.len = points.len() / 3;
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, visitor: &impl CornerVisitor) {
+        for rows in &self.rows {
+            rows[..self.len].iter().for_each(|row| visitor.fetch(*row));
+        }
+    }
+}
+
+/// What a kernel does with the corners of each point. Methods, not closures: a closure is compiled
+/// without the instruction sets of the `#[target_feature]` function that calls it, and is not
+/// inlined there.
+trait CornerVisitor {
+    /// Prefetches table row `row`.
+    fn fetch(&self, row: u32);
+    /// Point `i`, whose corners are lane `j` of `block`.
+    fn visit(&mut self, i: usize, block: &CornerBlock, j: usize);
+}
+
+/// Visits each point of `points` [n,3] on `level`, in order. A fine level's rows are random and its
+/// table is larger than L2, so each block of points has its rows prefetched before the block
+/// before it is visited: the cache misses then overlap instead of following one another.
+#[inline(always)]
+fn for_each_corners(level: &Level, points: &[f32], visitor: &mut impl CornerVisitor) {
+    let (mut current, mut next) = (CornerBlock::new(), CornerBlock::new());
     let mut blocks = points.chunks(3 * BLOCK);
-    let (mut current, mut next) = (
-        [([0u32; 8], [0f32; 8]); BLOCK],
-        [([0u32; 8], [0f32; 8]); BLOCK],
-    );
     let Some(first) = blocks.next() else {
         return;
     };
-    let mut len = corners_of(first, &mut current);
+    current.fill(level, first);
+    current.prefetch(visitor);
     let mut start = 0;
     loop {
-        let following = blocks.next().map(|block| corners_of(block, &mut next));
-        for (k, (rows, weights)) in current[..len].iter().enumerate() {
-            visit(start + k, rows, weights);
+        let following = blocks.next();
+        if let Some(block) = following {
+            next.fill(level, block);
+            next.prefetch(visitor);
         }
-        let Some(following) = following else {
+        for j in 0..current.len {
+            visitor.visit(start + j, &current, j);
+        }
+        if following.is_none() {
             return;
-        };
-        start += len;
-        len = following;
+        }
+        start += current.len;
         std::mem::swap(&mut current, &mut next);
     }
 }
@@ -209,31 +255,105 @@ pub fn encode_cpu(config: &HashGridConfig, points: &[f32], table: &[f32]) -> Vec
     let layout = config.layout();
     let f = config.features as usize;
     let n = points.len() / 3;
+    let isa = isa();
     // Level by level over all the points, into one slab [n, F] per level: a level's rows (a few
     // MiB at most) then stay in cache, where point by point every level's rows compete for it
     // and most lookups miss. The slabs are interleaved into rows at the end.
     let mut slabs = vec![0f32; n * config.output_dim()];
     slabs
-        .par_chunks_mut(n * f)
+        .par_chunks_mut(n.max(1) * f)
         .zip(layout.par_iter())
         .for_each(|(slab, level)| {
             slab.par_chunks_mut(CHUNK * f)
                 .zip(points.par_chunks(CHUNK * 3))
-                .for_each(|(out, points)| {
-                    let base = table.as_ptr();
-                    let fetch = |row: u32| prefetch(base.wrapping_add(row as usize * f));
-                    for_each_corners(level, points, fetch, |i, rows, weights| {
-                        let o = &mut out[i * f..(i + 1) * f];
-                        for (row, w) in rows.iter().zip(weights) {
-                            let start = *row as usize * f;
-                            for (o, e) in o.iter_mut().zip(&table[start..start + f]) {
-                                *o += w * e;
-                            }
-                        }
-                    });
+                .for_each(|(out, points)| match isa {
+                    // SAFETY: `isa()` found these instruction sets on this CPU.
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => unsafe { encode_level_avx512(level, points, table, f, out) },
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => unsafe { encode_level_avx2(level, points, table, f, out) },
+                    Isa::Plain => encode_level(level, points, table, f, out),
                 });
         });
     interleave_levels(&slabs, n, config)
+}
+
+/// Sums a level's corner rows into each point's features.
+struct Gather<'a> {
+    table: &'a [f32],
+    f: usize,
+    out: &'a mut [f32],
+}
+
+impl CornerVisitor for Gather<'_> {
+    #[inline(always)]
+    fn fetch(&self, row: u32) {
+        prefetch(self.table.as_ptr().wrapping_add(row as usize * self.f));
+    }
+
+    #[inline(always)]
+    fn visit(&mut self, i: usize, block: &CornerBlock, j: usize) {
+        match self.f {
+            2 => self.gather::<2>(i, block, j),
+            4 => self.gather::<4>(i, block, j),
+            f => {
+                let o = &mut self.out[i * f..(i + 1) * f];
+                for k in 0..8 {
+                    let (start, w) = (block.rows[k][j] as usize * f, block.weights[k][j]);
+                    for (o, e) in o.iter_mut().zip(&self.table[start..start + f]) {
+                        *o += w * e;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Gather<'_> {
+    /// [`CornerVisitor::visit`] for F features, summed in registers: through memory, each
+    /// corner's sum waited on the store of the one before.
+    #[inline(always)]
+    fn gather<const F: usize>(&mut self, i: usize, block: &CornerBlock, j: usize) {
+        let mut sum = [0.0f32; F];
+        for k in 0..8 {
+            let (start, w) = (block.rows[k][j] as usize * F, block.weights[k][j]);
+            let row: &[f32; F] = self.table[start..start + F].try_into().expect("F features");
+            for (s, e) in sum.iter_mut().zip(row) {
+                *s += w * e;
+            }
+        }
+        self.out[i * F..(i + 1) * F].copy_from_slice(&sum);
+    }
+}
+
+/// One level's features [n, F] of `points` [n,3].
+#[inline(always)]
+fn encode_level(level: &Level, points: &[f32], table: &[f32], f: usize, out: &mut [f32]) {
+    for_each_corners(level, points, &mut Gather { table, f, out });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+unsafe fn encode_level_avx512(
+    level: &Level,
+    points: &[f32],
+    table: &[f32],
+    f: usize,
+    out: &mut [f32],
+) {
+    encode_level(level, points, table, f, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn encode_level_avx2(
+    level: &Level,
+    points: &[f32],
+    table: &[f32],
+    f: usize,
+    out: &mut [f32],
+) {
+    encode_level(level, points, table, f, out)
 }
 
 /// Copies one point's features on one level. A slice copy of run-time length is a call to
@@ -313,27 +433,89 @@ pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[
         slices.push(head);
         rest = tail;
     }
+    let isa = isa();
     slices
         .into_par_iter()
         .zip(layout.par_iter())
         .zip(grad_slabs.par_chunks(n.max(1) * f))
-        .for_each(|((level_grad, level), grad_in)| {
-            let base = level_grad.as_ptr();
-            let fetch = |row: u32| prefetch(base.wrapping_add((row - level.offset) as usize * f));
-            for_each_corners(level, points, fetch, |i, rows, weights| {
-                let g = &grad_in[i * f..(i + 1) * f];
-                if g.iter().all(|v| *v == 0.0) {
-                    return;
-                }
-                for (row, w) in rows.iter().zip(weights) {
-                    let local = (*row - level.offset) as usize * f;
-                    for (t, g) in level_grad[local..local + f].iter_mut().zip(g) {
-                        *t += w * g;
-                    }
-                }
-            });
+        .for_each(|((level_grad, level), grad_in)| match isa {
+            // SAFETY: `isa()` found these instruction sets on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { scatter_level_avx512(level, points, grad_in, f, level_grad) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { scatter_level_avx2(level, points, grad_in, f, level_grad) },
+            Isa::Plain => scatter_level(level, points, grad_in, f, level_grad),
         });
     grad
+}
+
+/// Adds each point's feature gradient into its level's corner rows of the table gradient.
+struct Scatter<'a> {
+    level: &'a Level,
+    grad_in: &'a [f32],
+    f: usize,
+    level_grad: &'a mut [f32],
+}
+
+impl CornerVisitor for Scatter<'_> {
+    #[inline(always)]
+    fn fetch(&self, row: u32) {
+        let local = (row - self.level.offset) as usize * self.f;
+        prefetch(self.level_grad.as_ptr().wrapping_add(local));
+    }
+
+    #[inline(always)]
+    fn visit(&mut self, i: usize, block: &CornerBlock, j: usize) {
+        let f = self.f;
+        let g = &self.grad_in[i * f..(i + 1) * f];
+        if g.iter().all(|v| *v == 0.0) {
+            return;
+        }
+        for k in 0..8 {
+            let local = (block.rows[k][j] - self.level.offset) as usize * f;
+            let w = block.weights[k][j];
+            for (t, g) in self.level_grad[local..local + f].iter_mut().zip(g) {
+                *t += w * g;
+            }
+        }
+    }
+}
+
+/// Adds one level's share of the features' gradient `grad_in` [n, F] into its rows of the table
+/// gradient, `level_grad`.
+#[inline(always)]
+fn scatter_level(level: &Level, points: &[f32], grad_in: &[f32], f: usize, level_grad: &mut [f32]) {
+    let mut scatter = Scatter {
+        level,
+        grad_in,
+        f,
+        level_grad,
+    };
+    for_each_corners(level, points, &mut scatter);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+unsafe fn scatter_level_avx512(
+    level: &Level,
+    points: &[f32],
+    grad_in: &[f32],
+    f: usize,
+    level_grad: &mut [f32],
+) {
+    scatter_level(level, points, grad_in, f, level_grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scatter_level_avx2(
+    level: &Level,
+    points: &[f32],
+    grad_in: &[f32],
+    f: usize,
+    level_grad: &mut [f32],
+) {
+    scatter_level(level, points, grad_in, f, level_grad)
 }
 
 /// The hash encoding as a backend op.

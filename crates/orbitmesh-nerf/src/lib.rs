@@ -13,6 +13,7 @@ pub mod hull;
 pub mod mlp;
 pub mod occupancy;
 pub mod orbit;
+mod simd;
 pub mod train;
 
 pub use colour::colour_from_frames;

@@ -20,6 +20,7 @@ use burn_cubecl::CubeBackend;
 use rayon::prelude::*;
 
 use crate::hashgrid::flex_values;
+use crate::simd::{Isa, isa};
 
 /// f32 lanes of an AVX-512 register: every width is padded to a multiple of it.
 const LANES: usize = 16;
@@ -150,29 +151,6 @@ impl WeightGrads {
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// The instruction sets the kernel is compiled for.
-#[derive(Clone, Copy)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Plain,
-}
-
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return Isa::Avx512;
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Plain
 }
 
 /// c[R][W] (+)= a[R][k] · b[k][W], `a` strided (so it can be read transposed), `b` and `c` rows

@@ -357,7 +357,7 @@ unsafe fn encode_level_avx2(
 }
 
 /// Copies one point's features on one level. A slice copy of run-time length is a call to
-/// `memcpy`, which, made once per point and level, cost more than the lookups themselves.
+/// `memcpy`, expensive when made once per point and level.
 #[inline(always)]
 fn copy_features(dst: &mut [f32], src: &[f32]) {
     if dst.len() == 2 && src.len() == 2 {
@@ -388,43 +388,12 @@ fn interleave_levels(slabs: &[f32], n: usize, config: &HashGridConfig) -> Vec<f3
     out
 }
 
-/// [n, L·F] → [L, n, F], a chunk of points at a time so that each row is read once.
-fn split_levels(rows: &[f32], n: usize, config: &HashGridConfig) -> Vec<f32> {
-    const CHUNK: usize = 1024;
-    let f = config.features as usize;
-    let dim = config.output_dim();
-    let mut slabs = vec![0f32; n * dim];
-    if n == 0 {
-        return slabs;
-    }
-    // Each chunk of points gets its part of every level's slab.
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK)).map(|_| Vec::new()).collect();
-    for level in slabs.chunks_exact_mut(n * f) {
-        for (chunk, part) in level.chunks_mut(CHUNK * f).enumerate() {
-            parts[chunk].push(part);
-        }
-    }
-    parts
-        .into_par_iter()
-        .zip(rows.par_chunks(CHUNK * dim))
-        .for_each(|(mut levels, rows)| {
-            for (l, part) in levels.iter_mut().enumerate() {
-                for (s, r) in part.chunks_exact_mut(f).zip(rows.chunks_exact(dim)) {
-                    copy_features(s, &r[l * f..(l + 1) * f]);
-                }
-            }
-        });
-    slabs
-}
-
 /// CPU backward: the gradient on the table, scatter-added. Levels own disjoint rows, so each
-/// level is one parallel task with no write conflicts and a fixed summation order. The gradient is
-/// first split into one slab per level: read in place, every level would stream all of it.
+/// level is one parallel task with no write conflicts and a fixed summation order.
 pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[f32]) -> Vec<f32> {
     let layout = config.layout();
     let f = config.features as usize;
-    let n = points.len() / 3;
-    let grad_slabs = split_levels(grad_out, n, config);
+    let dim = config.output_dim();
     let mut grad = vec![0f32; config.table_rows() * f];
     let mut slices = Vec::with_capacity(layout.len());
     let mut rest = grad.as_mut_slice();
@@ -437,37 +406,52 @@ pub fn encode_backward_cpu(config: &HashGridConfig, points: &[f32], grad_out: &[
     slices
         .into_par_iter()
         .zip(layout.par_iter())
-        .zip(grad_slabs.par_chunks(n.max(1) * f))
-        .for_each(|((level_grad, level), grad_in)| match isa {
-            // SAFETY: `isa()` found these instruction sets on this CPU.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { scatter_level_avx512(level, points, grad_in, f, level_grad) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { scatter_level_avx2(level, points, grad_in, f, level_grad) },
-            Isa::Plain => scatter_level(level, points, grad_in, f, level_grad),
+        .enumerate()
+        .for_each(|(l, (level_grad, level))| {
+            // The level's features start at column l·F of rows `dim` apart.
+            let grad_in = Strided {
+                values: &grad_out[l * f..],
+                stride: dim,
+                f,
+            };
+            match isa {
+                // SAFETY: `isa()` found these instruction sets on this CPU.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { scatter_level_avx512(level, points, grad_in, level_grad) },
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { scatter_level_avx2(level, points, grad_in, level_grad) },
+                Isa::Plain => scatter_level(level, points, grad_in, level_grad),
+            }
         });
     grad
+}
+
+/// One level's F features of each point, rows `stride` apart.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    values: &'a [f32],
+    stride: usize,
+    f: usize,
 }
 
 /// Adds each point's feature gradient into its level's corner rows of the table gradient.
 struct Scatter<'a> {
     level: &'a Level,
-    grad_in: &'a [f32],
-    f: usize,
+    grad_in: Strided<'a>,
     level_grad: &'a mut [f32],
 }
 
 impl CornerVisitor for Scatter<'_> {
     #[inline(always)]
     fn fetch(&self, row: u32) {
-        let local = (row - self.level.offset) as usize * self.f;
+        let local = (row - self.level.offset) as usize * self.grad_in.f;
         prefetch(self.level_grad.as_ptr().wrapping_add(local));
     }
 
     #[inline(always)]
     fn visit(&mut self, i: usize, block: &CornerBlock, j: usize) {
-        let f = self.f;
-        let g = &self.grad_in[i * f..(i + 1) * f];
+        let Strided { values, stride, f } = self.grad_in;
+        let g = &values[i * stride..i * stride + f];
         if g.iter().all(|v| *v == 0.0) {
             return;
         }
@@ -481,14 +465,13 @@ impl CornerVisitor for Scatter<'_> {
     }
 }
 
-/// Adds one level's share of the features' gradient `grad_in` [n, F] into its rows of the table
-/// gradient, `level_grad`.
+/// Adds one level's share of the features' gradient into its rows of the table gradient,
+/// `level_grad`.
 #[inline(always)]
-fn scatter_level(level: &Level, points: &[f32], grad_in: &[f32], f: usize, level_grad: &mut [f32]) {
+fn scatter_level(level: &Level, points: &[f32], grad_in: Strided, level_grad: &mut [f32]) {
     let mut scatter = Scatter {
         level,
         grad_in,
-        f,
         level_grad,
     };
     for_each_corners(level, points, &mut scatter);
@@ -499,11 +482,10 @@ fn scatter_level(level: &Level, points: &[f32], grad_in: &[f32], f: usize, level
 unsafe fn scatter_level_avx512(
     level: &Level,
     points: &[f32],
-    grad_in: &[f32],
-    f: usize,
+    grad_in: Strided,
     level_grad: &mut [f32],
 ) {
-    scatter_level(level, points, grad_in, f, level_grad)
+    scatter_level(level, points, grad_in, level_grad)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -511,11 +493,10 @@ unsafe fn scatter_level_avx512(
 unsafe fn scatter_level_avx2(
     level: &Level,
     points: &[f32],
-    grad_in: &[f32],
-    f: usize,
+    grad_in: Strided,
     level_grad: &mut [f32],
 ) {
-    scatter_level(level, points, grad_in, f, level_grad)
+    scatter_level(level, points, grad_in, level_grad)
 }
 
 /// The hash encoding as a backend op.

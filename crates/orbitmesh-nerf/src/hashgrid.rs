@@ -450,15 +450,45 @@ impl CornerVisitor for Scatter<'_> {
 
     #[inline(always)]
     fn visit(&mut self, i: usize, block: &CornerBlock, j: usize) {
-        let Strided { values, stride, f } = self.grad_in;
-        let g = &values[i * stride..i * stride + f];
+        match self.grad_in.f {
+            2 => self.scatter::<2>(i, block, j),
+            4 => self.scatter::<4>(i, block, j),
+            f => {
+                let Strided { values, stride, .. } = self.grad_in;
+                let g = &values[i * stride..i * stride + f];
+                if g.iter().all(|v| *v == 0.0) {
+                    return;
+                }
+                for k in 0..8 {
+                    let local = (block.rows[k][j] - self.level.offset) as usize * f;
+                    let w = block.weights[k][j];
+                    for (t, g) in self.level_grad[local..local + f].iter_mut().zip(g) {
+                        *t += w * g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Scatter<'_> {
+    /// [`CornerVisitor::visit`] for F features, the row updates unrolled.
+    #[inline(always)]
+    fn scatter<const F: usize>(&mut self, i: usize, block: &CornerBlock, j: usize) {
+        let Strided { values, stride, .. } = self.grad_in;
+        let g: [f32; F] = values[i * stride..i * stride + F]
+            .try_into()
+            .expect("F features");
         if g.iter().all(|v| *v == 0.0) {
             return;
         }
         for k in 0..8 {
-            let local = (block.rows[k][j] - self.level.offset) as usize * f;
+            let local = (block.rows[k][j] - self.level.offset) as usize * F;
             let w = block.weights[k][j];
-            for (t, g) in self.level_grad[local..local + f].iter_mut().zip(g) {
+            let row: &mut [f32; F] = (&mut self.level_grad[local..local + F])
+                .try_into()
+                .expect("F features");
+            for (t, g) in row.iter_mut().zip(&g) {
                 *t += w * g;
             }
         }

@@ -1,4 +1,5 @@
-//! The radiance field's two MLPs as one CPU kernel, forward and backward.
+//! The radiance field's two MLPs as one backend op ([`radiance_mlp`]): one fused kernel on the
+//! CPU ([`FusedMlp`]), burn's own ops on other devices.
 //!
 //! As a chain of burn ops, a training step materialises a dozen whole-batch tensors (262k samples ×
 //! 64 floats each) and reads each back from memory several times; the MLPs and their autodiff were

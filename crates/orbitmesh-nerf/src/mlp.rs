@@ -426,11 +426,15 @@ impl FusedMlp {
 
     /// (σ, r, g, b) [n][4] of `encoded` [n][encoded] seen along `sh` [n][sh].
     pub fn forward(&self, encoded: &[f32], sh: &[f32]) -> Vec<f32> {
+        self.forward_on(isa(), encoded, sh)
+    }
+
+    /// [`FusedMlp::forward`] compiled for `isa`.
+    fn forward_on(&self, isa: Isa, encoded: &[f32], sh: &[f32]) -> Vec<f32> {
         let d = self.dims;
         let n = encoded.len() / d.encoded;
         assert_eq!(sh.len(), n * d.sh, "one SH row per sample");
         let mut out = vec![0.0f32; n * 4];
-        let isa = isa();
         let (gc, cc) = (self.layers[1].cols, self.layers[4].cols);
         out.par_chunks_mut(BLOCK * 4).enumerate().for_each_init(
             || Scratch::new(self),
@@ -458,11 +462,21 @@ impl FusedMlp {
         sh: &[f32],
         grad_out: &[f32],
     ) -> (Vec<f32>, [Vec<f32>; 5]) {
+        self.backward_on(isa(), encoded, sh, grad_out)
+    }
+
+    /// [`FusedMlp::backward`] compiled for `isa`.
+    fn backward_on(
+        &self,
+        isa: Isa,
+        encoded: &[f32],
+        sh: &[f32],
+        grad_out: &[f32],
+    ) -> (Vec<f32>, [Vec<f32>; 5]) {
         let d = self.dims;
         let n = encoded.len() / d.encoded;
         assert_eq!(grad_out.len(), n * 4, "one gradient row per sample");
         let mut d_encoded = vec![0.0f32; n * d.encoded];
-        let isa = isa();
         let e = self.layers[0].rows;
         let padded = d_encoded
             .par_chunks_mut(BLOCK * d.encoded)
@@ -1039,6 +1053,48 @@ mod tests {
         assert!(differences.iter().all(|d| *d <= 1e-5), "{differences:?}");
         // The gradients are not trivially zero.
         assert!(kernel.iter().all(|v| v.iter().any(|x| x.abs() > 1e-3)));
+    }
+
+    /// Every instruction set this CPU has gives the plain build's values (up to the rounding of
+    /// fused multiply-adds): the wider builds are the same code, compiled differently.
+    #[test]
+    fn every_instruction_set_gives_the_same_values() {
+        let inputs = inputs(3);
+        let w: Vec<&[f32]> = inputs.weights.iter().map(Vec::as_slice).collect();
+        let mlp = FusedMlp::new(DIMS, [w[0], w[1], w[2], w[3], w[4]]);
+        let run = |isa: Isa| {
+            let mut all = vec![mlp.forward_on(isa, &inputs.encoded, &inputs.sh)];
+            let (d_encoded, d_weights) =
+                mlp.backward_on(isa, &inputs.encoded, &inputs.sh, &inputs.upstream);
+            all.push(d_encoded);
+            all.extend(d_weights);
+            all
+        };
+        let plain = run(Isa::Plain);
+        #[cfg(target_arch = "x86_64")]
+        for (isa, name, present) in [
+            (
+                Isa::Avx2,
+                "AVX2",
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            ),
+            (
+                Isa::Avx512,
+                "AVX-512",
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma"),
+            ),
+        ] {
+            if !present {
+                eprintln!("{name}: not on this CPU, not compared");
+                continue;
+            }
+            let differences = worst(&run(isa), &plain);
+            eprintln!("fused MLP, {name} against plain: {differences:?}");
+            assert!(
+                differences.iter().all(|d| *d <= 1e-5),
+                "{name}: {differences:?}"
+            );
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl RadianceField {
     }
 
     /// The five layers' weights, [inputs, outputs] each, in [`radiance_mlp`]'s order.
-    pub fn mlp_weights(&self) -> [Tensor<2>; 5] {
+    fn mlp_weights(&self) -> [Tensor<2>; 5] {
         [
             &self.density_in,
             &self.density_out,

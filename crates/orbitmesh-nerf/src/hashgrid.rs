@@ -752,7 +752,7 @@ pub(crate) fn flex_values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
-fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
+pub(crate) fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 

@@ -16,11 +16,11 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension,
 };
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_cubecl::CubeBackend;
 use rayon::prelude::*;
 
-use crate::hashgrid::flex_values;
+use crate::hashgrid::{flex_tensor, flex_values};
 use crate::simd::{Isa, isa};
 
 /// f32 lanes of an AVX-512 register: every width is padded to a multiple of it.
@@ -499,13 +499,14 @@ impl FusedMlp {
             .map(|(_, grads)| grads)
             .reduce(|| WeightGrads::zero(self), WeightGrads::add);
         let shapes = d.layers();
-        let mut i = 0;
-        let weights = padded.0.map(|g| {
-            let ((inputs, outputs), cols) = (shapes[i], self.layers[i].cols);
-            i += 1;
-            (0..inputs)
-                .flat_map(|r| g[r * cols..r * cols + outputs].to_vec())
-                .collect()
+        let weights = std::array::from_fn(|l| {
+            let ((inputs, outputs), cols) = (shapes[l], self.layers[l].cols);
+            let g = &padded.0[l];
+            let mut unpadded = Vec::with_capacity(inputs * outputs);
+            for row in g.chunks_exact(cols).take(inputs) {
+                unpadded.extend_from_slice(&row[..outputs]);
+            }
+            unpadded
         });
         (d_encoded, weights)
     }
@@ -742,10 +743,6 @@ fn flex_mlp(
     (mlp, encoded.to_contiguous(), sh.to_contiguous())
 }
 
-fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 impl RadianceMlpOps for Flex {
     fn radiance_mlp(
         encoded: FlexTensor,
@@ -802,14 +799,13 @@ impl RadianceMlpOps for Flex {
         );
         let n = d_encoded.len() / mlp.dims.encoded;
         let shapes = mlp.dims.layers();
-        let [d0, d1, d2, d3, d4] = {
-            let mut i = 0;
-            d_weights.map(|d| {
-                let (inputs, outputs) = shapes[i];
-                i += 1;
-                flex_tensor(d, [inputs, outputs])
-            })
-        };
+        let [d0, d1, d2, d3, d4] = d_weights
+            .into_iter()
+            .zip(shapes)
+            .map(|(d, (inputs, outputs))| flex_tensor(d, [inputs, outputs]))
+            .collect::<Vec<_>>()
+            .try_into()
+            .expect("five layers");
         (
             flex_tensor(d_encoded, [n, mlp.dims.encoded]),
             d0,
@@ -943,7 +939,7 @@ pub fn radiance_mlp(encoded: Tensor<2>, sh: Tensor<2>, weights: [Tensor<2>; 5]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
     use burn::tensor::activation::{relu, sigmoid};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;

@@ -939,8 +939,8 @@ pub fn radiance_mlp(encoded: Tensor<2>, sh: Tensor<2>, weights: [Tensor<2>; 5]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
     use burn::tensor::activation::{relu, sigmoid};
+    use burn::tensor::{Device, TensorData};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 

@@ -45,6 +45,12 @@ pub struct RefineArgs {
     resolution: u64,
     #[arg(long, default_value_t = 600)]
     steps: usize,
+    /// The first steps fit the surface to the coarse mesh, before the frames
+    #[arg(long, default_value_t = RefineConfig::default().fit_steps)]
+    fit_steps: usize,
+    /// Weight of the fit to the coarse mesh after the fit steps
+    #[arg(long, default_value_t = RefineConfig::default().coarse_weight)]
+    coarse_weight: f32,
     /// Time budget in seconds (stops early)
     #[arg(long)]
     seconds: Option<f64>,
@@ -348,6 +354,8 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
     let mut config = RefineConfig {
         resolution: args.resolution as usize,
         steps: args.steps,
+        fit_steps: args.fit_steps,
+        coarse_weight: args.coarse_weight,
         seed: args.seed,
         learning_rate: args.lr,
         colour_learning_rate: args.colour_lr,

@@ -45,12 +45,10 @@ pub struct RefineArgs {
     resolution: u64,
     #[arg(long, default_value_t = 600)]
     steps: usize,
-    /// The first steps fit the surface to the coarse mesh, before the frames
-    #[arg(long, default_value_t = RefineConfig::default().fit_steps)]
-    fit_steps: usize,
-    /// Weight of the fit to the coarse mesh after the fit steps
-    #[arg(long, default_value_t = RefineConfig::default().coarse_weight)]
-    coarse_weight: f32,
+    /// Of the steps, the first fit the surface to the coarse mesh, before the frames [default: a
+    /// sixth]
+    #[arg(long)]
+    fit_steps: Option<usize>,
     /// Time budget in seconds (stops early)
     #[arg(long)]
     seconds: Option<f64>,
@@ -160,11 +158,14 @@ impl Sv3dGuide {
 }
 
 /// The fine stage's settings in the fast and default presets of `mesh` and `bench`: the step
-/// count (`steps`, or the preset's 150 / 600) and the grid (48³ / 64³).
+/// count (`steps`, or the preset's 150 / 600, a sixth of them fitting the coarse mesh) and the grid
+/// (48³ / 64³).
 pub fn preset_config(fast: bool, steps: Option<usize>) -> RefineConfig {
+    let steps = steps.unwrap_or(if fast { 150 } else { 600 });
     RefineConfig {
         resolution: if fast { 48 } else { 64 },
-        steps: steps.unwrap_or(if fast { 150 } else { 600 }),
+        steps,
+        fit_steps: steps / 6,
         ..RefineConfig::default()
     }
 }
@@ -354,8 +355,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
     let mut config = RefineConfig {
         resolution: args.resolution as usize,
         steps: args.steps,
-        fit_steps: args.fit_steps,
-        coarse_weight: args.coarse_weight,
+        fit_steps: args.fit_steps.unwrap_or(args.steps / 6),
         seed: args.seed,
         learning_rate: args.lr,
         colour_learning_rate: args.colour_lr,

@@ -41,8 +41,6 @@ pub struct RefineConfig {
     /// The first steps fit the surface to the coarse mesh (no frames): marching tetrahedra on
     /// the coarse surface's SDF alone loses what is thinner than a cell.
     pub fit_steps: usize,
-    /// Weight of the same fit after those steps, beside the frames' losses.
-    pub coarse_weight: f32,
     /// Stop early when the optimisation has run this long.
     pub time_budget_s: Option<f64>,
     pub learning_rate: f64,
@@ -66,8 +64,9 @@ impl Default for RefineConfig {
             resolution: 64,
             half: 0.6,
             steps: 600,
+            // A sixth of the steps: on the teapot 100 fit steps took the converted surface from
+            // Chamfer 0.0057 back to its NeRF's 0.0051.
             fit_steps: 100,
-            coarse_weight: 0.0,
             time_budget_s: None,
             // In lattice cells per step (DMTet's 0.01 is in object units on a grid of side 2,
             // about a third of its cell): measured on the bunny's 128² oracle orbit, 0.01 and
@@ -435,8 +434,6 @@ impl Refiner {
         }
         let mut loss = if fitting {
             self.coarse_fit(&mesh.positions, &positions)
-        } else if self.config.coarse_weight > 0.0 {
-            self.coarse_fit(&mesh.positions, &positions) * self.config.coarse_weight
         } else {
             Tensor::<1>::zeros([1], &self.device)
         };

@@ -524,8 +524,9 @@ impl Refiner {
     /// The learning rates' factor this step: constant while fitting the coarse mesh; against the
     /// frames, a linear warm-up over the first tenth of the steps (Adam's first steps move every
     /// parameter by about the full rate whatever its gradient, and 4 views give noisy gradients:
-    /// on the teapot 10 steps at the full rate undid the fit, Chamfer 0.0051 -> 0.0066), then a
-    /// cosine decay to a tenth, so the surface settles instead of ending on a noisy step.
+    /// on the teapot, before the outline fix in `raster`, 10 steps at the full rate undid the fit,
+    /// Chamfer 0.0051 -> 0.0066), then a cosine decay to a tenth, so the surface settles instead
+    /// of ending on a noisy step.
     fn schedule(&self) -> f64 {
         let Some(k) = self.step.checked_sub(self.config.fit_steps) else {
             return 1.0;

@@ -164,9 +164,7 @@ pub fn preset_config(fast: bool, steps: Option<usize>) -> RefineConfig {
     let steps = steps.unwrap_or(if fast { 150 } else { 600 });
     RefineConfig {
         resolution: if fast { 48 } else { 64 },
-        steps,
-        fit_steps: steps / 6,
-        ..RefineConfig::default()
+        ..RefineConfig::with_steps(steps)
     }
 }
 
@@ -354,8 +352,6 @@ pub fn refine_into(
 pub fn run(args: RefineArgs) -> Result<ExitCode> {
     let mut config = RefineConfig {
         resolution: args.resolution as usize,
-        steps: args.steps,
-        fit_steps: args.fit_steps.unwrap_or(args.steps / 6),
         seed: args.seed,
         learning_rate: args.lr,
         colour_learning_rate: args.colour_lr,
@@ -366,8 +362,11 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         views_per_step: args.views_per_step as usize,
         guidance_steps: args.guidance_steps,
         guidance_weight: args.guidance_weight,
-        ..RefineConfig::default()
+        ..RefineConfig::with_steps(args.steps)
     };
+    if let Some(f) = args.fit_steps {
+        config.fit_steps = f;
+    }
     if let Some(s) = args.seconds {
         if !(s > 0.0 && s.is_finite()) {
             bail!("--seconds must be positive");

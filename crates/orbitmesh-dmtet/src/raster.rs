@@ -172,6 +172,12 @@ impl EdgeFaces {
     }
 }
 
+/// Whether the edge between faces `f` and `g` (`NO_TRIANGLE` on an open boundary) is part of the
+/// outline: a boundary, or between a face turned towards the camera and one turned away.
+fn is_outline(f: u32, g: u32, facing: &[bool]) -> bool {
+    g == NO_TRIANGLE || facing[f as usize] != facing[g as usize]
+}
+
 /// Where the mesh's outline edges (an open boundary, or between a face turned towards the camera
 /// and one turned away) cross the segments between neighbouring pixel centres: per segment, the
 /// crossings nearest each end.
@@ -191,7 +197,7 @@ impl Outline {
     fn new(edges: &EdgeFaces, facing: &[bool], screen: &[[f32; 2]], w: usize, h: usize) -> Self {
         let mut crossings: HashMap<(usize, bool), [Crossing; 2]> = HashMap::new();
         for ((u, v), [f, g]) in edges.all() {
-            if g != NO_TRIANGLE && facing[f as usize] == facing[g as usize] {
+            if !is_outline(f, g, facing) {
                 continue;
             }
             let (a, b) = (screen[u as usize], screen[v as usize]);
@@ -332,8 +338,7 @@ impl Silhouettes {
                 (0..3)
                     .map(|k| (face[k], face[(k + 1) % 3]))
                     .find(|&(u, v)| {
-                        let g = edges.across(u, v, t);
-                        if g != NO_TRIANGLE && facing[g as usize] == facing[t as usize] {
+                        if !is_outline(t, edges.across(u, v, t), &facing) {
                             return false;
                         }
                         let (a, b) = (screen[u as usize], screen[v as usize]);

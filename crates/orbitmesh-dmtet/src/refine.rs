@@ -58,6 +58,17 @@ pub struct RefineConfig {
     pub seed: u64,
 }
 
+impl RefineConfig {
+    /// The defaults with `steps` in all, a sixth of them fitting the coarse mesh.
+    pub fn with_steps(steps: usize) -> Self {
+        RefineConfig {
+            steps,
+            fit_steps: steps / 6,
+            ..RefineConfig::default()
+        }
+    }
+}
+
 impl Default for RefineConfig {
     fn default() -> Self {
         RefineConfig {

@@ -79,6 +79,10 @@ pub struct RefineArgs {
     /// Weight of the normal consistency between neighbouring faces
     #[arg(long, default_value_t = RefineConfig::default().normal_weight)]
     normal_weight: f32,
+    /// Weight of the pull of the surface no training camera faces (e.g. the underside) towards
+    /// a membrane spanning the seen surface around it
+    #[arg(long, default_value_t = RefineConfig::default().unseen_weight)]
+    unseen_weight: f32,
     /// SV3D's weights: soft-masked score distillation from the orbit model in the last
     /// --guidance-steps (needs --image; the orbit must include the input view, azimuth 0)
     #[arg(long, requires = "image")]
@@ -203,26 +207,37 @@ fn psnr_on_white(render: &RgbaImage, frame: &RgbaImage) -> f64 {
     orbitmesh_nerf::train::psnr(sum / (render.len() / 4 * 3) as f64)
 }
 
-/// Mean held-out PSNR of the refined surface, two ways: through the fine stage's renderer and
-/// fitted shading (written as holdout_NNN.png), and of the written textured mesh as a plain
-/// unlit renderer draws it (4× supersampled).
+/// Mean held-out PSNRs of the refined surface: through the fine stage's renderer and fitted
+/// shading (written as holdout_NNN.png); of the written textured mesh as a plain renderer draws it
+/// (4× supersampled) under the fitted light from the camera, as the frames were lit; and of the
+/// same mesh unlit.
+struct HoldoutPsnr {
+    shaded: f64,
+    textured: f64,
+    unlit: f64,
+}
+
 fn holdout_psnr(
     refiner: &Refiner,
     textured: &Path,
     orbit: &Orbit,
     frames: &[usize],
     dir: &Path,
-) -> Result<(f64, f64)> {
+) -> Result<HoldoutPsnr> {
     let mut warnings = Vec::new();
-    let scene = Scene::new(&read_mesh(textured)?.mesh, &mut warnings)?;
+    let mut scene = Scene::new(&read_mesh(textured)?.mesh, &mut warnings)?;
     if let Some(w) = warnings.first() {
         bail!("{}: {w}", textured.display());
     }
-    let (mut shaded, mut plain) = (0.0, 0.0);
+    let mut sum = HoldoutPsnr {
+        shaded: 0.0,
+        textured: 0.0,
+        unlit: 0.0,
+    };
     for &i in frames {
         let frame = &orbit.frames[i];
         let render = refiner.render(&frame.camera)?;
-        shaded += psnr_on_white(&render, &frame.image);
+        sum.shaded += psnr_on_white(&render, &frame.image);
         save(
             &dir.join(format!("holdout_{i:03}.png")),
             &encode_png(&render)?,
@@ -232,11 +247,21 @@ fn holdout_psnr(
             intrinsics: frame.camera.intrinsics.scaled(2),
         };
         let vis = Rasterizer::Cpu.rasterize(&scene, &camera)?;
-        let unlit = shade_rgba(&scene, &vis, &camera, 2, Background::Transparent);
-        plain += psnr_on_white(&unlit, &frame.image);
+        for (light, total) in [
+            (refiner.headlight(), &mut sum.textured),
+            (None, &mut sum.unlit),
+        ] {
+            scene.headlight = light;
+            let drawn = shade_rgba(&scene, &vis, &camera, 2, Background::Transparent);
+            *total += psnr_on_white(&drawn, &frame.image);
+        }
     }
     let n = frames.len() as f64;
-    Ok((shaded / n, plain / n))
+    Ok(HoldoutPsnr {
+        shaded: sum.shaded / n,
+        textured: sum.textured / n,
+        unlit: sum.unlit / n,
+    })
 }
 
 /// Refines `coarse` against the orbit in `orbit_dir` into `dir`; returns the summary written to
@@ -310,15 +335,20 @@ pub fn refine_into(
     bar.finish_and_clear();
     let fine = refiner.mesh()?;
     let seen_by: Vec<_> = train.iter().map(|i| &orbit.frames[*i]).collect();
-    let baked = bake(&fine, texture_size, &seen_by)?;
+    let baked = bake(&fine, texture_size, &seen_by, refiner.headlight())?;
     let texture = dir.join("texture.png");
     save(&texture, &encode_png(&baked.texture)?)?;
     write_mesh(&dir.join("fine.obj"), &with_material(baked.mesh, &texture))?;
-    let (psnr, psnr_textured) = if holdout.is_empty() {
-        (None, None)
+    let psnr = if holdout.is_empty() {
+        None
     } else {
-        let (shaded, plain) = holdout_psnr(&refiner, &dir.join("fine.obj"), &orbit, holdout, dir)?;
-        (Some(shaded), Some(plain))
+        Some(holdout_psnr(
+            &refiner,
+            &dir.join("fine.obj"),
+            &orbit,
+            holdout,
+            dir,
+        )?)
     };
     let summary = json!({
         "method": "DMTet (marching tetrahedra on a Kuhn grid) refined against the frames' colour and alpha by differentiable rasterization (orbitmesh-dmtet)",
@@ -335,8 +365,9 @@ pub fn refine_into(
             "steps": config.guidance_steps.min(config.steps), "weight": config.guidance_weight,
         })),
         "holdout": holdout,
-        "holdout_psnr_db": psnr,
-        "holdout_psnr_textured_unlit_db": psnr_textured,
+        "holdout_psnr_db": psnr.as_ref().map(|p| p.shaded),
+        "holdout_psnr_textured_db": psnr.as_ref().map(|p| p.textured),
+        "holdout_psnr_textured_unlit_db": psnr.as_ref().map(|p| p.unlit),
         "shading_ambient_headlight": refiner.shading(),
         "vertices": fine.positions.len(),
         "faces": fine.faces.len(),
@@ -359,6 +390,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         mask_weight: args.mask_weight,
         laplacian_weight: args.laplacian_weight,
         normal_weight: args.normal_weight,
+        unseen_weight: args.unseen_weight,
         views_per_step: args.views_per_step as usize,
         guidance_steps: args.guidance_steps,
         guidance_weight: args.guidance_weight,
@@ -396,9 +428,15 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
     let psnr = summary["holdout_psnr_db"]
         .as_f64()
         .map_or(String::new(), |p| format!(", held-out PSNR {p:.2} dB"));
-    let psnr_textured = summary["holdout_psnr_textured_unlit_db"]
-        .as_f64()
-        .map_or(String::new(), |p| format!(" ({p:.2} dB textured, unlit)"));
+    let psnr_textured = match (
+        summary["holdout_psnr_textured_db"].as_f64(),
+        summary["holdout_psnr_textured_unlit_db"].as_f64(),
+    ) {
+        (Some(lit), Some(unlit)) => {
+            format!(" (textured mesh {lit:.2} dB under the fitted light, {unlit:.2} dB unlit)")
+        }
+        _ => String::new(),
+    };
     println!(
         "refine: {} steps in {:.1} s{psnr}{psnr_textured}; mesh {} vertices, {} faces -> {}",
         summary["steps"],

@@ -29,9 +29,17 @@ pub struct Textured {
 /// Unwraps `mesh` (which must carry vertex colours) into a `size`² atlas and bakes its colours
 /// into it: each texel blends the `frames` that see its point of the surface, the more head-on
 /// the more weight, and texels no frame sees take the vertex colours interpolated across the face
-/// as a renderer does. Frames hold texture finer than the surface's vertices, and the light the
-/// object was seen in. Vertices on chart seams are split; the triangles keep their order.
-pub fn bake(mesh: &TriMesh, size: u32, frames: &[&OrbitImage]) -> Result<Textured, DmtetError> {
+/// as a renderer does. Frames hold texture finer than the surface's vertices. With `headlight`
+/// (the ambient share of a light from the camera, as [`Scene::headlight`] has it) each frame's
+/// colour is first divided by the light it was seen in, so the texture holds the colour lit
+/// head-on and the same texture serves every view. Vertices on chart seams are split; the
+/// triangles keep their order.
+pub fn bake(
+    mesh: &TriMesh,
+    size: u32,
+    frames: &[&OrbitImage],
+    headlight: Option<f32>,
+) -> Result<Textured, DmtetError> {
     let colours = mesh
         .colors
         .as_ref()
@@ -56,7 +64,7 @@ pub fn bake(mesh: &TriMesh, size: u32, frames: &[&OrbitImage]) -> Result<Texture
     let out = &atlas.meshes[0];
     let (w, h) = (atlas.width.max(1), atlas.height.max(1));
     let texel = |v: &uvunwrap::OutputVertex| [v.uv[0] * w as f32, v.uv[1] * h as f32];
-    let projected = ProjectedFrames::new(mesh, frames)?;
+    let projected = ProjectedFrames::new(mesh, frames, headlight)?;
     let normals = mesh.vertex_normals();
     let blend = |b: [f32; 3], values: &[[f32; 3]; 3]| {
         [0, 1, 2].map(|k| b[0] * values[0][k] + b[1] * values[1][k] + b[2] * values[2][k])
@@ -119,18 +127,20 @@ pub fn with_material(mut mesh: TriMesh, texture_path: &std::path::Path) -> TriMe
     mesh
 }
 
-/// One frame ready for projecting surface points into: its image, camera centre, projection
-/// and depth buffer of the surface.
+/// One frame ready for projecting surface points into: its image, camera centre and view axis,
+/// projection and depth buffer of the surface.
 struct ProjectedFrame<'a> {
     image: &'a RgbaImage,
     eye: Vector3<f32>,
+    axis: Vector3<f32>,
     projection: Projection,
     depth: VisibilityBuffer,
 }
 
-/// The frames that see the surface.
+/// The frames that see the surface, and the ambient share of the light from their cameras.
 struct ProjectedFrames<'a> {
     frames: Vec<ProjectedFrame<'a>>,
+    headlight: Option<f32>,
 }
 
 /// A frame's weight grows as the cosine between the surface normal and the direction to its
@@ -140,7 +150,11 @@ struct ProjectedFrames<'a> {
 const FACING_POWER: i32 = 4;
 
 impl<'a> ProjectedFrames<'a> {
-    fn new(mesh: &TriMesh, frames: &[&'a OrbitImage]) -> Result<Self, DmtetError> {
+    fn new(
+        mesh: &TriMesh,
+        frames: &[&'a OrbitImage],
+        headlight: Option<f32>,
+    ) -> Result<Self, DmtetError> {
         let scene = Scene::new(mesh, &mut Vec::new())?;
         Ok(ProjectedFrames {
             frames: frames
@@ -148,10 +162,17 @@ impl<'a> ProjectedFrames<'a> {
                 .map(|f| ProjectedFrame {
                     image: &f.image,
                     eye: f.camera.position().cast(),
+                    axis: f
+                        .camera
+                        .camera_to_world
+                        .fixed_view::<3, 1>(0, 2)
+                        .into_owned()
+                        .cast(),
                     projection: Projection::new(&f.camera),
                     depth: rasterize_cpu(&scene, &f.camera),
                 })
                 .collect(),
+            headlight,
         })
     }
 
@@ -190,7 +211,11 @@ impl<'a> ProjectedFrames<'a> {
                 continue;
             };
             let weight = facing.powi(FACING_POWER) * alpha;
-            (0..3).for_each(|k| sum[k] += weight * rgb[k]);
+            // Kept off zero: a face seen edge-on says little about its colour.
+            let light = self
+                .headlight
+                .map_or(1.0, |a| (a + (1.0 - a) * n.dot(&frame.axis).abs()).max(0.1));
+            (0..3).for_each(|k| sum[k] += weight * rgb[k] / light);
             total += weight;
         }
         (total > 0.0).then(|| sum.map(|v| v / total))
@@ -325,7 +350,7 @@ mod tests {
     #[test]
     fn the_baked_texture_shows_each_faces_colour_at_its_uv_and_round_trips_through_obj() {
         let mesh = coloured_sphere();
-        let baked = bake(&mesh, 256, &[]).unwrap();
+        let baked = bake(&mesh, 256, &[], None).unwrap();
         assert_eq!(baked.mesh.faces.len(), mesh.faces.len());
         assert_eq!(baked.texture.dimensions(), (256, 256));
         let uvs = baked.mesh.uvs.clone().unwrap();
@@ -381,7 +406,7 @@ mod tests {
             has_alpha: true,
         };
         let (red, blue) = (frame(0.0, [255, 0, 0]), frame(180.0, [0, 0, 255]));
-        let baked = bake(&mesh, 512, &[&red, &blue]).unwrap();
+        let baked = bake(&mesh, 512, &[&red, &blue], None).unwrap();
         let uvs = baked.mesh.uvs.clone().unwrap();
         let mut checked = [0; 3];
         for f in &baked.mesh.faces {
@@ -416,6 +441,62 @@ mod tests {
     }
 
     #[test]
+    fn a_headlight_in_the_frames_is_divided_out_of_the_texture() {
+        use orbitmesh_render::camera::{Intrinsics, even_azimuths, orbit};
+        use orbitmesh_render::shade::shade_rgba;
+        use orbitmesh_render::{Background, Scene};
+        let mut mesh = uv_sphere(0.4, 24, 48);
+        mesh.colors = Some(vec![[0.6; 3]; mesh.positions.len()]);
+        let mut scene = Scene::new(&mesh, &mut Vec::new()).unwrap();
+        scene.headlight = Some(0.25);
+        let k = Intrinsics::from_fov(40.0, 96, 96);
+        let frames: Vec<OrbitImage> = orbit(&even_azimuths(8), 10.0, 2.0)
+            .into_iter()
+            .map(|v| {
+                let camera = v.camera(k);
+                let vis = rasterize_cpu(&scene, &camera);
+                OrbitImage {
+                    path: "frame.png".into(),
+                    camera,
+                    image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
+                    has_alpha: true,
+                }
+            })
+            .collect();
+        let frames: Vec<&OrbitImage> = frames.iter().collect();
+        // The texel at each face's centre, up to 55° of latitude (the orbit sees it all).
+        let texels = |headlight: Option<f32>| {
+            let baked = bake(&mesh, 256, &frames, headlight).unwrap();
+            let uvs = baked.mesh.uvs.clone().unwrap();
+            let mut values = Vec::new();
+            for f in &baked.mesh.faces {
+                let centre = |k: usize| {
+                    f.iter()
+                        .map(|&v| baked.mesh.positions[v as usize][k])
+                        .sum::<f32>()
+                        / 3.0
+                };
+                if centre(2).abs() > 0.4 * 55f32.to_radians().sin() {
+                    continue;
+                }
+                let uv = [0, 1].map(|k| f.iter().map(|&v| uvs[v as usize][k]).sum::<f32>() / 3.0);
+                let (x, y) = ((uv[0] * 256.0) as u32, ((1.0 - uv[1]) * 256.0) as u32);
+                values.push(f32::from(baked.texture.get_pixel(x.min(255), y.min(255))[0]) / 255.0);
+            }
+            let lo = values.iter().copied().fold(f32::MAX, f32::min);
+            let hi = values.iter().copied().fold(f32::MIN, f32::max);
+            (lo, hi)
+        };
+        let (lo, hi) = texels(Some(0.25));
+        assert!(
+            lo > 0.57 && hi < 0.63,
+            "divided by the light: {lo}..{hi}, the colour is 0.6"
+        );
+        let (lo, _) = texels(None);
+        assert!(lo < 0.53, "as seen, oblique faces come out dark: {lo}");
+    }
+
+    #[test]
     fn dilation_fills_the_padding_around_charts() {
         let mut image = RgbaImage::new(9, 9);
         image.put_pixel(4, 4, Rgba([200, 100, 50, 255]));
@@ -429,6 +510,6 @@ mod tests {
     fn a_mesh_without_colours_is_refused() {
         let mut mesh = coloured_sphere();
         mesh.colors = None;
-        assert!(bake(&mesh, 64, &[]).is_err());
+        assert!(bake(&mesh, 64, &[], None).is_err());
     }
 }

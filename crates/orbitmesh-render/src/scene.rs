@@ -75,6 +75,10 @@ pub struct Scene {
     pub(crate) paints: Vec<Paint>,
     /// Unit face normals (zero for degenerate faces).
     pub normals: Vec<[f32; 3]>,
+    /// Light from the camera on the mesh's own colours (texture, vertex or material colours):
+    /// each × (ambient + (1 − ambient) · |n · view axis|), the light the fine stage fits to
+    /// frames rendered or photographed that way. None (the default) shows them unlit.
+    pub headlight: Option<f32>,
 }
 
 impl Scene {
@@ -130,6 +134,7 @@ impl Scene {
             face_paint,
             paints,
             normals,
+            headlight: None,
         })
     }
 }

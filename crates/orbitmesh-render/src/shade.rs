@@ -27,11 +27,18 @@ fn lerp3<T: Copy>(
     [0, 1, 2].map(|k| b[0] * a[k] + b[1] * c[k] + b[2] * d[k])
 }
 
+/// |cos| between face `f`'s normal and the camera's view axis: light from the camera, two-sided.
+fn facing(scene: &Scene, camera: &Camera, f: u32) -> f64 {
+    let n = scene.normals[f as usize];
+    let back = camera.camera_to_world.fixed_view::<3, 1>(0, 2);
+    (n[0] as f64 * back[0] + n[1] as f64 * back[1] + n[2] as f64 * back[2]).abs()
+}
+
 /// The colour of one visible surface point.
 fn surface_colour(scene: &Scene, camera: &Camera, f: u32, bary: [f32; 2]) -> [f32; 3] {
     let b = [1.0 - bary[0] - bary[1], bary[0], bary[1]];
     let face = scene.faces[f as usize];
-    match &scene.paints[scene.face_paint[f as usize] as usize] {
+    let colour = match &scene.paints[scene.face_paint[f as usize] as usize] {
         Paint::Textured { texture, tint } => {
             let uvs = scene.uvs.as_deref().unwrap_or_default();
             let [t0, t1, t2] = face.map(|i| uvs[i as usize]);
@@ -42,13 +49,15 @@ fn surface_colour(scene: &Scene, camera: &Camera, f: u32, bary: [f32; 2]) -> [f3
         }
         Paint::Flat(c) => *c,
         Paint::VertexColours => lerp3(scene.colors.as_deref().unwrap_or_default(), face, b, |c| c),
-        Paint::Clay => {
-            // Headlight on a light grey, two-sided: shape reads clearly from any view.
-            let n = scene.normals[f as usize];
-            let back = camera.camera_to_world.fixed_view::<3, 1>(0, 2);
-            let cos = (n[0] as f64 * back[0] + n[1] as f64 * back[1] + n[2] as f64 * back[2]).abs();
-            [(0.8 * (0.25 + 0.75 * cos)) as f32; 3]
+        // Headlight on a light grey: shape reads clearly from any view.
+        Paint::Clay => return [(0.8 * (0.25 + 0.75 * facing(scene, camera, f))) as f32; 3],
+    };
+    match scene.headlight {
+        Some(ambient) => {
+            let light = ambient + (1.0 - ambient) * facing(scene, camera, f) as f32;
+            colour.map(|c| c * light)
         }
+        None => colour,
     }
 }
 

@@ -442,28 +442,12 @@ mod tests {
 
     #[test]
     fn a_headlight_in_the_frames_is_divided_out_of_the_texture() {
-        use orbitmesh_render::camera::{Intrinsics, even_azimuths, orbit};
-        use orbitmesh_render::shade::shade_rgba;
-        use orbitmesh_render::{Background, Scene};
         let mut mesh = uv_sphere(0.4, 24, 48);
         mesh.colors = Some(vec![[0.6; 3]; mesh.positions.len()]);
         let mut scene = Scene::new(&mesh, &mut Vec::new()).unwrap();
         scene.headlight = Some(0.25);
-        let k = Intrinsics::from_fov(40.0, 96, 96);
-        let frames: Vec<OrbitImage> = orbit(&even_azimuths(8), 10.0, 2.0)
-            .into_iter()
-            .map(|v| {
-                let camera = v.camera(k);
-                let vis = rasterize_cpu(&scene, &camera);
-                OrbitImage {
-                    path: "frame.png".into(),
-                    camera,
-                    image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
-                    has_alpha: true,
-                }
-            })
-            .collect();
-        let frames: Vec<&OrbitImage> = frames.iter().collect();
+        let orbit = orbitmesh_nerf::orbit::rendered_scene_orbit(&scene, 8, 96);
+        let frames: Vec<&OrbitImage> = orbit.frames.iter().collect();
         // The texel at each face's centre, up to 55° of latitude (the orbit sees it all).
         let texels = |headlight: Option<f32>| {
             let baked = bake(&mesh, 256, &frames, headlight).unwrap();
@@ -489,11 +473,11 @@ mod tests {
         };
         let (lo, hi) = texels(Some(0.25));
         assert!(
-            lo > 0.57 && hi < 0.63,
+            lo > 0.55 && hi < 0.65,
             "divided by the light: {lo}..{hi}, the colour is 0.6"
         );
         let (lo, _) = texels(None);
-        assert!(lo < 0.53, "as seen, oblique faces come out dark: {lo}");
+        assert!(lo < 0.5, "as seen, oblique faces come out dark: {lo}");
     }
 
     #[test]

@@ -87,22 +87,30 @@ pub fn read_orbit(dir: &Path) -> Result<Orbit, NerfError> {
 /// elevation and distance 2, `res`² each: an in-memory orbit for tests (this crate's and the
 /// later stages').
 pub fn rendered_orbit(mesh: &orbitmesh_geom::TriMesh, views: usize, res: u32) -> Orbit {
+    rendered_scene_orbit(
+        &orbitmesh_render::Scene::new(mesh, &mut Vec::new()).unwrap(),
+        views,
+        res,
+    )
+}
+
+/// [`rendered_orbit`] of a prepared scene (lit with a headlight, say).
+pub fn rendered_scene_orbit(scene: &orbitmesh_render::Scene, views: usize, res: u32) -> Orbit {
+    use orbitmesh_render::Background;
     use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
     use orbitmesh_render::raster::rasterize_cpu;
     use orbitmesh_render::shade::shade_rgba;
-    use orbitmesh_render::{Background, Scene};
 
-    let scene = Scene::new(mesh, &mut Vec::new()).unwrap();
     let k = Intrinsics::from_fov(SV3D_FOV_DEG, res, res);
     let frames = orbit(&even_azimuths(views), 10.0, 2.0)
         .into_iter()
         .map(|v| {
             let camera = v.camera(k);
-            let vis = rasterize_cpu(&scene, &camera);
+            let vis = rasterize_cpu(scene, &camera);
             OrbitImage {
                 path: "frame.png".into(),
                 camera,
-                image: shade_rgba(&scene, &vis, &camera, 1, Background::Transparent),
+                image: shade_rgba(scene, &vis, &camera, 1, Background::Transparent),
                 has_alpha: true,
             }
         })

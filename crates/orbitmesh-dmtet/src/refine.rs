@@ -491,13 +491,14 @@ impl Refiner {
             loss = loss + l / views as f32;
         }
         let cells = positions.clone() / self.grid.spacing();
+        let around = neighbours(&topology.faces, mesh.positions.len());
         loss = loss
-            + laplacian(&cells, &topology.faces) * self.config.laplacian_weight
+            + laplacian(&cells, &around) * self.config.laplacian_weight
             + normal_consistency(normals, &edges) * self.config.normal_weight;
         if !fitting {
             let spacing = self.grid.spacing();
             loss = loss
-                + unseen_membrane(&positions, &mesh, &self.camera_centres)
+                + unseen_membrane(&positions, &mesh, &around, &self.camera_centres)
                     * (self.config.unseen_weight / (spacing * spacing));
         }
         if let Some(g) = &self.guidance
@@ -770,39 +771,37 @@ fn soft_mask(triangle: u32, normals: &[[f32; 3]], reference_dirs: &[[f32; 3]]) -
     1.0 - x * x * (3.0 - 2.0 * x)
 }
 
-/// Mean squared uniform Laplacian (each vertex against the mean of its neighbours).
-fn laplacian(positions: &Tensor<2>, faces: &[[u32; 3]]) -> Tensor<1> {
+/// Mean squared uniform Laplacian (each vertex against the mean of its neighbours `around`).
+fn laplacian(positions: &Tensor<2>, around: &[Vec<u32>]) -> Tensor<1> {
     let device = positions.device();
     let n = positions.dims()[0];
-    let mut from = Vec::with_capacity(faces.len() * 6);
-    let mut to = Vec::with_capacity(faces.len() * 6);
-    let mut degree = vec![0.0f32; n];
-    for f in faces {
-        for k in 0..3 {
-            let (a, b) = (f[k], f[(k + 1) % 3]);
-            from.extend([a, b]);
-            to.extend([b, a]);
-            degree[a as usize] += 1.0;
-            degree[b as usize] += 1.0;
-        }
-    }
+    let from = around
+        .iter()
+        .enumerate()
+        .flat_map(|(v, ring)| std::iter::repeat_n(v as u32, ring.len()));
+    let to = around.iter().flatten().copied();
     let sum = Tensor::<2>::zeros([n, 3], &device).select_assign(
         0,
         index(from, &device),
         positions.clone().select(0, index(to, &device)),
         IndexingUpdateOp::Add,
     );
-    let degree = tensor2(degree.iter().map(|d| d.max(1.0)).collect(), 1, &device);
+    let degree = tensor2(
+        around.iter().map(|r| r.len().max(1) as f32).collect(),
+        1,
+        &device,
+    );
     (sum / degree - positions.clone())
         .powf_scalar(2.0)
         .sum_dim(1)
         .mean()
 }
 
-/// Each vertex's neighbours across the faces' edges (each listed once per face it shares).
-fn neighbours(mesh: &TriMesh) -> Vec<Vec<u32>> {
-    let mut around = vec![Vec::new(); mesh.positions.len()];
-    for f in &mesh.faces {
+/// Each of the `n` vertices' neighbours across the faces' edges (each listed once per face it
+/// shares).
+fn neighbours(faces: &[[u32; 3]], n: usize) -> Vec<Vec<u32>> {
+    let mut around = vec![Vec::new(); n];
+    for f in faces {
         for k in 0..3 {
             let (a, b) = (f[k], f[(k + 1) % 3]);
             around[a as usize].push(b);
@@ -877,15 +876,19 @@ const MEMBRANE_SWEEPS: usize = 400;
 /// Mean over the surface vertices of the squared distance, along the vertex normal, from each
 /// unseen vertex to its membrane target. Along the normal only: the targets' sliding within
 /// the surface is the uniform Laplacian's, not a shape.
-fn unseen_membrane(positions: &Tensor<2>, mesh: &TriMesh, centres: &[[f32; 3]]) -> Tensor<1> {
+fn unseen_membrane(
+    positions: &Tensor<2>,
+    mesh: &TriMesh,
+    around: &[Vec<u32>],
+    centres: &[[f32; 3]],
+) -> Tensor<1> {
     let device = positions.device();
-    let around = neighbours(mesh);
     let normals = mesh.vertex_normals();
-    let unseen = unseen_vertices(mesh, &normals, &around, centres);
+    let unseen = unseen_vertices(mesh, &normals, around, centres);
     // Where the unseen vertices would lie on a membrane (the uniform Laplacian's harmonic
     // surface) spanning the seen vertices around them: flat across a flat rim, the least-area
     // guess for what only priors can decide.
-    let target = relax(mesh.positions.clone(), &around, &unseen, MEMBRANE_SWEEPS);
+    let target = relax(mesh.positions.clone(), around, &unseen, MEMBRANE_SWEEPS);
     let n = mesh.positions.len();
     let mut offset = Vec::with_capacity(n);
     let mut direction = Vec::with_capacity(n * 3);

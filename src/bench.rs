@@ -24,7 +24,7 @@ use crate::chart::chamfer_chart;
 use crate::input::{CoarseArg, DeviceArg, UpArg, load_mesh, parse_seconds, value_name};
 use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
-use crate::prepare::prepare_into;
+use crate::prepare::{photo_frame, prepare_into};
 use crate::refine::{preset_config, refine_into};
 use crate::render::{render_orbit, render_view};
 
@@ -39,7 +39,9 @@ enum BenchPreset {
     after_help = "Per object: normalise the scan, render the conditioning view (576², \
 white, elevation 10°, azimuth 0), run the pipeline (prepare, the inflate orbit, the visual hull), \
 evaluate with the gso protocol. --oracle replaces the generated orbit with 21 renders of the scan \
-itself, measuring the 3D stages alone. Objects with a metrics.json are skipped on rerun; a failing \
+itself, measuring the 3D stages alone. Without --oracle the mesh is measured where the \
+conditioning camera sees the object (prepare's crop and zoom undone, `mesh --frame input`), which \
+is the scan's normalised frame. Objects with a metrics.json are skipped on rerun; a failing \
 object is recorded with its error and the bench goes on."
 )]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -252,7 +254,12 @@ fn run_object(
         let mesh = read_mesh(&dir.join("fine/fine.obj"))?.mesh;
         (mesh, format!("DMTet, {fine_steps} steps"))
     };
-    let mesh = mesh.simplified(100_000);
+    let mut mesh = mesh.simplified(100_000);
+    // The benchmark knows the conditioning camera, so the mesh goes where that camera sees the
+    // object, which is the scan's normalised frame; an oracle orbit is in that frame already.
+    if !args.oracle {
+        mesh.transform(&photo_frame(&dir.join("prepare"), 10.0)?);
+    }
     // The oracle has no conditioning image: its orbit's first frame is the view it would be.
     let input = if args.oracle {
         orbit_dir.join("000.png")
@@ -573,7 +580,8 @@ fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<()> {
     let mut md = format!(
         "# orbitmesh bench\n\nOrbit: {mode}, then the DMTet fine stage \
          unless --fine-steps 0 (each object's metrics.json says which). Metrics: the gso \
-         protocol of DESIGN.md.\n\n\
+         protocol of DESIGN.md; a generated orbit's mesh is measured where the conditioning \
+         camera sees the object (prepare's crop and zoom undone).\n\n\
          ![per-object Chamfer](chamfer.png)\n\n\
          | object | Chamfer ↓ | F@0.01 ↑ | F@0.05 ↑ | volume IoU ↑ | seconds |\n|---|---|---|---|---|---|\n"
     );

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::{read_mesh, write_mesh};
 use orbitmesh_nerf::{colour_from_frames, read_orbit};
 use orbitmesh_orbit::PrepareOptions;
@@ -18,7 +19,7 @@ use crate::nerf::CoarseMethod;
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
-use crate::prepare::{SegmenterArgs, prepare_into};
+use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
 use crate::refine::{Sv3dGuide, preset_config, refine_into};
 use crate::stage::{files_in, fingerprint, run_stage};
 
@@ -26,6 +27,18 @@ use crate::stage::{files_in, fingerprint, run_stage};
 enum Preset {
     Fast,
     Default,
+}
+
+/// Where the output mesh sits.
+#[derive(Clone, Copy, ValueEnum)]
+enum FrameArg {
+    /// DESIGN.md's object frame: bounding box centred at the origin, longest side 1 (or --size)
+    Object,
+    /// Where SV3D's input camera (radius 2, field of view 33.8° across the photo's longer side,
+    /// elevation 10°, on +X) would see the object as large and as placed as the photo shows it:
+    /// for a photo taken that way, as `bench`'s conditioning renders of normalised scans are,
+    /// the scan's normalised frame
+    Input,
 }
 
 #[derive(Args)]
@@ -79,6 +92,9 @@ pub struct MeshArgs {
     /// The object's longest side in metres (units) in the output
     #[arg(long)]
     size: Option<f64>,
+    /// The output's frame
+    #[arg(long, value_enum, default_value = "object", conflicts_with = "frames")]
+    frame: FrameArg,
     /// Steps of the DMTet fine stage; 0 skips it and exports the coarse mesh [default: 150
     /// (fast), 600 (default)]
     #[arg(long)]
@@ -112,10 +128,24 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     if !parent.is_dir() {
         bail!("{}: no such folder for the output", parent.display());
     }
+    if args.out.is_dir() {
+        bail!("{}: is a folder, not a mesh file", args.out.display());
+    }
+    // The output is written last: a folder that cannot take it must fail now, not after the
+    // long stages.
+    tempfile::NamedTempFile::new_in(&parent).with_context(|| {
+        format!(
+            "{}: cannot write the output into this folder",
+            parent.display()
+        )
+    })?;
     if let Some(size) = args.size
         && !(size.is_finite() && size > 0.0)
     {
         bail!("--size must be a positive number of metres");
+    }
+    if args.size.is_some() && matches!(args.frame, FrameArg::Input) {
+        bail!("--size rescales the object frame; --frame input keeps the photo's scale");
     }
     let work = args
         .work
@@ -155,7 +185,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         &prepare_dir,
         "prepare",
         &fingerprint(&settings, &inputs),
-        &["prepared.png"],
+        &["prepared.png", CROP_FILE],
         |dir| prepare_into(&args.image, &opts, choice.fell_back, dir),
     )?;
     report("prepare", ran);
@@ -265,6 +295,10 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             mesh
         }
     };
+    match args.frame {
+        FrameArg::Object => mesh.transform(&normalising_transform(&mesh.bounds())),
+        FrameArg::Input => mesh.transform(&photo_frame(&prepare_dir, orbit.input_elevation)?),
+    }
     if let Some(size) = args.size {
         mesh.scale_longest_side_to(size);
     }

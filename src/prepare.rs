@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use image::DynamicImage;
+use nalgebra::Similarity3;
 use orbitmesh_orbit::segment::install;
-use orbitmesh_orbit::{MaskSource, PrepareOptions, Segmenter, prepare};
+use orbitmesh_orbit::{Crop, MaskSource, PrepareOptions, Segmenter, prepare};
+use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::open_rasterizer;
 
 use crate::input::{DeviceArg, tensor_device};
@@ -100,7 +102,8 @@ impl SegmenterArgs {
 }
 
 /// Prepares `image` into `dir` (made only once the input has passed): prepared.png,
-/// prepared_white.png and mask.png. Returns what the stage record keeps.
+/// prepared_white.png, mask.png and crop.json (the square of the photo it shows). Returns what
+/// the stage record keeps.
 pub fn prepare_into(
     image: &Path,
     opts: &PrepareOptions,
@@ -119,6 +122,10 @@ pub fn prepare_into(
     save(
         &dir.join("mask.png"),
         &encode_png(&DynamicImage::ImageLuma8(prepared.mask).to_rgba8())?,
+    )?;
+    save(
+        &dir.join(CROP_FILE),
+        serde_json::to_string_pretty(&prepared.crop)?.as_bytes(),
     )?;
     let source = match prepared.mask_source {
         MaskSource::Alpha => "the image's alpha",
@@ -139,6 +146,27 @@ pub fn prepare_into(
         "size": opts.size,
         "fill": opts.fill,
     }))
+}
+
+pub const CROP_FILE: &str = "crop.json";
+
+/// Takes a mesh made from the prepared image in `dir` (seen from SV3D's camera at `elevation`,
+/// azimuth 0) to where that camera would see the object as the photo shows it
+/// ([`Crop::to_photo_frame`]). For a photo rendered that way from a normalised scan, as `bench`'s
+/// conditioning views are, that is the scan's normalised frame.
+pub fn photo_frame(dir: &Path, elevation_deg: f64) -> Result<Similarity3<f64>> {
+    let path = dir.join(CROP_FILE);
+    let crop: Crop = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+    )
+    .with_context(|| format!("{}: not a crop record", path.display()))?;
+    let view = OrbitView {
+        elevation_deg,
+        azimuth_deg: 0.0,
+        radius: SV3D_RADIUS,
+    };
+    // Any size does: only the field of view enters.
+    Ok(crop.to_photo_frame(&view.camera(Intrinsics::from_fov(SV3D_FOV_DEG, 576, 576))))
 }
 
 pub fn run(args: PrepareArgs) -> Result<ExitCode> {

@@ -148,6 +148,23 @@ fn bad_requests_fail_before_any_work() {
         .unwrap();
     let p = photo.to_str().unwrap();
     let missing_dir = d.join("no/such/dir/out.glb");
+    let folder = d.join("folder.glb");
+    std::fs::create_dir(&folder).unwrap();
+    let not_image = d.join("notes.png");
+    std::fs::write(&not_image, "not a picture").unwrap();
+    let one_pixel = d.join("one.png");
+    RgbaImage::from_pixel(1, 1, Rgba([9, 9, 9, 255]))
+        .save(&one_pixel)
+        .unwrap();
+    let all_object = d.join("all.png");
+    RgbaImage::from_fn(48, 48, |x, y| {
+        let v = ((x * 7919 + y * 104_729) % 251) as u8;
+        Rgba([v, v.wrapping_mul(3), 255 - v, 255])
+    })
+    .save(&all_object)
+    .unwrap();
+    let out = d.join("x.glb");
+    let out = out.to_str().unwrap();
     for (args, problem) in [
         (vec!["mesh", p, "-o", "out.stl"], "must be .glb"),
         (
@@ -155,8 +172,21 @@ fn bad_requests_fail_before_any_work() {
             "no such folder",
         ),
         (
-            vec!["mesh", p, "-o", d.join("x.glb").to_str().unwrap()],
-            "mask is empty",
+            vec!["mesh", p, "-o", folder.to_str().unwrap()],
+            "is a folder",
+        ),
+        (vec!["mesh", p, "-o", out], "mask is empty"),
+        (
+            vec!["mesh", not_image.to_str().unwrap(), "-o", out],
+            "not a readable image",
+        ),
+        (
+            vec!["mesh", one_pixel.to_str().unwrap(), "-o", out],
+            "too small",
+        ),
+        (
+            vec!["mesh", all_object.to_str().unwrap(), "-o", out],
+            "background",
         ),
     ] {
         assert_input_error(&orbitmesh(&args), problem);
@@ -232,4 +262,53 @@ fn sv3d_ordered_frames_on_white_become_the_object() {
     ]);
     let chamfer = r["metrics"]["chamfer"].as_f64().unwrap();
     assert!(chamfer < 0.02, "chamfer {chamfer}");
+}
+
+/// `--frame input` puts the object where SV3D's input camera sees it in the photo; the default
+/// object frame centres it with its longest side 1.
+#[test]
+fn the_input_frame_keeps_the_size_and_place_the_photo_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("small.png");
+    // A disc 30 px across, left of and above the middle of a 96² photo.
+    RgbaImage::from_fn(96, 96, |x, y| {
+        let r = ((x as f32 - 30.0).powi(2) + (y as f32 - 40.0).powi(2)).sqrt();
+        if r < 15.0 {
+            Rgba([220, 120, 20, 255])
+        } else {
+            Rgba([250, 250, 250, 255])
+        }
+    })
+    .save(&photo)
+    .unwrap();
+    let work = d.join("work");
+    let bounds = |frame: &str| {
+        let out = d.join(format!("{frame}.obj"));
+        let mut args = fast_mesh(&photo, &out, "0").to_vec();
+        args.extend(["--work", work.to_str().unwrap(), "--frame", frame]);
+        let run = orbitmesh(&args);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        orbitmesh_geom::read_mesh(&out).unwrap().mesh.bounds()
+    };
+    let object = bounds("object");
+    assert!((object.longest_side() - 1.0).abs() < 1e-4, "{object:?}");
+    assert!(object.centre().iter().all(|c| c.abs() < 1e-4), "{object:?}");
+
+    // One photo pixel on the plane through the origin: 2·2·tan(16.9°)/96. The camera sits on +X,
+    // so the photo's right is +Y.
+    let pixel = 4.0 * 16.9f64.to_radians().tan() / 96.0;
+    let input = bounds("input");
+    let across = input.max[1] - input.min[1];
+    assert!(
+        (across / (30.0 * pixel) - 1.0).abs() < 0.1,
+        "{across} across, the photo shows {}",
+        30.0 * pixel
+    );
+    let centre = input.centre()[1];
+    assert!(
+        (centre - (30.5 - 48.0) * pixel).abs() < 0.02,
+        "centred at y = {centre}"
+    );
+    assert!(input.centre()[2] > 0.05, "above the middle: {input:?}");
 }

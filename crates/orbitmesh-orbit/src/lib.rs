@@ -14,4 +14,4 @@ pub mod weights;
 pub use generator::{OrbitError, OrbitGenerator};
 pub use inflate::{Inflate, InflateProfile};
 
-pub use prepare::{MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, prepare};
+pub use prepare::{Crop, MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, prepare};

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, Rgba, RgbaImage};
+use nalgebra::{Similarity3, Translation3, UnitQuaternion};
+use orbitmesh_render::Camera;
+use serde::{Deserialize, Serialize};
 
 use crate::segment::IsNet;
 use crate::weights::WeightsError;
@@ -109,6 +112,43 @@ pub struct Prepared {
     /// The same composited over white, as SV3D is conditioned.
     pub white: RgbaImage,
     pub mask_source: MaskSource,
+    pub crop: Crop,
+}
+
+/// The square of the photo that became the prepared image, in the photo's pixels (it may reach
+/// past the photo's edges, which count as background).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crop {
+    pub left: i64,
+    pub top: i64,
+    pub side: u32,
+    /// The photo's size.
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Crop {
+    /// Takes a mesh made from the prepared image seen by `input` (which looks at the origin) to
+    /// where `input` would see the object as the photo shows it, had `input` taken the photo
+    /// with its field of view across the photo's longer side: prepare's zoom and recentring
+    /// undone. Exact on the plane through the origin facing the camera; elsewhere it is a
+    /// uniform scale, so the perspective across the object's depth is not undone.
+    pub fn to_photo_frame(&self, input: &Camera) -> Similarity3<f64> {
+        let k = input.intrinsics;
+        let long = f64::from(self.width.max(self.height));
+        // One photo pixel on the plane through the origin.
+        let pixel = input.position().norm() / k.fx * f64::from(k.width) / long;
+        let side = f64::from(self.side);
+        let across = (self.left as f64 + side / 2.0 - f64::from(self.width) / 2.0) * pixel;
+        let down = (self.top as f64 + side / 2.0 - f64::from(self.height) / 2.0) * pixel;
+        let axes = input.camera_to_world.fixed_view::<3, 3>(0, 0);
+        let shift = axes.column(0) * across - axes.column(1) * down;
+        Similarity3::from_parts(
+            Translation3::from(shift),
+            UnitQuaternion::identity(),
+            side / long,
+        )
+    }
 }
 
 const MIN_SIDE: u32 = 8;
@@ -206,6 +246,13 @@ pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, Pre
         rgba: resized,
         white,
         mask_source: source,
+        crop: Crop {
+            left: ox,
+            top: oy,
+            side: side as u32,
+            width: w,
+            height: h,
+        },
     })
 }
 
@@ -352,6 +399,9 @@ pub fn background_model(img: &RgbaImage, path: &Path) -> Result<GrayImage, Prepa
 
 #[cfg(test)]
 mod tests {
+    use orbitmesh_render::OrbitView;
+    use orbitmesh_render::camera::Intrinsics;
+
     use super::*;
 
     /// A red disc of radius `r` at (cx, cy) on a grey background, with a speck of noise.
@@ -400,6 +450,45 @@ mod tests {
         assert_eq!(out.white.get_pixel(5, 5).0, [255, 255, 255, 255]);
         let mid = out.white.get_pixel(288, 288);
         assert!(mid[0] > 150 && mid[1] < 80, "{mid:?}");
+    }
+
+    #[test]
+    fn the_photo_frame_puts_the_prepared_view_back_where_the_photo_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut img = photo(400, 300, 290.0, 110.0, 40.0);
+        for p in img.pixels_mut() {
+            if p[0] != 200 {
+                p[3] = 0;
+            }
+        }
+        let path = save(dir.path(), "off-centre.png", &img);
+        let crop = prepare(&path, &PrepareOptions::default()).unwrap().crop;
+        assert!(crop.left > 200 && crop.top < 100, "{crop:?}");
+        let view = OrbitView {
+            elevation_deg: 10.0,
+            azimuth_deg: 30.0,
+            radius: 2.0,
+        };
+        let prepared = view.camera(Intrinsics::from_fov(33.8, 576, 576));
+        let taken = view.camera(Intrinsics::from_fov(33.8, 400, 300));
+        let to_photo = crop.to_photo_frame(&prepared);
+        let back = prepared
+            .camera_to_world
+            .fixed_view::<3, 1>(0, 2)
+            .into_owned();
+        for (x, y) in [(288.0, 288.0), (10.0, 500.0), (560.0, 40.0)] {
+            // The point the prepared pixel shows on the plane through the origin.
+            let (o, dir) = prepared.ray(x, y);
+            let p = o - dir * (o.dot(&back) / dir.dot(&back));
+            let q = to_photo.transform_point(&p.into());
+            let (px, py, _) = taken.project(q.coords);
+            let scale = f64::from(crop.side) / 576.0;
+            let want = (crop.left as f64 + x * scale, crop.top as f64 + y * scale);
+            assert!(
+                (px - want.0).abs() < 1e-6 && (py - want.1).abs() < 1e-6,
+                "prepared ({x}, {y}) lands at ({px}, {py}) in the photo, not {want:?}"
+            );
+        }
     }
 
     #[test]

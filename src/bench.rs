@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
@@ -21,18 +21,12 @@ use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
 use serde_json::{Value, json};
 
 use crate::chart::chamfer_chart;
-use crate::input::{CoarseArg, DeviceArg, UpArg, load_mesh, parse_seconds, value_name};
+use crate::input::{CoarseArg, DeviceArg, Preset, UpArg, load_mesh, parse_seconds, value_name};
 use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
 use crate::output::{encode_png, save};
 use crate::prepare::{photo_frame, prepare_into};
-use crate::refine::{preset_config, refine_into};
+use crate::refine::refine_into;
 use crate::render::{render_orbit, render_view};
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BenchPreset {
-    Fast,
-    Default,
-}
 
 #[derive(Args)]
 #[command(
@@ -67,17 +61,18 @@ pub struct BenchArgs {
     /// Up axis of the scans (GSO: z)
     #[arg(long, value_enum, default_value = "z")]
     up: UpArg,
-    /// fast: 256² orbit frames, a 128³ grid; default: 576², 192³
+    /// How much work each stage does
     #[arg(long, value_enum, default_value = "default")]
-    preset: BenchPreset,
+    preset: Preset,
     /// The coarse stage's method
     #[arg(long, value_enum, default_value = "auto")]
     coarse: CoarseArg,
-    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default)]
+    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default),
+    /// 600 (best)]
     #[arg(long, value_parser = parse_seconds)]
     nerf_seconds: Option<f64>,
     /// Steps of the DMTet fine stage on each object; 0 evaluates the coarse mesh [default: 150
-    /// (fast), 600 (default)]
+    /// (fast), 600 (default), 1200 (best)]
     #[arg(long)]
     fine_steps: Option<usize>,
     /// Surface samples per mesh for the metrics
@@ -164,10 +159,7 @@ fn run_object(
     normalised.transform(&normalising_transform(&normalised.bounds()));
     let mut warnings = Vec::new();
     let scene = Scene::new(&normalised, &mut warnings)?;
-    let (res, resolution) = match args.preset {
-        BenchPreset::Fast => (256, 128),
-        BenchPreset::Default => (576, 192),
-    };
+    let res = args.preset.frame_side();
     let orbit_dir = dir.join("orbit");
     let generator = if args.oracle {
         let views = camera::orbit(&camera::even_azimuths(21), 10.0, SV3D_RADIUS);
@@ -230,12 +222,11 @@ fn run_object(
             value_name(args.profile)
         )
     };
-    let fast = matches!(args.preset, BenchPreset::Fast);
     let coarse = args
-        .coarse
-        .method(!args.oracle, fast, resolution, args.nerf_seconds);
+        .preset
+        .coarse(args.coarse, !args.oracle, None, args.nerf_seconds);
     coarse.run(&orbit_dir, &dir.join("coarse"))?;
-    let config = preset_config(fast, args.fine_steps);
+    let config = args.preset.fine(args.fine_steps);
     let fine_steps = config.steps;
     let (mesh, fine) = if fine_steps == 0 {
         let mesh = read_mesh(&dir.join("coarse").join(coarse.output()))?.mesh;

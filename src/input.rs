@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use burn::tensor::FloatDType;
 use clap::ValueEnum;
+use orbitmesh_dmtet::RefineConfig;
 use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
 use orbitmesh_render::{DeviceChoice, Rasterizer};
 
@@ -66,23 +67,63 @@ impl CoarseArg {
             CoarseArg::Nerf => true,
         }
     }
+}
 
-    /// The method, given whether the orbit is the inflate baseline's, the preset, the hull's
-    /// grid and the NeRF's time budget.
-    pub fn method(
+/// How much work `mesh` and `bench` do in each stage.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// 256² orbit frames, a 128³ hull or 90 s of NeRF, 150 DMTet steps on a 48³ grid
+    Fast,
+    /// 576² frames (SV3D's), a 192³ hull or 300 s of NeRF, 600 DMTet steps on 64³
+    Default,
+    /// 576² frames, a 256³ hull or 600 s of NeRF, 1200 DMTet steps on 80³
+    Best,
+}
+
+impl Preset {
+    /// The side of the orbit's frames.
+    pub fn frame_side(self) -> u32 {
+        match self {
+            Preset::Fast => 256,
+            Preset::Default | Preset::Best => 576,
+        }
+    }
+
+    /// The coarse stage: `method` given whether the orbit is the inflate baseline's, with the
+    /// preset's hull grid and NeRF time unless `resolution` or `nerf_seconds` say otherwise.
+    pub fn coarse(
         self,
+        method: CoarseArg,
         inflate: bool,
-        fast: bool,
-        hull_resolution: usize,
+        resolution: Option<u64>,
         nerf_seconds: Option<f64>,
     ) -> CoarseMethod {
-        if self.is_nerf(inflate) {
+        if method.is_nerf(inflate) {
             CoarseMethod::Nerf {
-                fast,
-                seconds: nerf_seconds,
+                fast: self == Preset::Fast,
+                seconds: nerf_seconds.or((self == Preset::Best).then_some(600.0)),
             }
         } else {
-            CoarseMethod::Hull(hull_resolution)
+            let grid = match self {
+                Preset::Fast => 128,
+                Preset::Default => 192,
+                Preset::Best => 256,
+            };
+            CoarseMethod::Hull(resolution.map_or(grid, |r| r as usize))
+        }
+    }
+
+    /// The fine stage: `steps` (or the preset's), a sixth of them fitting the coarse mesh, on the
+    /// preset's grid.
+    pub fn fine(self, steps: Option<usize>) -> RefineConfig {
+        let (resolution, preset_steps) = match self {
+            Preset::Fast => (48, 150),
+            Preset::Default => (64, 600),
+            Preset::Best => (80, 1200),
+        };
+        RefineConfig {
+            resolution,
+            ..RefineConfig::with_steps(steps.unwrap_or(preset_steps))
         }
     }
 }

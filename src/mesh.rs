@@ -14,20 +14,14 @@ use orbitmesh_orbit::PrepareOptions;
 use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
-use crate::input::{CoarseArg, DeviceArg, parse_seconds, value_name};
+use crate::input::{CoarseArg, DeviceArg, Preset, parse_seconds, value_name};
 use crate::nerf::CoarseMethod;
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
 use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
-use crate::refine::{Sv3dGuide, preset_config, refine_into};
+use crate::refine::{Sv3dGuide, refine_into};
 use crate::stage::{files_in, fingerprint, run_stage};
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Preset {
-    Fast,
-    Default,
-}
 
 /// Where the output mesh sits.
 #[derive(Clone, Copy, ValueEnum)]
@@ -77,13 +71,14 @@ pub struct MeshArgs {
     /// Where to rasterize
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    /// fast: 256² frames, a 128³ coarse grid; default: 576² frames (SV3D's), 192³
+    /// How much work each stage does
     #[arg(long, value_enum, default_value = "default")]
     preset: Preset,
     /// The coarse stage's method
     #[arg(long, value_enum, default_value = "auto")]
     coarse: CoarseArg,
-    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default)]
+    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default),
+    /// 600 (best)]
     #[arg(long, value_parser = parse_seconds)]
     nerf_seconds: Option<f64>,
     /// Grid points per side of the visual hull [default: from the preset]
@@ -96,7 +91,7 @@ pub struct MeshArgs {
     #[arg(long, value_enum, default_value = "object", conflicts_with = "frames")]
     frame: FrameArg,
     /// Steps of the DMTet fine stage; 0 skips it and exports the coarse mesh [default: 150
-    /// (fast), 600 (default)]
+    /// (fast), 600 (default), 1200 (best)]
     #[arg(long)]
     fine_steps: Option<usize>,
     /// Face budget of the output (quadric decimation)
@@ -196,10 +191,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         frames: 21,
         elevation: 10.0,
         input_elevation: 10.0,
-        res: match args.preset {
-            Preset::Fast => 256,
-            Preset::Default => 576,
-        },
+        res: args.preset.frame_side(),
     };
     let rasterizer = open_rasterizer(args.device.into())?;
     let prepared = prepare_dir.join("prepared.png");
@@ -234,12 +226,10 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     report("orbit", ran);
 
     let coarse_dir = work.join("coarse");
-    let fast = matches!(args.preset, Preset::Fast);
-    let coarse = args.coarse.method(
+    let coarse = args.preset.coarse(
+        args.coarse,
         args.frames.is_none() && args.generator.sv3d_weights().is_none(),
-        fast,
-        args.resolution
-            .map_or(if fast { 128 } else { 192 }, |r| r as usize),
+        args.resolution,
         args.nerf_seconds,
     );
     let fp = fingerprint(&coarse.settings(), &[&orbit_dir.join("stage.json")]);
@@ -248,7 +238,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     })?;
     report("coarse", ran);
 
-    let config = preset_config(matches!(args.preset, Preset::Fast), args.fine_steps);
+    let config = args.preset.fine(args.fine_steps);
     let fine_dir = work.join("fine");
     // With SV3D's weights, the fine stage ends with its score distillation, as SV3D's own does.
     let guide = args.generator.sv3d_weights().map(|weights| Sv3dGuide {

@@ -161,17 +161,6 @@ impl Sv3dGuide {
     }
 }
 
-/// The fine stage's settings in the fast and default presets of `mesh` and `bench`: the step
-/// count (`steps`, or the preset's 150 / 600, a sixth of them fitting the coarse mesh) and the grid
-/// (48³ / 64³).
-pub fn preset_config(fast: bool, steps: Option<usize>) -> RefineConfig {
-    let steps = steps.unwrap_or(if fast { 150 } else { 600 });
-    RefineConfig {
-        resolution: if fast { 48 } else { 64 },
-        ..RefineConfig::with_steps(steps)
-    }
-}
-
 /// The coarse mesh in `coarse`: a mesh file, or the mesh a coarse stage wrote into a folder.
 fn coarse_mesh(coarse: &Path) -> Result<(PathBuf, TriMesh)> {
     let path = if coarse.is_dir() {

@@ -501,10 +501,13 @@ mod tests {
             }
         }
         let p = save(dir.path(), "a.png", &img);
-        assert_eq!(
-            prepare(&p, &PrepareOptions::default()).unwrap().mask_source,
-            MaskSource::Alpha
-        );
+        let from_png = prepare(&p, &PrepareOptions::default()).unwrap();
+        assert_eq!(from_png.mask_source, MaskSource::Alpha);
+        // WebP (lossless, as the image crate writes it) keeps its alpha the same way.
+        let webp = save(dir.path(), "a.webp", &img);
+        let from_webp = prepare(&webp, &PrepareOptions::default()).unwrap();
+        assert_eq!(from_webp.mask_source, MaskSource::Alpha);
+        assert_eq!(from_webp.rgba, from_png.rgba);
         let mask = GrayImage::from_fn(64, 64, |x, _| Luma([if x < 32 { 255 } else { 0 }]));
         let mp = dir.path().join("m.png");
         mask.save(&mp).unwrap();

@@ -92,6 +92,9 @@ fn trains_writes_its_outputs_and_resumes() {
 /// beside them; this runs every stage there, from the first step to the mesh.
 #[test]
 fn trains_on_the_gpu() {
+    if !orbitmesh_render::gpu_tests::gpu_or_skip() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let orbit = render_ball(d, "orbit", "transparent");

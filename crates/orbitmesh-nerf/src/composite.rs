@@ -508,6 +508,9 @@ mod tests {
 
     #[test]
     fn gpu_kernels_match_the_cpu_kernels() {
+        if !orbitmesh_render::gpu_tests::gpu_or_skip() {
+            return;
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         // Ragged rays, some empty, some long enough to turn opaque.
         let mut offsets = vec![0u32];

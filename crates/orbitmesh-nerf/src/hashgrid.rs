@@ -998,6 +998,9 @@ mod tests {
 
     #[test]
     fn gpu_kernels_match_the_cpu_kernels() {
+        if !orbitmesh_render::gpu_tests::gpu_or_skip() {
+            return;
+        }
         let config = small();
         let n = 4000;
         // Points on the cube's faces and corners too, where the clamping decides the cell.

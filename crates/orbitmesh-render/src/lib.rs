@@ -4,6 +4,7 @@
 
 pub mod camera;
 mod error;
+pub mod gpu_tests;
 pub mod raster;
 pub mod scene;
 pub mod shade;

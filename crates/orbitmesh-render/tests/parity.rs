@@ -11,6 +11,9 @@ use orbitmesh_render::{Background, Camera, GpuRasterizer, Scene};
 
 #[test]
 fn gpu_and_cpu_render_the_same_pictures() {
+    if !orbitmesh_render::gpu_tests::gpu_or_skip() {
+        return;
+    }
     let gpu = GpuRasterizer::new().unwrap_or_else(|e| {
         panic!("no Vulkan adapter ({e}); install mesa-vulkan-drivers for llvmpipe")
     });

@@ -24,11 +24,10 @@ pub const FLEX_REL: f32 = 1e-4;
 pub const WGPU_REL: f32 = 1e-3;
 
 /// The default wgpu adapter (llvmpipe on a machine without a GPU; `CUBECL_WGPU_DEFAULT_DEVICE`
-/// picks another). burn acquires it on first use and panics there when there is none, so a CI
-/// without Vulkan fails the wgpu tests instead of skipping them; `fixture` returns before that
-/// use where the fixtures themselves are missing.
-pub fn wgpu() -> Device {
-    Device::wgpu(DeviceKind::DefaultDevice)
+/// picks another), or `None` (with the skip line of `gpu_or_skip`) where there is none: burn
+/// would panic on first use.
+pub fn wgpu() -> Option<Device> {
+    orbitmesh_render::gpu_tests::gpu_or_skip().then(|| Device::wgpu(DeviceKind::DefaultDevice))
 }
 
 pub fn folder() -> Option<PathBuf> {

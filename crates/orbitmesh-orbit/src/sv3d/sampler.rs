@@ -169,7 +169,9 @@ mod tests {
     /// Eight UNet calls on 21 frames through llvmpipe: 43 s on 2 cores of an AMD EPYC.
     #[test]
     fn every_sampler_step_matches_the_reference_on_wgpu() {
-        every_sampler_step_matches_the_reference(wgpu(), WGPU_REL);
+        if let Some(device) = wgpu() {
+            every_sampler_step_matches_the_reference(device, WGPU_REL);
+        }
     }
 
     /// The reference run's four Euler steps and the sampled latent.

@@ -6,7 +6,7 @@ mod cpu;
 mod gpu;
 
 pub use cpu::rasterize_cpu;
-pub use gpu::GpuRasterizer;
+pub use gpu::{GpuRasterizer, vulkan_adapter};
 
 use nalgebra::{Matrix4, Vector4};
 

@@ -984,7 +984,7 @@ fn initial_sdf(grid: &TetGrid, coarse: &TriMesh, boundary: &[bool]) -> Vec<f32> 
             if edge {
                 return INIT_TRUNCATION;
             }
-            let inside = winding.at(p.map(f64::from)) > 0.5;
+            let inside = winding.encloses(p.map(f64::from));
             // Never exactly zero: a zero value would sit on no side.
             let d = d.max(1e-3);
             if inside { -d } else { d }

@@ -143,7 +143,7 @@ impl VoxelGrid {
     }
 }
 
-/// Inside test on the grid: the winding number exceeds ½. Cells outside the mesh's bounding box
+/// Inside test on the grid: the winding number's magnitude exceeds ½ (either orientation). Cells outside the mesh's bounding box
 /// are outside without evaluation (no surface subtends more than a hemisphere from there).
 pub fn voxelize(mesh: &TriMesh, grid: &VoxelGrid) -> Vec<bool> {
     let w = WindingNumber::new(mesh);
@@ -156,7 +156,7 @@ pub fn voxelize(mesh: &TriMesh, grid: &VoxelGrid) -> Vec<bool> {
             for j in 0..ny {
                 for i in 0..nx {
                     let q = grid.centre(i, j, k);
-                    slab[j * nx + i] = w.in_bounds(q) && w.at(q) > 0.5;
+                    slab[j * nx + i] = w.encloses(q);
                 }
             }
         });
@@ -237,6 +237,47 @@ mod tests {
         let iou = volume_iou(&a, &b, 64);
         assert!((iou - 1.0 / 3.0).abs() < 0.02, "iou {iou}");
         assert!((volume_iou(&a, &a, 64) - 1.0).abs() < 1e-12);
+    }
+
+    fn wound_inward(mut mesh: TriMesh) -> TriMesh {
+        for f in &mut mesh.faces {
+            f.swap(1, 2);
+        }
+        mesh
+    }
+
+    #[test]
+    fn a_cube_wound_inward_has_iou_one_with_itself_and_its_outward_twin() {
+        let cube = shapes::cuboid([0.0; 3], [1.0; 3]);
+        let inward = wound_inward(cube.clone());
+        assert_eq!(volume_iou(&inward, &inward, 32), 1.0);
+        assert_eq!(volume_iou(&inward, &cube, 32), 1.0);
+    }
+
+    #[test]
+    fn a_scan_wound_inward_has_the_iou_of_the_scan() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/gso-mini/stanford_bunny_npm");
+        let scan = crate::read_mesh(&dir).unwrap().mesh;
+        let inward = wound_inward(scan.clone());
+        assert_eq!(volume_iou(&inward, &inward, 32), 1.0);
+        assert_eq!(volume_iou(&inward, &scan, 32), 1.0);
+        // Components that disagree: a cube wound outward beside the scan wound inward encloses
+        // what the two wound outward do.
+        let beside = |scan: &TriMesh| {
+            let cube = shapes::cuboid([2.0; 3], [3.0; 3]);
+            let offset = cube.positions.len() as u32;
+            let positions = cube
+                .positions
+                .iter()
+                .chain(&scan.positions)
+                .copied()
+                .collect();
+            let faces = cube.faces.iter().copied();
+            let faces = faces.chain(scan.faces.iter().map(|f| f.map(|i| i + offset)));
+            TriMesh::new(positions, faces.collect())
+        };
+        assert_eq!(volume_iou(&beside(&inward), &beside(&scan), 48), 1.0);
     }
 
     #[test]

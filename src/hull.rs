@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::output::StagedFolder;
 use anyhow::{Context, Result};
 use clap::Args;
 use orbitmesh_geom::write_mesh;
@@ -53,7 +54,9 @@ pub fn run(args: HullArgs) -> Result<ExitCode> {
         extent: args.extent,
     };
     let started = Instant::now();
-    let details = hull_into(&args.orbit, &opts, &args.out)?;
+    let staged = StagedFolder::new(&args.out)?;
+    let details = hull_into(&args.orbit, &opts, staged.path())?;
+    staged.publish()?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "visual hull of {} frames on a {}³ grid: {} vertices, {} faces in {seconds:.2} s -> {}",

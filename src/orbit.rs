@@ -17,7 +17,7 @@ use orbitmesh_render::camera::{
 use orbitmesh_render::{Rasterizer, open_rasterizer};
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device, value_name};
-use crate::output::{encode_png, save};
+use crate::output::{StagedFolder, encode_png, save};
 use crate::stage;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -341,14 +341,16 @@ pub fn import_into(
 pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     if let Some(from) = &args.from_frames {
         let started = Instant::now();
-        let details = import_into(from, args.orbit_order, args.elevation, &args.out)?;
+        let staged = StagedFolder::new(&args.out)?;
+        let details = import_into(from, args.orbit_order, args.elevation, staged.path())?;
         let settings =
             serde_json::json!({ "generator": "frames", "elevation_deg": args.elevation });
         let files = stage::files_in(from)?;
         let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         let fingerprint = stage::fingerprint(&settings, &inputs);
         let seconds = started.elapsed().as_secs_f64();
-        stage::write_stage_json(&args.out, "orbit", &fingerprint, details, seconds)?;
+        stage::write_stage_json(staged.path(), "orbit", &fingerprint, details, seconds)?;
+        staged.publish()?;
         println!(
             "{} frames imported from {} into {}",
             files.len(),
@@ -373,19 +375,27 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     let rasterizer = open_rasterizer(args.device.into())?;
     let started = Instant::now();
     let generator = args.generator.open(&rasterizer)?;
+    let staged = StagedFolder::new(&args.out)?;
     let details = orbit_into(
         prepared,
         &image,
         &settings,
         generator.as_ref(),
         &rasterizer,
-        &args.out,
+        staged.path(),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let mut inputs: Vec<&Path> = vec![prepared];
     inputs.extend(args.generator.weights.as_deref());
     let fingerprint = stage::fingerprint(&settings.to_json(), &inputs);
-    stage::write_stage_json(&args.out, "orbit", &fingerprint, details.clone(), seconds)?;
+    stage::write_stage_json(
+        staged.path(),
+        "orbit",
+        &fingerprint,
+        details.clone(),
+        seconds,
+    )?;
+    staged.publish()?;
     println!(
         "{} frames in {} from {} ({seconds:.2} s)",
         settings.frames,

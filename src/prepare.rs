@@ -13,7 +13,7 @@ use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS}
 use orbitmesh_render::open_rasterizer;
 
 use crate::input::{DeviceArg, tensor_device};
-use crate::output::{encode_png, save};
+use crate::output::{StagedFolder, encode_png, save};
 
 #[derive(Args)]
 #[command(
@@ -182,7 +182,9 @@ pub fn run(args: PrepareArgs) -> Result<ExitCode> {
         mask: args.mask.clone(),
         segmenter: choice.segmenter,
     };
-    let details = prepare_into(&args.image, &opts, choice.fell_back, &args.out)?;
+    let staged = StagedFolder::new(&args.out)?;
+    let details = prepare_into(&args.image, &opts, choice.fell_back, staged.path())?;
+    staged.publish()?;
     println!(
         "{}² input in {} (mask from {})",
         args.size,

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device};
 use crate::orbit::read_prepared;
-use crate::output::{encode_png, save};
+use crate::output::{StagedFolder, encode_png, save};
 
 #[derive(Args)]
 #[command(
@@ -404,6 +404,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         }),
         _ => None,
     };
+    let staged = StagedFolder::new(&args.out)?;
     let summary = refine_into(
         &args.coarse,
         &args.orbit,
@@ -412,8 +413,9 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         args.device.into(),
         args.texture_size,
         guide.as_ref(),
-        &args.out,
+        staged.path(),
     )?;
+    staged.publish()?;
     let psnr = summary["holdout_psnr_db"]
         .as_f64()
         .map_or(String::new(), |p| format!(", held-out PSNR {p:.2} dB"));

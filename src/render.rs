@@ -23,7 +23,7 @@ use orbitmesh_render::{
 use rayon::prelude::*;
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
-use crate::output::{encode_png, save};
+use crate::output::{StagedFolder, encode_png, save};
 
 /// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
 const SSAA: u32 = 2;
@@ -156,6 +156,7 @@ pub fn render_orbit(
 /// The depth and normal pictures of one frame, from a visibility buffer at the frame's resolution.
 fn write_geometry(
     args: &RenderArgs,
+    dir: &Path,
     scene: &Scene,
     vis: &VisibilityBuffer,
     file: &str,
@@ -175,11 +176,11 @@ fn write_geometry(
             depth.height(),
             image::ExtendedColorType::L16,
         )?;
-        save(&args.out.join("depth").join(file), &bytes)?;
+        save(&dir.join("depth").join(file), &bytes)?;
     }
     if args.normals {
         save(
-            &args.out.join("normal").join(file),
+            &dir.join("normal").join(file),
             &encode_png(&normal_image(scene, vis))?,
         )?;
     }
@@ -213,11 +214,11 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
         bail!("--azimuths: no angles given");
     }
     let intrinsics = Intrinsics::from_fov(args.fov, args.res, args.res);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+    let staged = StagedFolder::new(&args.out)?;
+    let dir = staged.path();
     for (flag, sub) in [(args.depth, "depth"), (args.normals, "normal")] {
         if flag {
-            std::fs::create_dir_all(args.out.join(sub))
+            std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
         }
     }
@@ -236,10 +237,11 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
         intrinsics,
         args.background,
         &rasterizer,
-        &args.out,
+        dir,
         |camera, file| {
             if args.depth || args.normals {
-                write_geometry(&args, &scene, &rasterizer.rasterize(&scene, camera)?, file)?;
+                let vis = rasterizer.rasterize(&scene, camera)?;
+                write_geometry(&args, dir, &scene, &vis, file)?;
             }
             bar.inc(1);
             Ok(())
@@ -260,6 +262,7 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
     if let Some(sheet) = &args.sheet {
         save(sheet, &encode_png(&contact_sheet(&pictures, 192, None))?)?;
     }
+    staged.publish()?;
     println!(
         "{} frames of {}² in {} via {}: {seconds:.3} s to rasterize, shade, encode and write them",
         frames.len(),

@@ -7,6 +7,7 @@ mod common;
 
 mod bench;
 mod eval;
+mod full_disk;
 mod hull;
 mod mesh;
 mod nerf;

@@ -140,31 +140,66 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&mut File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".orbitmesh-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| GeomError::io(path, e))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        write(&mut w).map_err(|e| GeomError::io(path, e))?;
-        std::io::Write::flush(&mut w).map_err(|e| GeomError::io(path, e))?;
-    }
-    // Temporary files are created private (0600); the result is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
+    let mut files = StagedFiles::default();
+    files.write(path, write)?;
+    files.commit()
+}
+
+/// Files that appear together or not at all (an OBJ with its MTL and textures): each is written
+/// to a temporary file beside its final name, and only once all are complete are they renamed
+/// into place. Dropped uncommitted (an error on the way), every temporary file is removed.
+#[derive(Default)]
+pub struct StagedFiles {
+    staged: Vec<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+impl StagedFiles {
+    pub fn write(
+        &mut self,
+        path: &Path,
+        write: impl FnOnce(&mut std::io::BufWriter<&mut File>) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".orbitmesh-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
             .map_err(|e| GeomError::io(path, e))?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            write(&mut w).map_err(|e| GeomError::io(path, e))?;
+            std::io::Write::flush(&mut w).map_err(|e| GeomError::io(path, e))?;
+        }
+        // Temporary files are created private (0600); the result is an ordinary file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| GeomError::io(path, e))?;
+        }
+        self.staged.push((tmp, path.to_path_buf()));
+        Ok(())
     }
-    tmp.persist(path)
-        .map_err(|e| GeomError::io(path, e.error))?;
-    Ok(())
+
+    /// Renames every file into place. Renames within a folder do not need space, so this fails
+    /// only if a folder changed under us; then the files already renamed are removed again.
+    pub fn commit(self) -> Result<()> {
+        let mut placed: Vec<PathBuf> = Vec::new();
+        for (tmp, path) in self.staged {
+            if let Err(e) = tmp.persist(&path) {
+                for p in &placed {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(GeomError::io(&path, e.error));
+            }
+            placed.push(path);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +321,23 @@ mod tests {
                 .unwrap()
                 .ends_with("texture.png")
         );
+    }
+
+    /// Found by fuzzing (crates/orbitmesh-fuzz): tobj panicked on a colour with fewer than three
+    /// values, here a material library cut short.
+    #[test]
+    fn a_colour_cut_short_in_the_material_library_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.mtl", b"newmtl a\nKd 0.8");
+        let p = write(
+            dir.path(),
+            "m.obj",
+            b"mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl a\nf 1 2 3\n",
+        );
+        let f = read_mesh(&p).unwrap();
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        assert!(f.warnings[0].contains("material library"));
+        assert!(f.mesh.materials.is_empty());
     }
 
     #[test]

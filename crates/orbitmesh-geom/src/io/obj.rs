@@ -1,11 +1,24 @@
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use super::{open, write_atomic};
+use super::{StagedFiles, open};
 use crate::error::{GeomError, Result};
 use crate::mesh::{Material, TriMesh};
+
+/// Whether every colour statement of an MTL file (`Ka`, `Kd`, `Ks`, `Ke`) has at least three
+/// values: tobj 4.0.5 panics on fewer (found by fuzzing: a file cut short after `Kd 0.8`).
+fn colours_have_three_numbers(mtl: &[u8]) -> bool {
+    mtl.split(|&b| b == b'\n' || b == b'\r').all(|line| {
+        let mut words = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        match words.next() {
+            Some(b"Ka" | b"Kd" | b"Ks" | b"Ke") => words.count() >= 3,
+            _ => true,
+        }
+    })
+}
 
 pub(super) fn read_obj(path: &Path, warnings: &mut Vec<String>) -> Result<TriMesh> {
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -18,10 +31,13 @@ pub(super) fn read_obj(path: &Path, warnings: &mut Vec<String>) -> Result<TriMes
     let mut reader = open(path)?;
     let (models, materials) = tobj::load_obj_buf(&mut reader, &options, |mtl| {
         let mtl_path = dir.join(mtl);
-        match File::open(&mtl_path) {
-            Ok(f) => tobj::load_mtl_buf(&mut BufReader::new(f)),
-            Err(_) => Err(tobj::LoadError::OpenFileFailed),
+        let Ok(text) = std::fs::read(&mtl_path) else {
+            return Err(tobj::LoadError::OpenFileFailed);
+        };
+        if !colours_have_three_numbers(&text) {
+            return Err(tobj::LoadError::MaterialParseError);
         }
+        tobj::load_mtl_buf(&mut BufReader::new(text.as_slice()))
     })
     .map_err(|e| GeomError::parse(path, "OBJ", e))?;
 
@@ -110,9 +126,11 @@ fn file_name(p: &Path) -> String {
 
 /// Writes `path` (.obj), and beside it `<stem>.mtl` and the materials' texture files when the mesh
 /// has materials. Textures are copied next to the OBJ under their own file names (renamed on a
-/// clash), so the written folder is self-contained.
+/// clash), so the written folder is self-contained. All or nothing: on an error none of the files
+/// appears.
 pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
     mesh.validate(path)?;
+    let mut files = StagedFiles::default();
     let dir = path.parent().unwrap_or(Path::new("."));
     let stem = path
         .file_stem()
@@ -139,13 +157,13 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
         let same = std::fs::canonicalize(tex).ok() == std::fs::canonicalize(&target).ok();
         if !same {
             let bytes = std::fs::read(tex).map_err(|e| GeomError::io(tex, e))?;
-            write_atomic(&target, |w| w.write_all(&bytes))?;
+            files.write(&target, |w| w.write_all(&bytes))?;
         }
         texture_names.insert(tex.clone(), name);
     }
 
     if !mesh.materials.is_empty() {
-        write_atomic(&mtl_path, |w| {
+        files.write(&mtl_path, |w| {
             writeln!(w, "# written by orbitmesh")?;
             for m in &mesh.materials {
                 writeln!(w, "newmtl {}", m.name)?;
@@ -159,7 +177,7 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
         })?;
     }
 
-    write_atomic(path, |w| {
+    files.write(path, |w| {
         writeln!(w, "# written by orbitmesh")?;
         if !mesh.materials.is_empty() {
             writeln!(w, "mtllib {}", file_name(&mtl_path))?;
@@ -198,5 +216,6 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
             }
         }
         Ok(())
-    })
+    })?;
+    files.commit()
 }

@@ -1,0 +1,378 @@
+//! Every reader of a file a user gives, fed mutated copies of a valid seed: each must return a
+//! value or an error (no panic), holding no more memory at any moment than the bound stated
+//! beside it. CI runs a fixed-seed slice (`CI_CASES` per reader); `scripts/fuzz.sh N` runs N.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use orbitmesh_fuzz::{CountingAllocator, apply, cases, mutations, peak_bytes, runner};
+use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
+use orbitmesh_geom::{Material, TriMesh, read_mesh, shapes};
+use orbitmesh_orbit::weights::Weights;
+use orbitmesh_orbit::{PrepareOptions, Segmenter, prepare};
+use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
+use proptest::prelude::*;
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Cases per reader in CI, where the whole slice takes seconds.
+const CI_CASES: u32 = 300;
+const MIB: usize = 1 << 20;
+
+/// What a mesh reader may hold: 256 bytes per byte of (uncompressed) file, plus 16 MiB. A
+/// binary PLY vertex is 12 bytes on disk and its parsed property map, positions and split corners
+/// take a few hundred in memory; a count the file declares but does not back must not count.
+fn mesh_bound(len: usize) -> usize {
+    256 * len + 16 * MIB
+}
+
+/// What the JSON and safetensors header readers may hold.
+fn small_bound(len: usize) -> usize {
+    64 * len + MIB
+}
+
+/// What an image reader may hold: the image crate's default allocation budget (512 MiB, which a
+/// 60000² header exceeds, so it is refused before decoding), beside the file and its decoding.
+fn image_bound(len: usize) -> usize {
+    512 * MIB + mesh_bound(len)
+}
+
+/// Runs the reader on every truncation of the seed (each length up to 512, then every 61st)
+/// and on `cases(CI_CASES)` mutated copies; `write` puts the bytes where `read` reads them.
+fn fuzz(
+    name: &str,
+    seed: &[u8],
+    write: impl Fn(&[u8]) -> PathBuf,
+    bound: impl Fn(&[u8]) -> usize,
+    read: impl Fn(&Path) -> Result<(), String>,
+) {
+    let check = |bytes: &[u8]| -> Result<(), TestCaseError> {
+        let path = write(bytes);
+        let (_, peak) = peak_bytes(|| read(&path));
+        let limit = bound(bytes);
+        prop_assert!(
+            peak <= limit,
+            "{name}: held {peak} bytes reading a {}-byte file (bound {limit})",
+            bytes.len()
+        );
+        Ok(())
+    };
+    let lengths = (0..seed.len().min(512)).chain((512..seed.len()).step_by(61));
+    for len in lengths {
+        if let Err(e) = check(&seed[..len]) {
+            panic!("{name}, truncated to {len} bytes: {e}");
+        }
+    }
+    let outcome = runner(cases(CI_CASES)).run(&mutations(), |m| check(&apply(seed, &m)));
+    if let Err(e) = outcome {
+        panic!("{name}: {e}");
+    }
+}
+
+/// A cube with per-vertex colours and UVs, one textured material.
+fn cube(texture: &Path) -> TriMesh {
+    let mut mesh = shapes::cuboid([0.0; 3], [1.0; 3]);
+    let n = mesh.positions.len();
+    mesh.uvs = Some((0..n).map(|i| [i as f32 / n as f32, 0.5]).collect());
+    mesh.colors = Some((0..n).map(|i| [0.1, i as f32 / n as f32, 0.9]).collect());
+    let mut material = Material::new("skin");
+    material.diffuse_texture = Some(texture.to_path_buf());
+    mesh.materials = vec![material];
+    mesh.face_materials = vec![0; mesh.faces.len()];
+    mesh
+}
+
+fn png(dir: &Path) -> PathBuf {
+    let path = dir.join("texture.png");
+    image::RgbaImage::from_fn(8, 8, |x, y| {
+        image::Rgba([x as u8 * 30, y as u8 * 30, 90, 255])
+    })
+    .save(&path)
+    .unwrap();
+    path
+}
+
+/// Writes the bytes to `dir/name` and returns that path.
+fn writer(dir: &Path, name: &str) -> impl Fn(&[u8]) -> PathBuf {
+    let path = dir.join(name);
+    move |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        path.clone()
+    }
+}
+
+fn read_any_mesh(path: &Path) -> Result<(), String> {
+    read_mesh(path).map(drop).map_err(|e| e.to_string())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap()
+}
+
+/// The length a gzip stream inflates to (at most 256 MiB read), or its own where it is not one.
+fn inflated_len(bytes: &[u8]) -> usize {
+    let mut z = flate2::read::MultiGzDecoder::new(bytes);
+    let mut sink = std::io::sink();
+    let n = std::io::copy(&mut std::io::Read::take(&mut z, 256 << 20), &mut sink).unwrap_or(0);
+    (n as usize).max(bytes.len())
+}
+
+#[test]
+fn obj_and_its_mtl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_obj(&d.join("seed.obj"), &cube(&png(d))).unwrap();
+    let obj = std::fs::read(d.join("seed.obj")).unwrap();
+    let mtl = std::fs::read(d.join("seed.mtl")).unwrap();
+    // The mutated OBJ names the seed's (intact) MTL; the mutated MTL is read by an intact OBJ.
+    fuzz(
+        "OBJ",
+        &obj,
+        writer(d, "model.obj"),
+        |b| mesh_bound(b.len()),
+        read_any_mesh,
+    );
+    let named = String::from_utf8(obj)
+        .unwrap()
+        .replace("mtllib seed.mtl", "mtllib model.mtl");
+    std::fs::write(d.join("model.obj"), named).unwrap();
+    let obj_len = std::fs::metadata(d.join("model.obj")).unwrap().len() as usize;
+    let mtl_writer = writer(d, "model.mtl");
+    fuzz(
+        "MTL",
+        &mtl,
+        |b| {
+            mtl_writer(b);
+            d.join("model.obj")
+        },
+        |b| mesh_bound(b.len() + obj_len),
+        read_any_mesh,
+    );
+}
+
+#[test]
+fn ply_binary_and_ascii() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mesh = cube(&png(d));
+    write_ply(&d.join("seed.ply"), &mesh).unwrap();
+    let binary = std::fs::read(d.join("seed.ply")).unwrap();
+    fuzz(
+        "binary PLY",
+        &binary,
+        writer(d, "model.ply"),
+        |b| mesh_bound(b.len()),
+        read_any_mesh,
+    );
+    let mut ascii = format!(
+        "ply\nformat ascii 1.0\nelement vertex {}\nproperty float x\nproperty float y\n\
+         property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n\
+         element face {}\nproperty list uchar int vertex_indices\nend_header\n",
+        mesh.positions.len(),
+        mesh.faces.len()
+    );
+    for [x, y, z] in &mesh.positions {
+        ascii += &format!("{x} {y} {z} 200 100 50\n");
+    }
+    for [a, b, c] in &mesh.faces {
+        ascii += &format!("3 {a} {b} {c}\n");
+    }
+    read_mesh(&writer(d, "check.ply")(ascii.as_bytes())).expect("the ASCII seed reads");
+    fuzz(
+        "ASCII PLY",
+        ascii.as_bytes(),
+        writer(d, "model.ply"),
+        |b| mesh_bound(b.len()),
+        read_any_mesh,
+    );
+}
+
+#[test]
+fn ply_gz() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_ply(&d.join("seed.ply"), &cube(&png(d))).unwrap();
+    let ply = std::fs::read(d.join("seed.ply")).unwrap();
+    // The compressed stream mutated (the inflater's errors), and the PLY inside it (the parser
+    // behind the inflater).
+    fuzz(
+        "PLY.gz stream",
+        &gzip(&ply),
+        writer(d, "model.ply.gz"),
+        |b| mesh_bound(inflated_len(b)),
+        read_any_mesh,
+    );
+    let path = d.join("inner.ply.gz");
+    fuzz(
+        "PLY inside .gz",
+        &ply,
+        |b| {
+            std::fs::write(&path, gzip(b)).unwrap();
+            path.clone()
+        },
+        |b| mesh_bound(b.len()),
+        read_any_mesh,
+    );
+}
+
+#[test]
+fn off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = shapes::uv_sphere(0.5, 4, 6);
+    let mut off = format!("OFF\n{} {} 0\n", mesh.positions.len(), mesh.faces.len());
+    for [x, y, z] in &mesh.positions {
+        off += &format!("{x} {y} {z}\n");
+    }
+    for [a, b, c] in &mesh.faces {
+        off += &format!("3 {a} {b} {c}\n");
+    }
+    let d = dir.path();
+    read_mesh(&writer(d, "check.off")(off.as_bytes())).expect("the OFF seed reads");
+    fuzz(
+        "OFF",
+        off.as_bytes(),
+        writer(d, "model.off"),
+        |b| mesh_bound(b.len()),
+        read_any_mesh,
+    );
+}
+
+#[test]
+fn glb() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_glb(&d.join("seed.glb"), &cube(&png(d)), 1.0).unwrap();
+    let glb = std::fs::read(d.join("seed.glb")).unwrap();
+    fuzz(
+        "GLB",
+        &glb,
+        writer(d, "model.glb"),
+        |b| mesh_bound(b.len()),
+        read_any_mesh,
+    );
+}
+
+fn frames() -> Vec<OrbitFrame> {
+    let intrinsics = Intrinsics::from_fov(33.8, 64, 64);
+    camera::orbit(&[0.0, 120.0, 240.0], 10.0, 2.0)
+        .into_iter()
+        .enumerate()
+        .map(|(k, view)| OrbitFrame {
+            file: format!("{k:03}.png"),
+            view: Some(view),
+            camera: view.camera(intrinsics),
+        })
+        .collect()
+}
+
+#[test]
+fn cameras_and_transforms_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    camera::write_cameras_json(&d.join("cameras.json"), &frames()).unwrap();
+    camera::write_transforms_json(&d.join("transforms.json"), &frames()).unwrap();
+    let cameras = std::fs::read(d.join("cameras.json")).unwrap();
+    let transforms = std::fs::read(d.join("transforms.json")).unwrap();
+    fuzz(
+        "cameras.json",
+        &cameras,
+        writer(d, "c.json"),
+        |b| small_bound(b.len()),
+        |p| {
+            camera::read_cameras_json(p)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    );
+    fuzz(
+        "transforms.json",
+        &transforms,
+        writer(d, "t.json"),
+        |b| small_bound(b.len()),
+        |p| {
+            camera::read_transforms_json(p, None)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn safetensors_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let b: Vec<u8> = (0..4u16).flat_map(|i| (i * 1000).to_le_bytes()).collect();
+    let views = [
+        (
+            "a",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3], &a).unwrap(),
+        ),
+        (
+            "b",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![4], &b).unwrap(),
+        ),
+    ];
+    let seed = safetensors::serialize(views, None).unwrap();
+    let device = Device::flex();
+    fuzz(
+        "safetensors",
+        &seed,
+        writer(d, "w.safetensors"),
+        |b| small_bound(b.len()),
+        |p| {
+            let weights = Weights::open(p, &device).map_err(|e| e.to_string())?;
+            let root = weights.root();
+            let _ = (root.tensor("a", [2, 3]), root.tensor("b", [4]));
+            weights.finish(&[""]).map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An object on a plain background, as `prepare` expects a photo.
+    let photo = image::RgbImage::from_fn(32, 24, |x, y| {
+        let inside = (8..24).contains(&x) && (6..18).contains(&y);
+        if inside {
+            image::Rgb([200, 60, 30])
+        } else {
+            image::Rgb([240, 240, 240])
+        }
+    });
+    let opts = PrepareOptions {
+        size: 64,
+        fill: 0.85,
+        mask: None,
+        segmenter: Segmenter::Classical,
+    };
+    for (name, format) in [
+        ("photo.png", image::ImageFormat::Png),
+        ("photo.jpg", image::ImageFormat::Jpeg),
+        ("photo.webp", image::ImageFormat::WebP),
+    ] {
+        let mut seed = std::io::Cursor::new(Vec::new());
+        let encoded: image::DynamicImage = photo.clone().into();
+        let encoded = if format == image::ImageFormat::WebP {
+            image::DynamicImage::ImageRgba8(encoded.to_rgba8())
+        } else {
+            encoded
+        };
+        encoded.write_to(&mut seed, format).unwrap();
+        let seed = seed.into_inner();
+        prepare(&writer(d, name)(&seed), &opts).expect("the seed photo prepares");
+        fuzz(
+            name,
+            &seed,
+            writer(d, name),
+            |b| image_bound(b.len()),
+            |p| prepare(p, &opts).map(drop).map_err(|e| e.to_string()),
+        );
+    }
+}

@@ -15,13 +15,14 @@ use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
 use crate::input::{CoarseArg, DeviceArg, Preset, parse_seconds, value_name};
+use crate::interrupt;
 use crate::nerf::CoarseMethod;
 use crate::orbit::{
     GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
 use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
 use crate::refine::{Sv3dGuide, refine_into};
-use crate::stage::{files_in, fingerprint, run_stage};
+use crate::stage::{self, files_in, fingerprint, run_stage};
 
 /// Where the output mesh sits.
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,6 +149,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| args.out.with_extension("work"));
     std::fs::create_dir_all(&work)
         .with_context(|| format!("{}: cannot create the work folder", work.display()))?;
+    // The handler first: a test (or a user) who sees the lock may interrupt.
+    interrupt::resume_hint_on_sigint(&work);
+    let _lock = stage::lock_work_folder(&work)?;
     let started = Instant::now();
     let report = |name: &str, ran: Option<f64>| match ran {
         Some(s) => println!("{name:<8} done in {s:.2} s"),
@@ -292,7 +296,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     if let Some(size) = args.size {
         mesh.scale_longest_side_to(size);
     }
-    write_mesh(&args.out, &mesh)?;
+    interrupt::finish_first(|| write_mesh(&args.out, &mesh))?;
     report("export", Some(t.elapsed().as_secs_f64()));
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(

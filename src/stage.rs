@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Instant, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::output::save;
@@ -36,6 +36,30 @@ pub fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Locks the work folder `dir` for one run, until the returned file is dropped (or the process
+/// ends, however it ends): two runs on one folder would replace each other's stage folders. A
+/// second run refuses at once, naming the lock, rather than waiting an unknown time.
+pub fn lock_work_folder(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open the work folder's lock", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{}: another orbitmesh run holds this work folder's lock; wait for it to end or give \
+             another --work",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("{}: cannot lock the work folder", path.display()))
+        }
+    }
 }
 
 /// Whether `dir` holds a finished stage with this fingerprint and all of `outputs`.
@@ -92,11 +116,14 @@ pub fn run_stage(
     let extra = work(&tmp)?;
     let seconds = started.elapsed().as_secs_f64();
     write_stage_json(&tmp, stage, fingerprint, extra, seconds)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("{}: cannot replace the old stage output", dir.display()))?;
-    }
-    std::fs::rename(&tmp, dir)
-        .with_context(|| format!("{}: cannot move the stage output into place", dir.display()))?;
+    crate::interrupt::finish_first(|| -> Result<()> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| {
+                format!("{}: cannot replace the old stage output", dir.display())
+            })?;
+        }
+        std::fs::rename(&tmp, dir)
+            .with_context(|| format!("{}: cannot move the stage output into place", dir.display()))
+    })?;
     Ok(Some(seconds))
 }

@@ -90,6 +90,16 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
     );
 }
 
+/// `orbitmesh ARGS` started with its output discarded.
+fn spawn_quietly(args: &[&str]) -> std::process::Child {
+    crate::common::command()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,12 +108,7 @@ fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     write_photo(&photo);
     let out = d.join("ball.glb");
     let args = fast_mesh(&photo, &out, "100");
-    let mut child = crate::common::command()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quietly(&args);
     let unfinished = d.join("ball.work").join("fine.tmp");
     let started = Instant::now();
     while !unfinished.exists() {
@@ -311,4 +316,125 @@ fn the_input_frame_keeps_the_size_and_place_the_photo_shows() {
         "centred at y = {centre}"
     );
     assert!(input.centre()[2] > 0.05, "above the middle: {input:?}");
+}
+
+/// Sends SIGINT to the process.
+fn interrupt(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn ctrl_c_in_each_stage_leaves_a_work_folder_that_resumes_to_the_same_mesh() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("photo.png");
+    write_photo(&photo);
+    let reference = d.join("reference.glb");
+    let whole = orbitmesh(&fast_mesh(&photo, &reference, "60"));
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+
+    let out = d.join("ball.glb");
+    let args = fast_mesh(&photo, &out, "60");
+    let lock = d.join("ball.work/.lock");
+    let mut interrupted = Vec::new();
+    // Each stage in turn: the signal comes as the stage before it reports (or, for the first,
+    // once the run holds its work folder).
+    for (stage, after) in [
+        ("prepare", None),
+        ("orbit", Some("prepare")),
+        ("coarse", Some("orbit")),
+        ("fine", Some("coarse")),
+        ("export", Some("fine")),
+    ] {
+        // Standard error into a file: read only at the end, a pipe could fill and block the run.
+        let err_log = d.join("stderr.log");
+        let mut child = crate::common::command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err_log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        match after {
+            None => {
+                let started = Instant::now();
+                while !lock.exists() && started.elapsed() < Duration::from_secs(60) {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Some(previous) => {
+                let reported = lines.any(|l| l.unwrap().starts_with(previous));
+                assert!(reported, "{previous} never reported");
+            }
+        }
+        interrupt(&child);
+        // Read to the end, so a run that goes on never writes into a closed pipe.
+        lines.for_each(drop);
+        let run = child.wait().unwrap();
+        let err = std::fs::read_to_string(&err_log).unwrap();
+        if run.code() == Some(130) {
+            assert!(
+                err.contains("run the same command again to resume"),
+                "{stage}: {err}"
+            );
+            interrupted.push(stage);
+        } else {
+            // The stage ended before the signal came: the run goes on to the end.
+            assert!(run.success(), "{stage}: {err}");
+        }
+        assert!(
+            std::fs::read_dir(d).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")),
+            "{stage}: a temporary file was left beside the output"
+        );
+    }
+    for stage in ["orbit", "coarse", "fine"] {
+        assert!(
+            interrupted.contains(&stage),
+            "never interrupted in {stage}: {interrupted:?}"
+        );
+    }
+    let rerun = orbitmesh(&args);
+    assert!(rerun.status.success(), "{}", text(&rerun.stderr));
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(&reference).unwrap(),
+        "the resumed mesh differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn a_second_run_on_a_busy_work_folder_refuses_naming_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let photo = d.join("photo.png");
+    write_photo(&photo);
+    let out = d.join("ball.glb");
+    let args = fast_mesh(&photo, &out, "100");
+    let mut first = spawn_quietly(&args);
+    let lock = d.join("ball.work/.lock");
+    let started = Instant::now();
+    while !lock.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = orbitmesh(&args);
+    let err = text(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(
+        err.contains(".lock") && err.contains("another orbitmesh run"),
+        "{err}"
+    );
+    assert!(first.wait().unwrap().success());
+    // The second run touched nothing: a rerun finds every stage current.
+    let third = orbitmesh(&args);
+    assert_eq!(text(&third.stdout).matches("up to date").count(), 4);
 }

@@ -6,6 +6,7 @@
 //! what gives silhouette vertices their gradient from a mask loss.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use orbitmesh_render::Camera;
@@ -135,12 +136,18 @@ pub fn interpolate(
     image.select_assign(0, cov.pixels, values, IndexingUpdateOp::Add)
 }
 
+/// A hash map whose iteration order is the same in every process: std's default hasher is seeded
+/// at random per process, and the losses summed over these maps' entries would then differ in
+/// their last bits from run to run (and a resumed run's mesh from an uninterrupted one's).
+type FixedOrderMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
 /// For each undirected mesh edge, the faces on its two sides (closed meshes have two).
-pub struct EdgeFaces(HashMap<(u32, u32), [u32; 2]>);
+pub struct EdgeFaces(FixedOrderMap<(u32, u32), [u32; 2]>);
 
 impl EdgeFaces {
     pub fn new(faces: &[[u32; 3]]) -> Self {
-        let mut map: HashMap<(u32, u32), [u32; 2]> = HashMap::with_capacity(faces.len() * 3 / 2);
+        let mut map: FixedOrderMap<(u32, u32), [u32; 2]> =
+            FixedOrderMap::with_capacity_and_hasher(faces.len() * 3 / 2, Default::default());
         for (f, face) in faces.iter().enumerate() {
             for k in 0..3 {
                 let (a, b) = (face[k], face[(k + 1) % 3]);
@@ -183,7 +190,7 @@ fn is_outline(f: u32, g: u32, facing: &[bool]) -> bool {
 /// crossings nearest each end.
 struct Outline {
     /// Keyed by the segment's first pixel (left or upper) and whether it runs along a row.
-    crossings: HashMap<(usize, bool), [Crossing; 2]>,
+    crossings: FixedOrderMap<(usize, bool), [Crossing; 2]>,
 }
 
 /// An outline edge and where along the segment it crosses.
@@ -195,7 +202,7 @@ struct Crossing {
 
 impl Outline {
     fn new(edges: &EdgeFaces, facing: &[bool], screen: &[[f32; 2]], w: usize, h: usize) -> Self {
-        let mut crossings: HashMap<(usize, bool), [Crossing; 2]> = HashMap::new();
+        let mut crossings: FixedOrderMap<(usize, bool), [Crossing; 2]> = FixedOrderMap::default();
         for ((u, v), [f, g]) in edges.all() {
             if !is_outline(f, g, facing) {
                 continue;

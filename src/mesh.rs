@@ -18,7 +18,7 @@ use crate::input::{CoarseArg, DeviceArg, Preset, parse_seconds, value_name};
 use crate::interrupt;
 use crate::nerf::CoarseMethod;
 use crate::orbit::{
-    GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
+    GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, orbit_progress, read_prepared,
 };
 use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
 use crate::refine::{Sv3dGuide, refine_into};
@@ -214,6 +214,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
                     generator.as_ref(),
                     &rasterizer,
                     dir,
+                    &mut orbit_progress(),
                 )
             })?
         }

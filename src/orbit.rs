@@ -7,9 +7,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use image::RgbaImage;
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
 use orbitmesh_orbit::sv3d::{SampleOptions, Sv3dGenerator};
-use orbitmesh_orbit::{Inflate, InflateProfile, OrbitGenerator};
+use orbitmesh_orbit::{Inflate, InflateProfile, OrbitGenerator, OrbitProgress};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES,
     SV3D_RADIUS,
@@ -242,6 +243,28 @@ pub fn read_prepared(path: &Path) -> Result<RgbaImage> {
     Ok(image)
 }
 
+/// Shows an orbit's progress: a bar on a terminal, else (a log, a benchmark script) one line per
+/// part with its time.
+pub fn orbit_progress() -> impl FnMut(OrbitProgress) {
+    let bar = ProgressBar::new(0)
+        .with_style(
+            ProgressStyle::with_template("orbit {bar:30} {pos}/{len}  {msg}  [{elapsed_precise}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+        .with_finish(ProgressFinish::AndClear);
+    move |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("{} ({:.1} s)", p.part, p.seconds));
+        if bar.is_hidden() {
+            eprintln!(
+                "orbit {}/{}: {} in {:.2} s",
+                p.done, p.total, p.part, p.seconds
+            );
+        }
+    }
+}
+
 /// Generates the orbit of the prepared image (read from `prepared`) into `dir`: frames, cameras.json,
 /// transforms.json. Returns what the stage record keeps (the generator, labelled).
 pub fn orbit_into(
@@ -251,6 +274,7 @@ pub fn orbit_into(
     generator: &dyn OrbitGenerator,
     rasterizer: &Rasterizer,
     dir: &Path,
+    progress: &mut dyn FnMut(OrbitProgress),
 ) -> Result<serde_json::Value> {
     let input = OrbitView {
         elevation_deg: settings.input_elevation,
@@ -264,7 +288,7 @@ pub fn orbit_into(
     );
     let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, settings.res, settings.res);
     let images = generator
-        .generate(image, input, &views, intrinsics, rasterizer)
+        .generate(image, input, &views, intrinsics, rasterizer, progress)
         .with_context(|| format!("{}", prepared.display()))?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
@@ -383,6 +407,7 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
         generator.as_ref(),
         &rasterizer,
         staged.path(),
+        &mut orbit_progress(),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let mut inputs: Vec<&Path> = vec![prepared];

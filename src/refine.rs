@@ -116,10 +116,11 @@ pub struct Sv3dGuide {
 }
 
 impl Sv3dGuide {
-    /// The model beside `rasterizer`, with autodiff (the gradient reaches the renders through
-    /// its VAE encoder), judging the orbit's own views in SV3D's order, at the frames' resolution.
+    /// The model beside `rasterizer`, without autodiff (the guidance lifts only the frames
+    /// through its VAE encoder into a graph), judging the orbit's own views in SV3D's order, at
+    /// the frames' resolution.
     fn guided_views(&self, orbit: &Orbit, rasterizer: &Rasterizer) -> Result<GuidedViews> {
-        let device = tensor_device(rasterizer).autodiff();
+        let device = tensor_device(rasterizer);
         let dtype = self.precision.dtype(rasterizer);
         let model = match &self.config {
             None => Sv3d::load(&self.weights, &device, dtype)?,

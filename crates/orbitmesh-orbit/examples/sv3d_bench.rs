@@ -103,7 +103,9 @@ fn bench(device: &Device, runs: usize) -> [f64; 3] {
         ..SampleOptions::default()
     };
     let generate_s = time(runs, || {
-        model.generate(image.clone(), &cameras, &options, |_, _| {})
+        model
+            .generate(image.clone(), &cameras, &options, |_, _| {})
+            .unwrap()
     });
 
     let latent: Tensor<4> = read(&io, "sampled_latent", device);

@@ -11,6 +11,19 @@ pub enum OrbitError {
     Render(#[from] RenderError),
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    Sv3d(#[from] crate::sv3d::Sv3dError),
+}
+
+/// One finished part of an orbit's generation, for progress and timing reports.
+#[derive(Clone, Debug)]
+pub struct OrbitProgress {
+    /// What the part was, for the user.
+    pub part: String,
+    /// Parts done so far, this one included, of `total`.
+    pub done: usize,
+    pub total: usize,
+    pub seconds: f64,
 }
 
 /// Makes the frames of an orbit around the object of a prepared image (square, the object
@@ -29,5 +42,6 @@ pub trait OrbitGenerator {
         views: &[OrbitView],
         intrinsics: Intrinsics,
         rasterizer: &Rasterizer,
+        progress: &mut dyn FnMut(OrbitProgress),
     ) -> Result<Vec<RgbaImage>, OrbitError>;
 }

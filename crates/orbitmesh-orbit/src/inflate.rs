@@ -5,6 +5,8 @@
 //! of the orbit. It guesses nothing the silhouette does not say: concavities, hidden parts and the
 //! true depth are beyond it.
 
+use std::time::Instant;
+
 use image::RgbaImage;
 use nalgebra::Vector3;
 use orbitmesh_geom::TriMesh;
@@ -12,7 +14,7 @@ use orbitmesh_render::camera::Intrinsics;
 use orbitmesh_render::shade::shade_rgba;
 use orbitmesh_render::{Background, Camera, OrbitView, Rasterizer, Scene};
 
-use crate::generator::{OrbitError, OrbitGenerator};
+use crate::generator::{OrbitError, OrbitGenerator, OrbitProgress};
 
 /// Grid cells per side of the proxy (the prepared image is sampled on this grid).
 const GRID: u32 = 192;
@@ -224,23 +226,29 @@ impl OrbitGenerator for Inflate {
         views: &[OrbitView],
         intrinsics: Intrinsics,
         rasterizer: &Rasterizer,
+        progress: &mut dyn FnMut(OrbitProgress),
     ) -> Result<Vec<RgbaImage>, OrbitError> {
+        let total = views.len();
         let (w, h) = prepared.dimensions();
         let input = input_view.camera(Intrinsics::from_fov(intrinsics.fov_x_deg(), w, h));
         let proxy = inflate_proxy(prepared, &input, self.thickness, self.profile)?;
         let scene = Scene::new(&proxy, &mut Vec::new())?;
+        let mut since = Instant::now();
         views
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(k, v)| {
                 let cam = v.camera(intrinsics.scaled(SSAA));
                 let vis = rasterizer.rasterize(&scene, &cam)?;
-                Ok(shade_rgba(
-                    &scene,
-                    &vis,
-                    &cam,
-                    SSAA,
-                    Background::Transparent,
-                ))
+                let frame = shade_rgba(&scene, &vis, &cam, SSAA, Background::Transparent);
+                progress(OrbitProgress {
+                    part: format!("frame {}", k + 1),
+                    done: k + 1,
+                    total,
+                    seconds: since.elapsed().as_secs_f64(),
+                });
+                since = Instant::now();
+                Ok(frame)
             })
             .collect()
     }
@@ -303,7 +311,7 @@ mod tests {
             ..Default::default()
         };
         let frames = inflate
-            .generate(&prepared, input, &views, k, &Rasterizer::Cpu)
+            .generate(&prepared, input, &views, k, &Rasterizer::Cpu, &mut |_| {})
             .unwrap();
         let covered = |f: &RgbaImage| f.pixels().filter(|p| p[3] > 127).count() as f64;
         let front = covered(&frames[0]);

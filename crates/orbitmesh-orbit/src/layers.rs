@@ -16,6 +16,7 @@ pub struct Linear {
     /// [in, out], as burn's `linear` takes it.
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
+    d_out: usize,
 }
 
 impl Linear {
@@ -23,11 +24,19 @@ impl Linear {
         Self {
             weight: p.tensor("weight", [d_out, d_in]).transpose(),
             bias: bias.then(|| p.tensor("bias", [d_out])),
+            d_out,
         }
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear(x, self.weight.clone(), self.bias.clone())
+    }
+
+    /// [`Linear::forward`]'s output, planned.
+    pub fn plan<const D: usize>(&self, plan: &mut TensorPlan, x: [usize; D]) -> [usize; D] {
+        let mut out = x;
+        out[D - 1] = self.d_out;
+        plan.tensor("linear", &out)
     }
 }
 
@@ -35,6 +44,8 @@ impl Linear {
 pub struct Conv2d {
     weight: Tensor<4>,
     bias: Tensor<1>,
+    c_out: usize,
+    kernel: usize,
     stride: usize,
     padding: usize,
     dilation: usize,
@@ -52,10 +63,20 @@ impl Conv2d {
         Self {
             weight: p.tensor("weight", [c_out, c_in, kernel, kernel]),
             bias: p.tensor("bias", [c_out]),
+            c_out,
+            kernel,
             stride,
             padding,
             dilation: 1,
         }
+    }
+
+    /// [`Conv2d::forward`]'s output, planned (on a GPU burn's direct convolution allocates
+    /// nothing else of that size).
+    pub fn plan(&self, plan: &mut TensorPlan, [n, _, h, w]: [usize; 4]) -> [usize; 4] {
+        let reach = self.dilation * (self.kernel - 1) + 1;
+        let side = |s: usize| (s + 2 * self.padding - reach) / self.stride + 1;
+        plan.tensor("conv2d", &[n, self.c_out, side(h), side(w)])
     }
 
     /// The same convolution with its taps `dilation` pixels apart (padding unchanged).
@@ -735,6 +756,7 @@ unsafe impl Sync for SendPtr {}
 pub struct TemporalConv {
     weight: Tensor<5>,
     bias: Tensor<1>,
+    c_out: usize,
     kernel: usize,
 }
 
@@ -743,8 +765,14 @@ impl TemporalConv {
         Self {
             weight: p.tensor("weight", [c_out, c_in, kernel, 1, 1]),
             bias: p.tensor("bias", [c_out]),
+            c_out,
             kernel,
         }
+    }
+
+    /// [`TemporalConv::forward`]'s output, planned (the time axis keeps its length).
+    pub fn plan(&self, plan: &mut TensorPlan, [b, _, t, h, w]: [usize; 5]) -> [usize; 5] {
+        plan.tensor("conv3d", &[b, self.c_out, t, h, w])
     }
 
     /// `x`: [batch, channels, time, height, width].
@@ -794,6 +822,13 @@ impl GroupNorm {
             [&self.gamma, &self.beta].map(|t| t.clone().cast(FloatDType::F32).reshape(affine));
         (normed * gamma + beta).cast(dtype)
     }
+
+    /// [`GroupNorm::forward`]'s tensors, planned: the input widened to f32, its copies of that
+    /// size, the result.
+    pub fn plan<const D: usize>(&self, plan: &mut TensorPlan, x: [usize; D]) -> [usize; D] {
+        plan.tensor_f32("group norm in f32", &x);
+        plan.tensor("group norm", &x)
+    }
 }
 
 /// `torch.nn.LayerNorm` over the last dimension.
@@ -818,24 +853,164 @@ impl LayerNorm {
         let [gamma, beta] = [&self.gamma, &self.beta].map(|t| t.clone().cast(FloatDType::F32));
         layer_norm(x.cast(FloatDType::F32), gamma, Some(beta), self.eps).cast(dtype)
     }
+
+    /// [`LayerNorm::forward`]'s tensors, planned, as [`GroupNorm::plan`].
+    pub fn plan<const D: usize>(&self, plan: &mut TensorPlan, x: [usize; D]) -> [usize; D] {
+        plan.tensor_f32("layer norm in f32", &x);
+        plan.tensor("layer norm", &x)
+    }
 }
 
+/// The largest storage binding, so the largest single tensor, the wgpu path can have: wgpu-hal
+/// 30.0.2 caps Vulkan's `max_storage_buffer_binding_size` at `MAX_I32_BINDING_SIZE` = 2³¹ − 1
+/// (src/vulkan/adapter.rs:1723, src/auxil/mod.rs:59), and cubecl-wgpu 0.11.3 makes that its
+/// largest memory page (src/runtime.rs:647), failing with `BufferTooBig` past it. (Only its
+/// SPIR-V backend with 64-bit indexing lifts it, src/backend/vulkan.rs:129; orbitmesh builds WGSL.)
+pub const MAX_BINDING_BYTES: usize = (1 << 31) - 1;
+
+/// The most bytes one attention score tensor may take where burn has no flash path (wgpu, and
+/// any autodiff device): a quarter of [`MAX_BINDING_BYTES`], which leaves room for the softmax's copy beside it and
+/// keeps many chunks in flight without the memory of one full-size score tensor (5.6 GB).
+pub const ATTENTION_SCORE_BUDGET: usize = 1 << 29;
+
 /// Softmax attention over `[batch, tokens, heads·dim]` projections, heads split and merged here.
+///
+/// On flex (no autodiff) burn's own op runs, which picks flash attention for long sequences.
+/// Elsewhere burn would materialise every score (its fallback), so the work is split explicitly
+/// into [`attention_chunks`]: each chunk's scores fit [`ATTENTION_SCORE_BUDGET`], and softmax
+/// rows are never split, so the result is the same as one call's.
 pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
     let split = |t: Tensor<3>| {
         let [b, n, c] = t.dims();
         t.reshape([b, n, heads, c / heads]).swap_dims(1, 2)
     };
     let [b, n, c] = q.dims();
-    let out = burn::tensor::module::attention(
-        split(q),
-        split(k),
-        split(v),
-        None,
-        None,
-        Default::default(),
-    );
+    let (q, k, v) = (split(q), split(k), split(v));
+    let out = if !q.is_autodiff() && q.device() == Device::flex() {
+        attention(q, k, v)
+    } else {
+        attention_in_chunks(q, k, v, ATTENTION_SCORE_BUDGET)
+    };
     out.swap_dims(1, 2).reshape([b, n, c])
+}
+
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    burn::tensor::module::attention(q, k, v, None, None, Default::default())
+}
+
+/// Attention over `[batch, heads, tokens, dim]` in the chunks [`attention_chunks`] gives.
+fn attention_in_chunks(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, budget: usize) -> Tensor<4> {
+    let [b, heads, n, _] = q.dims();
+    let keys = k.dims()[2];
+    let [batch_chunk, query_chunk] = attention_chunks(b, heads, n, keys, q.dtype().size(), budget);
+    if [batch_chunk, query_chunk] == [b, n] {
+        return attention(q, k, v);
+    }
+    let mut items = Vec::new();
+    for b0 in (0..b).step_by(batch_chunk) {
+        let bs = b0..(b0 + batch_chunk).min(b);
+        let (kb, vb) = (k.clone().slice(bs.clone()), v.clone().slice(bs.clone()));
+        let mut parts = Vec::new();
+        for q0 in (0..n).step_by(query_chunk) {
+            let qs = q0..(q0 + query_chunk).min(n);
+            let qc = q.clone().slice([bs.clone(), 0..heads, qs]);
+            parts.push(attention(qc, kb.clone(), vb.clone()));
+        }
+        items.push(Tensor::cat(parts, 2));
+    }
+    Tensor::cat(items, 0)
+}
+
+/// How [`multi_head_attention`] splits `batch` × `queries` so that one chunk's scores
+/// (`batch_chunk · heads · query_chunk · keys` elements of `element_bytes`) fit `budget`:
+/// the whole call if it fits, else whole batches of all queries, else queries of one batch
+/// item. Never less than one query row of one item.
+pub fn attention_chunks(
+    batch: usize,
+    heads: usize,
+    queries: usize,
+    keys: usize,
+    element_bytes: usize,
+    budget: usize,
+) -> [usize; 2] {
+    let row = heads * keys * element_bytes;
+    let item = row * queries;
+    if item * batch <= budget {
+        [batch, queries]
+    } else if item <= budget {
+        [budget / item, queries]
+    } else {
+        [1, (budget / row).max(1)]
+    }
+}
+
+/// [`multi_head_attention`]'s tensors, planned: the heads split apart (a copy of each input),
+/// one chunk's scores and their softmax, the output. `q` [batch, queries, c], `k` [batch, keys, c].
+pub fn plan_attention(
+    plan: &mut TensorPlan,
+    q: [usize; 3],
+    k: [usize; 3],
+    heads: usize,
+) -> [usize; 3] {
+    let [b, n, c] = q;
+    let keys = k[1];
+    plan.tensor("attention query heads", &[b, heads, n, c / heads]);
+    plan.tensor("attention key heads", &[b, heads, keys, c / heads]);
+    let [bc, qc] = attention_chunks(b, heads, n, keys, plan.element_bytes, plan.attention_budget);
+    plan.tensor("attention scores", &[bc, heads, qc, keys]);
+    plan.tensor("attention output", &q)
+}
+
+/// The tensors one pass of a model allocates, worked out from shapes alone by the modules'
+/// `plan` methods (each beside its `forward`, following it op by op): the largest one is
+/// what must fit the GPU path's largest binding ([`MAX_BINDING_BYTES`]), which a full-size
+/// model can then be checked against without running it.
+#[derive(Clone, Debug)]
+pub struct TensorPlan {
+    /// Bytes per element of the working precision (2 for f16, 4 for f32).
+    pub element_bytes: usize,
+    /// The score budget [`multi_head_attention`] splits by (its chunks are planned with it;
+    /// `usize::MAX` plans attention unsplit).
+    pub attention_budget: usize,
+    largest: usize,
+    largest_is: String,
+}
+
+impl TensorPlan {
+    /// A plan of tensors of `element_bytes` each, attention chunked as on the GPU path.
+    pub fn new(element_bytes: usize) -> Self {
+        Self {
+            element_bytes,
+            attention_budget: ATTENTION_SCORE_BUDGET,
+            largest: 0,
+            largest_is: String::new(),
+        }
+    }
+
+    /// A tensor of `dims` in the working precision; returns its dims.
+    pub fn tensor<const D: usize>(&mut self, what: &str, dims: &[usize; D]) -> [usize; D] {
+        self.record(what, dims, self.element_bytes);
+        *dims
+    }
+
+    /// A tensor of `dims` in f32 whatever the working precision.
+    pub fn tensor_f32<const D: usize>(&mut self, what: &str, dims: &[usize; D]) -> [usize; D] {
+        self.record(what, dims, 4);
+        *dims
+    }
+
+    fn record(&mut self, what: &str, dims: &[usize], element_bytes: usize) {
+        let bytes = dims.iter().product::<usize>() * element_bytes;
+        if bytes > self.largest {
+            self.largest = bytes;
+            self.largest_is = format!("{what} {dims:?}");
+        }
+    }
+
+    /// The largest tensor planned: its bytes, and what and how big it is.
+    pub fn largest(&self) -> (usize, &str) {
+        (self.largest, &self.largest_is)
+    }
 }
 
 #[cfg(test)]
@@ -843,6 +1018,58 @@ mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
+
+    /// Chunked attention equals one call, whether the chunks split queries or batch items, on
+    /// flex and through autodiff (where the chunked path runs).
+    #[test]
+    fn attention_in_chunks_equals_one_call() {
+        let device = Device::flex();
+        let random =
+            |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (
+            random([3, 2, 37, 8]),
+            random([3, 2, 29, 8]),
+            random([3, 2, 29, 8]),
+        );
+        let whole = attention(q.clone(), k.clone(), v.clone());
+        let row = 2 * 29 * 4;
+        for (budget, chunks) in [
+            (usize::MAX, [3, 37]),
+            (row * 37 * 2, [2, 37]),
+            (row * 5, [1, 5]),
+            (1, [1, 1]),
+        ] {
+            assert_eq!(attention_chunks(3, 2, 37, 29, 4, budget), chunks);
+            let chunked = attention_in_chunks(q.clone(), k.clone(), v.clone(), budget);
+            let diff = (chunked - whole.clone()).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-6, "budget {budget}: {diff}");
+        }
+        let tracked = device.clone().autodiff();
+        let lift = |t: &Tensor<4>, n: usize| {
+            Tensor::<3>::from_data(
+                t.clone().swap_dims(1, 2).reshape([3, n, 16]).into_data(),
+                &tracked,
+            )
+        };
+        let tracked = multi_head_attention(lift(&q, 37), lift(&k, 29), lift(&v, 29), 2);
+        let expected = whole.swap_dims(1, 2).reshape([3, 37, 16]);
+        let got = Tensor::<3>::from_data(tracked.into_data(), &device);
+        assert!((got - expected).abs().max().into_scalar::<f32>() < 1e-6);
+    }
+
+    /// At SV3D's full size the top level's spatial attention (both guidance branches, 21 frames,
+    /// 5 heads, 72² tokens) would hold 5.6 GB of f16 scores in one call; its chunks stay within
+    /// the budget, and so below the largest binding.
+    #[test]
+    fn full_size_spatial_attention_is_split_within_the_budget() {
+        for bytes in [2, 4] {
+            let [bc, qc] = attention_chunks(42, 5, 5184, 5184, bytes, ATTENTION_SCORE_BUDGET);
+            let chunk = bc * 5 * qc * 5184 * bytes;
+            assert!(chunk <= ATTENTION_SCORE_BUDGET && ATTENTION_SCORE_BUDGET < MAX_BINDING_BYTES);
+            assert!(42 * 5 * 5184 * 5184 * bytes > MAX_BINDING_BYTES);
+            assert_eq!(bc, 1);
+        }
+    }
 
     /// Both CPU convolutions against burn's generic one, on odd sizes, dilations, 1×1 and 3×3
     /// kernels, with and without padding and ReLU, the input given as one channel group and as

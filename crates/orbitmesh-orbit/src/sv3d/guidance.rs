@@ -2,8 +2,11 @@
 //! in, a gradient on those renders out, pulling them towards what SV3D would denoise them into
 //! (DreamFusion's SDS, through the VAE encoder and one guided denoiser call at a sampled σ).
 //!
-//! The model must be loaded on an autodiff device ([`Device::autodiff`]): the gradient reaches
-//! the renders through the encoder by backpropagation.
+//! The model is loaded on a plain device, without autodiff: the UNet's 2.3 G parameters are never
+//! part of a graph (SDS needs no gradient through the denoiser). Only the VAE encoder's
+//! vector-Jacobian product is taken by backpropagation, from the frames lifted into autodiff
+//! (the weights stay constants), a few frames at a time: the encoder runs on each frame alone,
+//! so the product splits exactly by frames, and one 576² frame's graph is about 2 GB in f32.
 
 use std::cell::RefCell;
 
@@ -21,6 +24,10 @@ pub trait Guidance {
     fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4>;
 }
 
+/// Frames per backward pass of the encoder by default: two 576² frames' graph is about 4 GB in
+/// f32, and their largest tensor fits the GPU path's binding ([`Sv3d::plan_guidance_step`]).
+pub const FRAMES_PER_BACKWARD: usize = 2;
+
 /// SDS with SV3D, conditioned on the input image.
 pub struct Sv3dGuidance {
     model: Sv3d,
@@ -30,11 +37,13 @@ pub struct Sv3dGuidance {
     /// σ is drawn log-uniformly from this range at each call.
     pub sigma_range: (f64, f64),
     pub max_guidance: f64,
+    /// Frames per backward pass of the encoder (each frame's graph is held until its pass ends).
+    pub frames_per_backward: usize,
     rng: RefCell<ChaCha8Rng>,
 }
 
 impl Sv3dGuidance {
-    /// `image`: [1, 3, H, W] in [−1, 1] on white, on the model's (autodiff) device.
+    /// `image`: [1, 3, H, W] in [−1, 1] on white, on the model's device.
     pub fn new(model: Sv3d, image: Tensor<4>, seed: u64) -> Self {
         let token = model.clip().forward(image.clone()).detach();
         let latent = model.encoder().forward(image).detach();
@@ -44,6 +53,7 @@ impl Sv3dGuidance {
             latent,
             sigma_range: (0.02, 20.0),
             max_guidance: 2.5,
+            frames_per_backward: FRAMES_PER_BACKWARD,
             rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)),
         }
     }
@@ -83,13 +93,22 @@ impl Sv3dGuidance {
     }
 
     /// Carries a gradient on the scaled latents back to the frames in [0, 1] (the encoder's
-    /// vector-Jacobian product).
+    /// vector-Jacobian product), [`Sv3dGuidance::frames_per_backward`] frames at a time.
     pub fn image_gradient(&self, frames: Tensor<4>, latent_grad: Tensor<4>) -> Tensor<4> {
-        let x = frames.detach().require_grad();
-        let z =
-            self.model.encoder().forward(x.clone() * 2.0 - 1.0) * self.model.config.scale_factor;
-        let grads = (z * latent_grad.detach()).sum().backward();
-        x.grad(&grads).expect("the frames require a gradient")
+        let chunk = self.frames_per_backward.max(1);
+        let parts = frames
+            .split(chunk, 0)
+            .into_iter()
+            .zip(latent_grad.split(chunk, 0))
+            .map(|(x, g)| {
+                let x = x.detach().inner().autodiff().require_grad();
+                let z = self.model.encoder().forward(x.clone() * 2.0 - 1.0)
+                    * self.model.config.scale_factor;
+                let grads = (z * g.detach().inner().autodiff()).sum().backward();
+                x.grad(&grads).expect("the frames require a gradient")
+            })
+            .collect();
+        Tensor::cat(parts, 0)
     }
 
     pub fn device(&self) -> Device {
@@ -103,12 +122,15 @@ impl Guidance for Sv3dGuidance {
     fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4> {
         let device = frames.device();
         let frames = Tensor::<4>::from_data(frames.into_data(), &self.device());
-        let z = self
-            .model
-            .encoder()
-            .forward(frames.clone().detach() * 2.0 - 1.0)
-            .detach()
-            * self.model.config.scale_factor;
+        // The latents by the same chunks as the backward, so no pass holds all 21 frames' full-
+        // resolution activations (3.6 GB in f32 at 576²).
+        let latents = frames
+            .clone()
+            .split(self.frames_per_backward.max(1), 0)
+            .into_iter()
+            .map(|x| self.model.encoder().forward(x * 2.0 - 1.0))
+            .collect();
+        let z = Tensor::cat(latents, 0) * self.model.config.scale_factor;
         let latent_grad = self.latent_gradient(z, cameras);
         let gradient = self.image_gradient(frames, latent_grad);
         Tensor::from_data(gradient.into_data(), &device)
@@ -119,7 +141,7 @@ impl Guidance for Sv3dGuidance {
 mod tests {
     use super::*;
     use crate::sv3d::Variant;
-    use crate::sv3d::fixture::{assert_close, fixture};
+    use crate::sv3d::fixture::fixture;
 
     fn dot(a: Tensor<4>, b: Tensor<4>) -> f64 {
         f64::from((a * b).sum().into_scalar::<f32>())
@@ -127,13 +149,13 @@ mod tests {
 
     #[test]
     fn sds_reaches_the_frames_and_its_encoder_step_matches_finite_differences() {
-        let device = Device::flex().autodiff();
+        let device = Device::flex();
         let Some(fx) = fixture(&device) else {
             return;
         };
         let model = Sv3d::from_weights(&fx.weights, fx.config.clone(), Variant::P).unwrap();
         let image: Tensor<4> = fx.io("image");
-        let guidance = Sv3dGuidance::new(model, image, 7);
+        let mut guidance = Sv3dGuidance::new(model, image, 7);
         let cameras: Vec<(f32, f32)> = (0..21)
             .map(|k| {
                 (
@@ -142,23 +164,32 @@ mod tests {
                 )
             })
             .collect();
-        let frames: Tensor<4> = (fx.io::<4>("decoded_frames_01")).detach();
+        let frames: Tensor<4> = fx.io("decoded_frames_01");
         let grad = guidance.gradient(frames.clone(), &cameras);
         assert_eq!(grad.dims(), frames.dims());
+        assert!(grad.device() == device && !grad.is_autodiff());
         let norm = dot(grad.clone(), grad.clone()).sqrt();
         assert!(norm.is_finite() && norm > 0.0, "{norm}");
 
-        // Frames from a device without autodiff (the fine stage's) get the same gradient, there.
-        let model = Sv3d::from_weights(&fx.weights, fx.config.clone(), Variant::P).unwrap();
-        let again = Sv3dGuidance::new(model, fx.io("image"), 7);
-        let plain = Device::flex();
-        let moved = again.gradient(
-            Tensor::from_data(frames.clone().into_data(), &plain),
-            &cameras,
-        );
-        assert!(moved.device() == plain && !moved.is_autodiff());
-        let expected = Tensor::<4>::from_data(grad.into_data(), &plain);
-        assert_close("the gradient across devices", moved, expected, 1e-6);
+        // The encoder's backward by frames: one at a time, in uneven chunks and all at once
+        // give the same gradient (the encoder runs on each frame alone).
+        let z = guidance.model.encoder().forward(frames.clone() * 2.0 - 1.0);
+        let latent_grad =
+            guidance.latent_gradient(z * guidance.model.config.scale_factor, &cameras);
+        let by_chunks = |chunk: usize, guidance: &mut Sv3dGuidance| {
+            guidance.frames_per_backward = chunk;
+            guidance.image_gradient(frames.clone(), latent_grad.clone())
+        };
+        let whole = by_chunks(21, &mut guidance);
+        for chunk in [1, 4] {
+            let chunked = by_chunks(chunk, &mut guidance);
+            let diff = f64::from((chunked - whole.clone()).abs().max().into_scalar::<f32>());
+            let scale = f64::from(whole.clone().abs().max().into_scalar::<f32>());
+            assert!(
+                diff <= 1e-6 * scale.max(1e-30),
+                "chunks of {chunk}: {diff} of {scale}"
+            );
+        }
 
         // The encoder's VJP against central differences along a random direction, on two frames.
         let two = frames.clone().slice([0..2, 0..3, 0..64, 0..64]);

@@ -14,6 +14,7 @@ pub mod clip;
 pub mod guidance;
 pub mod model;
 pub mod sampler;
+pub mod synthetic;
 pub mod unet;
 pub mod vae;
 
@@ -23,8 +24,8 @@ pub(crate) mod fixture;
 use serde::Deserialize;
 
 pub use crate::weights::{Params, Weights, WeightsError};
-pub use guidance::{Guidance, Sv3dGuidance};
-pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Variant, on_white, sv3d_cameras};
+pub use guidance::{FRAMES_PER_BACKWARD, Guidance, Sv3dGuidance};
+pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Sv3dPart, Variant, on_white, sv3d_cameras};
 
 /// What can go wrong loading or running SV3D.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,14 @@ pub enum Sv3dError {
     Weights(#[from] WeightsError),
     #[error("SV3D configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Write(#[from] orbitmesh_geom::GeomError),
+    /// Values that overflowed (weights too large for the precision, or a damaged checkpoint).
+    #[error(
+        "SV3D's {part} gave values that are not finite (NaN or infinity): the weights overflow \
+         in this precision (try --precision f32) or the checkpoint is damaged"
+    )]
+    NotFinite { part: String },
 }
 
 /// The VideoUNet's hyper-parameters (sgm's `VideoUNet` arguments, same names).
@@ -206,6 +215,53 @@ mod tests {
             }
             let parameters: usize = asked.values().map(|s| s.iter().product::<usize>()).sum();
             assert!(parameters > 2_000_000_000, "{parameters}");
+        }
+    }
+
+    /// At full size (21 frames of 576², both published variants' shapes), no tensor of one
+    /// sampler step, one decoder chunk or one SDS step exceeds the GPU path's largest storage
+    /// binding, in f16 (the GPU's default) or f32, with the default settings. Planned from
+    /// shapes alone on the shapes-only model (no weights, nothing run).
+    #[test]
+    fn full_size_tensors_fit_the_largest_gpu_binding() {
+        use crate::layers::MAX_BINDING_BYTES;
+        use burn::tensor::FloatDType;
+
+        let device = Device::flex();
+        let options = SampleOptions::default();
+        let side = options.resolution as usize;
+        for dtype in [FloatDType::F16, FloatDType::F32] {
+            let weights = Weights::shapes_only(&device).with_dtype(dtype);
+            let model =
+                Sv3d::from_weights(&weights, Sv3dConfig::sv3d(Variant::P), Variant::P).unwrap();
+            let mut sampler_step = model.tensor_plan();
+            model.plan_sampler_step(&mut sampler_step, 21, side);
+            let mut decoder_chunk = model.tensor_plan();
+            model.plan_decode_chunk(&mut decoder_chunk, &options, side);
+            let mut sds_step = model.tensor_plan();
+            model.plan_guidance_step(&mut sds_step, 21, FRAMES_PER_BACKWARD, side);
+            for (name, plan) in [
+                ("sampler step", sampler_step),
+                ("decoder chunk", decoder_chunk),
+                ("SDS step", sds_step),
+            ] {
+                let (bytes, what) = plan.largest();
+                eprintln!("{dtype:?} {name}: largest tensor {bytes} bytes, {what}");
+                assert!(
+                    bytes <= MAX_BINDING_BYTES,
+                    "{dtype:?} {name}: {what} is {bytes} bytes, past the {MAX_BINDING_BYTES}-byte binding"
+                );
+            }
+            // Without splitting attention, the first spatial transformer's scores alone
+            // (21 frames × 5 heads × 5184²) would not fit: the split is what makes it pass.
+            let mut unsplit = model.tensor_plan();
+            unsplit.attention_budget = usize::MAX;
+            model.plan_sampler_step(&mut unsplit, 21, side);
+            let (bytes, what) = unsplit.largest();
+            assert!(
+                bytes > MAX_BINDING_BYTES && what.contains("attention scores"),
+                "{what}"
+            );
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The whole SV3D model: one image in, an orbit of frames out, as the official sampling script
 //! runs it (`scripts/sampling/simple_video_sample.py`), with our own seeded noise.
 
+use std::ops::Range;
 use std::path::Path;
+use std::time::Instant;
 
-use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use orbitmesh_render::camera::Intrinsics;
@@ -12,11 +14,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::clip::ClipImageEncoder;
-use super::sampler::{Conditioning, edm_sigmas, sample, triangle_scales};
+use super::sampler::{Conditioning, SamplerEvent, edm_sigmas, sample, triangle_scales};
 use super::unet::{VideoUnet, timestep_embedding};
 use super::vae::{VaeDecoder, VaeEncoder};
 use super::{Sv3dConfig, Sv3dError, Weights, WeightsError, prefix};
-use crate::generator::{OrbitError, OrbitGenerator};
+use crate::generator::{OrbitError, OrbitGenerator, OrbitProgress};
+use crate::layers::TensorPlan;
 use crate::prepare::background_model;
 
 /// The two published checkpoints: `sv3d_p` takes each frame's camera, `sv3d_u` only makes its own
@@ -186,14 +189,20 @@ impl Sv3d {
     /// An orbit of `cameras` (polar, azimuth in radians; the input view, azimuth 0, last, as SV3D
     /// orders them) around `image` ([1, 3, H, W] in [−1, 1] on white). Returns the frames
     /// [frames, 3, H, W] in [0, 1], the last being the input image itself (as the official
-    /// script does). `on_step` sees each of the sampler's steps.
+    /// script does). `on_part` sees each part as it finishes, with its seconds; a part whose
+    /// result is not finite (weights that overflow in this precision) stops it with
+    /// [`Sv3dError::NotFinite`] naming the part.
     pub fn generate(
         &self,
         image: Tensor<4>,
         cameras: &[(f32, f32)],
         options: &SampleOptions,
-        mut on_step: impl FnMut(usize, usize),
-    ) -> Tensor<4> {
+        on_part: impl FnMut(&Sv3dPart, f64),
+    ) -> Result<Tensor<4>, Sv3dError> {
+        let mut parts = PartClock {
+            on_part,
+            since: Instant::now(),
+        };
         let frames = cameras.len();
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let mut gaussian = |dims: [usize; 4]| {
@@ -203,8 +212,10 @@ impl Sv3d {
             Tensor::<4>::from_data(TensorData::new(values, dims), &self.device)
         };
         let cond_frames = image.clone() + gaussian(image.dims()) * f64::from(COND_AUG);
-        let latent = self.encoder.forward(cond_frames);
         let token = self.clip.forward(image.clone());
+        parts.done(Sv3dPart::Clip, &token)?;
+        let latent = self.encoder.forward(cond_frames);
+        parts.done(Sv3dPart::Encoder, &latent)?;
         let [_, z, h, w] = latent.dims();
         let [_, k, d] = token.dims();
         let (polars, azimuths): (Vec<f32>, Vec<f32>) = cameras.iter().copied().unzip();
@@ -216,17 +227,185 @@ impl Sv3d {
         let sigmas = edm_sigmas(options.steps, SIGMA_MIN, SIGMA_MAX, RHO);
         let scales = triangle_scales(frames, 1.0, options.max_guidance);
         let noise = gaussian([frames, z, h, w]);
-        let latents = sample(&self.unet, &cond, noise, &sigmas, &scales, |i, _| {
-            on_step(i + 1, options.steps)
-        });
-        let decoded = self.decoder.decode_chunked(
-            latents / self.config.scale_factor,
-            options.decode_chunk.max(1),
-        );
+        let steps = options.steps;
+        let latents = sample(
+            &self.unet,
+            &cond,
+            noise,
+            &sigmas,
+            &scales,
+            |event| match event {
+                SamplerEvent::Call {
+                    step,
+                    conditional,
+                    denoised,
+                } => parts.done(
+                    Sv3dPart::Unet {
+                        step,
+                        steps,
+                        conditional,
+                    },
+                    denoised,
+                ),
+                SamplerEvent::Step { .. } => Ok(()),
+            },
+        )?;
+        let chunk = self.decode_chunk(options, [z, h, w]);
+        let mut decoded = Vec::new();
+        for (i, part) in (latents / self.config.scale_factor)
+            .split(chunk, 0)
+            .into_iter()
+            .enumerate()
+        {
+            let rgb = self.decoder.forward(part);
+            let first = i * chunk;
+            let range = first..first + rgb.dims()[0];
+            parts.done(
+                Sv3dPart::Decoder {
+                    frames: range,
+                    of: frames,
+                },
+                &rgb,
+            )?;
+            decoded.push(rgb);
+        }
+        let decoded = Tensor::cat(decoded, 0);
         let [_, c, hh, ww] = decoded.dims();
         let decoded = decoded.slice([0..frames - 1, 0..c, 0..hh, 0..ww]);
         let frames = Tensor::cat(vec![decoded, image], 0);
-        ((frames + 1.0) / 2.0).clamp(0.0, 1.0)
+        Ok(((frames + 1.0) / 2.0).clamp(0.0, 1.0))
+    }
+
+    /// How many parts [`Sv3d::generate`] reports for `frames` frames of `side`².
+    pub fn parts(&self, frames: usize, side: usize, options: &SampleOptions) -> usize {
+        let latent = self.latent_shape(side);
+        2 + 2 * options.steps + frames.div_ceil(self.decode_chunk(options, latent))
+    }
+
+    /// Frames decoded at once: at most `options.decode_chunk`, fewer where that many would hold
+    /// a tensor past the GPU path's largest binding ([`VaeDecoder::frames_per_chunk`]).
+    fn decode_chunk(&self, options: &SampleOptions, latent: [usize; 3]) -> usize {
+        self.decoder.frames_per_chunk(options.decode_chunk, latent)
+    }
+
+    /// An empty plan in the model's working precision, for the `plan_` methods.
+    pub fn tensor_plan(&self) -> TensorPlan {
+        TensorPlan::new(DType::from(self.unet.dtype()).size())
+    }
+
+    /// The tensors of one sampler step at `frames` frames of `side`²: one UNet call's (the
+    /// unconditional and the conditional call run one after the other, on one branch each).
+    pub fn plan_sampler_step(&self, plan: &mut TensorPlan, frames: usize, side: usize) {
+        let [z, h, w] = self.latent_shape(side);
+        let unet = &self.config.unet;
+        let x = [frames, unet.in_channels, h, w];
+        let y = [frames, unet.adm_in_channels, 1, 1];
+        let context = [frames, 1, unet.context_dim];
+        self.unet.plan(plan, [x, y], context, frames, |_, _| {});
+        plan.tensor_f32("latent", &[frames, z, h, w]);
+    }
+
+    /// The tensors of one decoder chunk of [`Sv3d::generate`] at `side`².
+    pub fn plan_decode_chunk(&self, plan: &mut TensorPlan, options: &SampleOptions, side: usize) {
+        let [z, h, w] = self.latent_shape(side);
+        let chunk = self.decode_chunk(options, [z, h, w]);
+        self.decoder.plan(plan, [chunk, z, h, w]);
+    }
+
+    /// The tensors of one SDS step of the guidance ([`super::Sv3dGuidance`]) on `frames` frames of
+    /// `side`²: the encoder over `frames_per_backward` frames at a time (its backward's
+    /// gradients have the shapes of its activations) and one UNet call.
+    pub fn plan_guidance_step(
+        &self,
+        plan: &mut TensorPlan,
+        frames: usize,
+        frames_per_backward: usize,
+        side: usize,
+    ) {
+        self.encoder
+            .plan(plan, [frames_per_backward, 3, side, side]);
+        self.plan_sampler_step(plan, frames, side);
+    }
+
+    /// The latent [z, h, w] of a `side`² image.
+    fn latent_shape(&self, side: usize) -> [usize; 3] {
+        let vae = &self.config.vae;
+        let down = 1 << (vae.ch_mult.len() - 1);
+        [vae.z_channels, side / down, side / down]
+    }
+}
+
+/// A part of [`Sv3d::generate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sv3dPart {
+    /// The CLIP image embedding (the cross-attention token).
+    Clip,
+    /// The VAE encoder's latent of the conditioning image.
+    Encoder,
+    /// One UNet call of step `step` (0-based) of `steps`: the unconditional branch, then the
+    /// conditional one.
+    Unet {
+        step: usize,
+        steps: usize,
+        conditional: bool,
+    },
+    /// The VAE decoder on frames `frames` (0-based) of `of`.
+    Decoder { frames: Range<usize>, of: usize },
+}
+
+impl std::fmt::Display for Sv3dPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Clip => write!(f, "CLIP image encoder"),
+            Self::Encoder => write!(f, "VAE encoder"),
+            Self::Unet {
+                step,
+                steps,
+                conditional,
+            } => write!(
+                f,
+                "UNet step {}/{steps}, {}",
+                step + 1,
+                if *conditional {
+                    "conditional"
+                } else {
+                    "unconditional"
+                }
+            ),
+            Self::Decoder { frames, of } => {
+                write!(
+                    f,
+                    "VAE decoder, frames {}–{} of {of}",
+                    frames.start + 1,
+                    frames.end
+                )
+            }
+        }
+    }
+}
+
+/// Times [`Sv3d::generate`]'s parts and checks each part's result.
+struct PartClock<F> {
+    on_part: F,
+    since: Instant,
+}
+
+impl<F: FnMut(&Sv3dPart, f64)> PartClock<F> {
+    fn done<const D: usize>(
+        &mut self,
+        part: Sv3dPart,
+        result: &Tensor<D>,
+    ) -> Result<(), Sv3dError> {
+        // Reading back whether every value is finite also waits for a lazy device (wgpu) to
+        // finish the part, so the time measured is the part's.
+        if !result.clone().is_finite().all().into_scalar::<bool>() {
+            return Err(Sv3dError::NotFinite {
+                part: part.to_string(),
+            });
+        }
+        (self.on_part)(&part, self.since.elapsed().as_secs_f64());
+        self.since = Instant::now();
+        Ok(())
     }
 }
 
@@ -359,12 +538,24 @@ impl OrbitGenerator for Sv3dGenerator {
         views: &[OrbitView],
         intrinsics: Intrinsics,
         _rasterizer: &Rasterizer,
+        progress: &mut dyn FnMut(OrbitProgress),
     ) -> Result<Vec<RgbaImage>, OrbitError> {
         let (cameras, order) = sv3d_cameras(self.model.variant, input_view, views)?;
         let image = on_white(prepared, self.options.resolution, &self.model.device);
+        let side = self.options.resolution as usize;
+        let total = self.model.parts(cameras.len(), side, &self.options);
+        let mut done = 0;
         let frames = self
             .model
-            .generate(image, &cameras, &self.options, |_, _| {});
+            .generate(image, &cameras, &self.options, |part, seconds| {
+                done += 1;
+                progress(OrbitProgress {
+                    part: part.to_string(),
+                    done,
+                    total,
+                    seconds,
+                });
+            })?;
         let [n, _, h, w] = frames.dims();
         let values: Vec<f32> = frames
             .into_data()
@@ -521,7 +712,7 @@ mod tests {
         let views = camera::orbit(&camera::even_azimuths(SV3D_FRAMES), 10.0, SV3D_RADIUS);
         let k = Intrinsics::from_fov(SV3D_FOV_DEG, 64, 64);
         let frames = generator
-            .generate(&prepared, input, &views, k, &Rasterizer::Cpu)
+            .generate(&prepared, input, &views, k, &Rasterizer::Cpu, &mut |_| {})
             .unwrap();
         assert_eq!(frames.len(), SV3D_FRAMES);
         assert!(frames.iter().all(|f| f.dimensions() == (64, 64)));
@@ -539,7 +730,7 @@ mod tests {
 
         let no_input = &views[1..];
         let err = generator
-            .generate(&prepared, input, no_input, k, &Rasterizer::Cpu)
+            .generate(&prepared, input, no_input, k, &Rasterizer::Cpu, &mut |_| {})
             .unwrap_err();
         assert!(err.to_string().contains("input view"), "{err}");
     }

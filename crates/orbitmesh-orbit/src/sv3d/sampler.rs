@@ -87,16 +87,30 @@ pub fn denoise(unet: &VideoUnet, x: &Tensor<4>, sigma: f64, cond: &Conditioning)
     out * c_out + x.clone() * c_skip
 }
 
+/// What [`sample`] reports as it goes.
+pub enum SamplerEvent<'a> {
+    /// One UNet call of step `step` (0-based) finished: the unconditional branch, then the
+    /// conditional one; `denoised` is that branch's denoised latent.
+    Call {
+        step: usize,
+        conditional: bool,
+        denoised: &'a Tensor<4>,
+    },
+    /// Step `step` finished; `latent` is the latent after it.
+    Step { step: usize, latent: &'a Tensor<4> },
+}
+
 /// Euler sampling from `noise` (unit Gaussian, [frames, z, h, w]) through `sigmas`, guided per
-/// frame by `scales`; `on_step` sees the latent after each step.
-pub fn sample(
+/// frame by `scales`. `on_event` sees each UNet call and each step, and may stop the sampling
+/// by returning an error, which is returned.
+pub fn sample<E>(
     unet: &VideoUnet,
     cond: &Conditioning,
     noise: Tensor<4>,
     sigmas: &[f64],
     scales: &[f64],
-    mut on_step: impl FnMut(usize, &Tensor<4>),
-) -> Tensor<4> {
+    mut on_event: impl FnMut(SamplerEvent) -> Result<(), E>,
+) -> Result<Tensor<4>, E> {
     let device = noise.device();
     let frames = noise.dims()[0];
     let scale = Tensor::<1>::from_data(
@@ -112,13 +126,23 @@ pub fn sample(
     for (step, pair) in sigmas.windows(2).enumerate() {
         let (sigma, next) = (pair[0], pair[1]);
         let u = denoise(unet, &x, sigma, &uncond);
+        on_event(SamplerEvent::Call {
+            step,
+            conditional: false,
+            denoised: &u,
+        })?;
         let c = denoise(unet, &x, sigma, cond);
+        on_event(SamplerEvent::Call {
+            step,
+            conditional: true,
+            denoised: &c,
+        })?;
         let denoised = u.clone() + (c - u) * scale.clone();
         let d = (x.clone() - denoised) / sigma;
         x = x + d * (next - sigma);
-        on_step(step, &x);
+        on_event(SamplerEvent::Step { step, latent: &x })?;
     }
-    x
+    Ok(x)
 }
 
 #[cfg(test)]
@@ -197,9 +221,13 @@ mod tests {
         let start: Tensor<4> = fx.io("initial_noise");
         let noise = start / (1.0 + sigmas[0] * sigmas[0]).sqrt();
         let mut steps = Vec::new();
-        let out = sample(&unet, &cond, noise, &sigmas, &scales, |i, x| {
-            steps.push((i, x.clone()));
-        });
+        let out = sample(&unet, &cond, noise, &sigmas, &scales, |event| {
+            if let SamplerEvent::Step { step, latent } = event {
+                steps.push((step, latent.clone()));
+            }
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap();
         assert_eq!(steps.len(), 4);
         for (i, x) in steps {
             assert_close(

@@ -9,7 +9,10 @@ use burn::tensor::activation::{gelu, sigmoid, silu};
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::UnetConfig;
-use crate::layers::{Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, multi_head_attention};
+use crate::layers::{
+    Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, TensorPlan, multi_head_attention,
+    plan_attention,
+};
 use crate::weights::Params;
 
 /// The UNet's GroupNorms (`normalization`: 32 groups, PyTorch's default ε).
@@ -62,6 +65,11 @@ impl Mlp {
     fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.second.forward(silu(self.first.forward(x)))
     }
+
+    fn plan<const D: usize>(&self, plan: &mut TensorPlan, x: [usize; D]) -> [usize; D] {
+        let hidden = self.first.plan(plan, x);
+        self.second.plan(plan, hidden)
+    }
 }
 
 /// sgm's `AlphaBlender` with the learned mix: `α·spatial + (1−α)·temporal`, α = sigmoid(mix).
@@ -79,6 +87,10 @@ impl TimeMixer {
     fn forward<const D: usize>(&self, spatial: Tensor<D>, temporal: Tensor<D>) -> Tensor<D> {
         let alpha = sigmoid(self.mix_factor.clone()).reshape([1; D]);
         spatial * alpha.clone() + temporal * (alpha.neg() + 1.0)
+    }
+
+    fn plan<const D: usize>(&self, plan: &mut TensorPlan, x: [usize; D]) -> [usize; D] {
+        plan.tensor("time mix", &x)
     }
 }
 
@@ -114,6 +126,13 @@ impl TemporalResBlock {
             .reshape([b, c, t, 1, 1]);
         let h = self.out_conv.forward(silu(self.out_norm.forward(h + e)));
         x + h
+    }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 5]) -> [usize; 5] {
+        let h = self.in_norm.plan(plan, x);
+        let h = self.in_conv.plan(plan, h);
+        let h = self.out_norm.plan(plan, h);
+        self.out_conv.plan(plan, h)
     }
 }
 
@@ -166,6 +185,21 @@ impl VideoResBlock {
             .swap_dims(1, 2)
             .reshape([n, c, hh, ww])
     }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 4], frames: usize) -> [usize; 4] {
+        let h = self.in_norm.plan(plan, x);
+        let h = self.in_conv.plan(plan, h);
+        let h = self.out_norm.plan(plan, h);
+        let h = self.out_conv.plan(plan, h);
+        if let Some(skip) = &self.skip {
+            skip.plan(plan, x);
+        }
+        let [n, c, hh, ww] = h;
+        let temporal = self.time_stack.plan(plan, [n / frames, c, frames, hh, ww]);
+        self.time_mixer.plan(plan, temporal);
+        // The mix back in frame order (a copy).
+        plan.tensor("video res block", &h)
+    }
 }
 
 /// sgm's `CrossAttention` (self-attention when no context is given).
@@ -197,6 +231,20 @@ impl Attention {
         self.to_out
             .forward(multi_head_attention(q, k, v, self.heads))
     }
+
+    fn plan(
+        &self,
+        plan: &mut TensorPlan,
+        x: [usize; 3],
+        context: Option<[usize; 3]>,
+    ) -> [usize; 3] {
+        let context = context.unwrap_or(x);
+        let q = self.to_q.plan(plan, x);
+        let k = self.to_k.plan(plan, context);
+        self.to_v.plan(plan, context);
+        let attended = plan_attention(plan, q, k, self.heads);
+        self.to_out.plan(plan, attended)
+    }
 }
 
 /// sgm's `FeedForward` with a GEGLU input projection (`gated_ff`), 4× wide.
@@ -221,6 +269,12 @@ impl FeedForward {
         let value = projected.clone().slice([0..b, 0..n, 0..inner]);
         let gate = projected.slice([0..b, 0..n, inner..two_inner]);
         self.out.forward(value * gelu(gate))
+    }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 3]) -> [usize; 3] {
+        let [b, n, two_inner] = self.proj.plan(plan, x);
+        let gated = plan.tensor("gated", &[b, n, two_inner / 2]);
+        self.out.plan(plan, gated)
     }
 }
 
@@ -253,6 +307,15 @@ impl SpatialBlock {
             .forward(self.norm2.forward(x.clone()), Some(context))
             + x;
         self.ff.forward(self.norm3.forward(x.clone())) + x
+    }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 3], context: [usize; 3]) -> [usize; 3] {
+        let normed = self.norm1.plan(plan, x);
+        self.attn1.plan(plan, normed, None);
+        let normed = self.norm2.plan(plan, x);
+        self.attn2.plan(plan, normed, Some(context));
+        let normed = self.norm3.plan(plan, x);
+        self.ff.plan(plan, normed)
     }
 }
 
@@ -299,6 +362,23 @@ impl TemporalBlock {
             .reshape([b, s, frames, c])
             .swap_dims(1, 2)
             .reshape([n, s, c])
+    }
+
+    fn plan(
+        &self,
+        plan: &mut TensorPlan,
+        x: [usize; 3],
+        context: [usize; 3],
+        frames: usize,
+    ) -> [usize; 3] {
+        let [n, s, c] = x;
+        let by_pixel = plan.tensor("frames by pixel", &[n / frames * s, frames, c]);
+        if let Some((norm, ff)) = &self.ff_in {
+            let normed = norm.plan(plan, by_pixel);
+            ff.plan(plan, normed);
+        }
+        self.spatial.plan(plan, by_pixel, context);
+        plan.tensor("frames back in order", &x)
     }
 }
 
@@ -386,6 +466,29 @@ impl VideoTransformer {
         let tokens = self.proj_out.forward(x);
         tokens.swap_dims(1, 2).reshape([n, c, h, w]) + x_in
     }
+
+    fn plan(
+        &self,
+        plan: &mut TensorPlan,
+        x: [usize; 4],
+        context: [usize; 3],
+        frames: usize,
+    ) -> [usize; 4] {
+        let [n, c, h, w] = x;
+        self.norm.plan(plan, x);
+        let tokens = plan.tensor("tokens", &[n, h * w, c]);
+        let tokens = self.proj_in.plan(plan, tokens);
+        let [_, k, d] = context;
+        let time_context = plan.tensor("time context", &[n / frames * h * w, k, d]);
+        self.time_pos_embed.plan(plan, [n, c]);
+        for (spatial, temporal) in &self.blocks {
+            spatial.plan(plan, tokens, context);
+            temporal.plan(plan, tokens, time_context, frames);
+            self.time_mixer.plan(plan, tokens);
+        }
+        self.proj_out.plan(plan, tokens);
+        plan.tensor("transformer output", &x)
+    }
 }
 
 /// One entry of a `TimestepEmbedSequential`.
@@ -421,6 +524,25 @@ impl Layer {
             }
         }
     }
+
+    fn plan(
+        &self,
+        plan: &mut TensorPlan,
+        x: [usize; 4],
+        context: [usize; 3],
+        frames: usize,
+    ) -> [usize; 4] {
+        match self {
+            Layer::Conv(conv) | Layer::Down(conv) => conv.plan(plan, x),
+            Layer::Res(block) => block.plan(plan, x, frames),
+            Layer::Transformer(t) => t.plan(plan, x, context, frames),
+            Layer::Up(conv) => {
+                let [n, c, h, w] = x;
+                let doubled = plan.tensor("upsampled", &[n, c, 2 * h, 2 * w]);
+                conv.plan(plan, doubled)
+            }
+        }
+    }
 }
 
 type Block = Vec<Layer>;
@@ -434,6 +556,19 @@ fn run(
 ) -> Tensor<4> {
     for layer in block {
         x = layer.forward(x, emb, context, frames);
+    }
+    x
+}
+
+fn plan_run(
+    block: &Block,
+    mut x: [usize; 4],
+    plan: &mut TensorPlan,
+    context: [usize; 3],
+    frames: usize,
+) -> [usize; 4] {
+    for layer in block {
+        x = layer.plan(plan, x, context, frames);
     }
     x
 }
@@ -544,6 +679,11 @@ impl VideoUnet {
         }
     }
 
+    /// The weights' float type, which the network computes in.
+    pub fn dtype(&self) -> FloatDType {
+        self.dtype
+    }
+
     /// The network's output for one call: [batch·frames, out_channels, h, w].
     pub fn forward(&self, inputs: UnetInputs) -> Tensor<4> {
         self.forward_traced(inputs, |_, _| {})
@@ -595,6 +735,43 @@ impl VideoUnet {
             .forward(silu(self.out_norm.forward(h)))
             .cast(FloatDType::F32)
     }
+
+    /// The tensors of one [`VideoUnet::forward`] on inputs of these shapes (`x` [batch·frames,
+    /// in_channels, h, w], `context` [batch·frames, tokens, context_dim], `y` [batch·frames,
+    /// adm_in_channels]), planned from shapes alone; `trace` sees each block's output shape by
+    /// the names [`VideoUnet::forward_traced`] uses.
+    pub fn plan(
+        &self,
+        plan: &mut TensorPlan,
+        [x, y]: [[usize; 4]; 2],
+        context: [usize; 3],
+        frames: usize,
+        mut trace: impl FnMut(&str, [usize; 4]),
+    ) -> [usize; 4] {
+        let n = x[0];
+        let time = self.time_embed.plan(plan, [n, self.model_channels]);
+        self.label_emb.plan(plan, [n, y[1]]);
+        trace("time_embed", [n, time[1], 1, 1]);
+        trace("label_emb", [n, time[1], 1, 1]);
+        let mut skips = Vec::with_capacity(self.input_blocks.len());
+        let mut h = x;
+        for (i, block) in self.input_blocks.iter().enumerate() {
+            h = plan_run(block, h, plan, context, frames);
+            trace(&format!("input_blocks.{i}"), h);
+            skips.push(h);
+        }
+        h = plan_run(&self.middle_block, h, plan, context, frames);
+        trace("middle_block", h);
+        for (i, block) in self.output_blocks.iter().enumerate() {
+            let skip = skips.pop().expect("one skip per output block");
+            let joined = plan.tensor("skip joined", &[n, h[1] + skip[1], h[2], h[3]]);
+            h = plan_run(block, joined, plan, context, frames);
+            trace(&format!("output_blocks.{i}"), h);
+        }
+        let normed = self.out_norm.plan(plan, h);
+        let out = self.out_conv.plan(plan, normed);
+        plan.tensor_f32("UNet output", &out)
+    }
 }
 
 #[cfg(test)]
@@ -634,8 +811,22 @@ mod tests {
             y: fx.io("vector_y"),
             frames,
         };
+        // The shape-only plan follows the forward block by block.
+        let mut planned = Vec::new();
+        let dims = |t: &Tensor<4>| t.dims();
+        let x_dims = dims(&inputs.x);
+        let y_dims = inputs.y.dims();
+        unet.plan(
+            &mut TensorPlan::new(4),
+            [x_dims, [y_dims[0], y_dims[1], 1, 1]],
+            inputs.context.dims(),
+            frames,
+            |name, shape| planned.push((name.to_string(), shape)),
+        );
+        let mut ran = Vec::new();
         let mut checked = Vec::new();
         let out = unet.forward_traced(inputs, |name, got| {
+            ran.push((name.to_string(), got.dims()));
             let (values, shape) = fx.io.read(&format!("unet.{name}")).unwrap();
             let dims = got.dims();
             let trimmed: Vec<usize> = dims[..shape.len()].to_vec();
@@ -646,6 +837,7 @@ mod tests {
             checked.push(name.to_string());
         });
         assert_eq!(checked.len(), 2 + 12 + 1 + 12, "{checked:?}");
+        assert_eq!(planned, ran, "the plan's block shapes");
         assert_close("unet_out", out, fx.io("unet_out"), rel);
     }
 }

@@ -12,10 +12,12 @@
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::{VaeConfig, prefix};
-use crate::layers::{Conv2d, GroupNorm, multi_head_attention};
+use crate::layers::{
+    Conv2d, GroupNorm, MAX_BINDING_BYTES, TensorPlan, multi_head_attention, plan_attention,
+};
 use crate::weights::Params;
 
 /// sgm's `Normalize`: 32 groups with a smaller ε than PyTorch's default.
@@ -57,6 +59,17 @@ impl ResnetBlock {
         };
         skip + h
     }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 4]) -> [usize; 4] {
+        let h = self.norm1.plan(plan, x);
+        let h = self.conv1.plan(plan, h);
+        let h = self.norm2.plan(plan, h);
+        let h = self.conv2.plan(plan, h);
+        if let Some(conv) = &self.shortcut {
+            conv.plan(plan, x);
+        }
+        plan.tensor("resnet block", &h)
+    }
 }
 
 /// `AttnBlock`: one head of self-attention over all `h·w` positions, its projections 1×1 convs.
@@ -94,6 +107,19 @@ impl AttnBlock {
         x + self
             .proj_out
             .forward(attended.swap_dims(1, 2).reshape([b, c, h, w]))
+    }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 4]) -> [usize; 4] {
+        let [b, c, h, w] = x;
+        self.norm.plan(plan, x);
+        let tokens = [b, h * w, c];
+        for conv in [&self.q, &self.k, &self.v] {
+            conv.plan(plan, x);
+            plan.tensor("attention tokens", &tokens);
+        }
+        plan_attention(plan, tokens, tokens, 1);
+        self.proj_out.plan(plan, x);
+        plan.tensor("attention block", &x)
     }
 }
 
@@ -142,6 +168,16 @@ impl Level {
         }
         x
     }
+
+    fn plan_blocks(&self, plan: &mut TensorPlan, mut x: [usize; 4]) -> [usize; 4] {
+        for stage in &self.stages {
+            x = stage.block.plan(plan, x);
+            if let Some(attn) = &stage.attn {
+                x = attn.plan(plan, x);
+            }
+        }
+        x
+    }
 }
 
 /// The `mid` of both halves: ResnetBlock, AttnBlock (whatever `attn_resolutions` says), ResnetBlock.
@@ -163,6 +199,12 @@ impl Mid {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.block_2
             .forward(self.attn_1.forward(self.block_1.forward(x)))
+    }
+
+    fn plan(&self, plan: &mut TensorPlan, x: [usize; 4]) -> [usize; 4] {
+        let h = self.block_1.plan(plan, x);
+        let h = self.attn_1.plan(plan, h);
+        self.block_2.plan(plan, h)
     }
 }
 
@@ -248,6 +290,26 @@ impl VaeEncoder {
         let half = moments.dims()[1] / 2;
         moments.narrow(1, 0, half).cast(FloatDType::F32)
     }
+
+    /// The tensors of one [`VaeEncoder::forward`] on `x` [B, 3, H, W], planned from shapes
+    /// alone; returns the latent's shape. (Its backward, in the guidance, allocates gradients
+    /// of the same shapes as these.)
+    pub fn plan(&self, plan: &mut TensorPlan, x: [usize; 4]) -> [usize; 4] {
+        let mut h = self.conv_in.plan(plan, x);
+        for level in &self.down {
+            h = level.plan_blocks(plan, h);
+            if let Some(conv) = &level.resample {
+                let [b, c, hh, ww] = h;
+                let padded = plan.tensor("padded", &[b, c, hh + 1, ww + 1]);
+                h = conv.plan(plan, padded);
+            }
+        }
+        let h = self.mid.plan(plan, h);
+        let h = self.norm_out.plan(plan, h);
+        let h = self.conv_out.plan(plan, h);
+        let [b, moments, lh, lw] = self.quant_conv.plan(plan, h);
+        plan.tensor_f32("latent", &[b, moments / 2, lh, lw])
+    }
 }
 
 /// The first stage's per-frame 2D `Decoder`.
@@ -309,6 +371,37 @@ impl VaeDecoder {
         self.conv_out
             .forward(silu(self.norm_out.forward(h)))
             .cast(FloatDType::F32)
+    }
+
+    /// The tensors of one [`VaeDecoder::forward`] on `z` [B, z, h, w], planned from shapes
+    /// alone; returns the image's shape.
+    pub fn plan(&self, plan: &mut TensorPlan, z: [usize; 4]) -> [usize; 4] {
+        let h = self.conv_in.plan(plan, z);
+        let mut h = self.mid.plan(plan, h);
+        for level in &self.up {
+            h = level.plan_blocks(plan, h);
+            if let Some(conv) = &level.resample {
+                let [b, c, hh, ww] = h;
+                let doubled = plan.tensor("upsampled", &[b, c, 2 * hh, 2 * ww]);
+                h = conv.plan(plan, doubled);
+            }
+        }
+        let h = self.norm_out.plan(plan, h);
+        let rgb = self.conv_out.plan(plan, h);
+        plan.tensor_f32("image", &rgb)
+    }
+
+    /// How many frames of `latent` [1, z, h, w] to decode at once, at most `requested`: the
+    /// most whose largest planned tensor fits the GPU path's largest binding (at 576² a frame's
+    /// f32 normalisation input at full resolution is 340 MB, so 7 frames would not).
+    pub fn frames_per_chunk(&self, requested: usize, latent: [usize; 3]) -> usize {
+        let [z, h, w] = latent;
+        let fits = |frames: usize| {
+            let mut plan = TensorPlan::new(DType::from(self.dtype).size());
+            self.plan(&mut plan, [frames, z, h, w]);
+            plan.largest().0 <= MAX_BINDING_BYTES
+        };
+        (1..=requested.max(1)).rev().find(|&k| fits(k)).unwrap_or(1)
     }
 
     /// [`VaeDecoder::forward`] over at most `chunk` frames at a time: the full-resolution

@@ -287,9 +287,13 @@ pub fn orbit_into(
         SV3D_RADIUS,
     );
     let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, settings.res, settings.res);
-    let images = generator
+    let generated = generator
         .generate(image, input, &views, intrinsics, rasterizer, progress)
         .with_context(|| format!("{}", prepared.display()))?;
+    for w in &generated.warnings {
+        eprintln!("warning: {w}");
+    }
+    let images = generated.frames;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
     let mut frames = Vec::new();

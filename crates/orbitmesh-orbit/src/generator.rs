@@ -15,6 +15,13 @@ pub enum OrbitError {
     Sv3d(#[from] crate::sv3d::Sv3dError),
 }
 
+/// The frames of an orbit, in the order of the views asked for, and what the user should know
+/// about them.
+pub struct GeneratedOrbit {
+    pub frames: Vec<RgbaImage>,
+    pub warnings: Vec<String>,
+}
+
 /// One finished part of an orbit's generation, for progress and timing reports.
 #[derive(Clone, Debug)]
 pub struct OrbitProgress {
@@ -43,5 +50,5 @@ pub trait OrbitGenerator {
         intrinsics: Intrinsics,
         rasterizer: &Rasterizer,
         progress: &mut dyn FnMut(OrbitProgress),
-    ) -> Result<Vec<RgbaImage>, OrbitError>;
+    ) -> Result<GeneratedOrbit, OrbitError>;
 }

@@ -14,7 +14,7 @@ use orbitmesh_render::camera::Intrinsics;
 use orbitmesh_render::shade::shade_rgba;
 use orbitmesh_render::{Background, Camera, OrbitView, Rasterizer, Scene};
 
-use crate::generator::{OrbitError, OrbitGenerator, OrbitProgress};
+use crate::generator::{GeneratedOrbit, OrbitError, OrbitGenerator, OrbitProgress};
 
 /// Grid cells per side of the proxy (the prepared image is sampled on this grid).
 const GRID: u32 = 192;
@@ -227,14 +227,14 @@ impl OrbitGenerator for Inflate {
         intrinsics: Intrinsics,
         rasterizer: &Rasterizer,
         progress: &mut dyn FnMut(OrbitProgress),
-    ) -> Result<Vec<RgbaImage>, OrbitError> {
+    ) -> Result<GeneratedOrbit, OrbitError> {
         let total = views.len();
         let (w, h) = prepared.dimensions();
         let input = input_view.camera(Intrinsics::from_fov(intrinsics.fov_x_deg(), w, h));
         let proxy = inflate_proxy(prepared, &input, self.thickness, self.profile)?;
         let scene = Scene::new(&proxy, &mut Vec::new())?;
         let mut since = Instant::now();
-        views
+        let frames = views
             .iter()
             .enumerate()
             .map(|(k, v)| {
@@ -250,7 +250,11 @@ impl OrbitGenerator for Inflate {
                 since = Instant::now();
                 Ok(frame)
             })
-            .collect()
+            .collect::<Result<_, OrbitError>>()?;
+        Ok(GeneratedOrbit {
+            frames,
+            warnings: Vec::new(),
+        })
     }
 }
 
@@ -312,7 +316,8 @@ mod tests {
         };
         let frames = inflate
             .generate(&prepared, input, &views, k, &Rasterizer::Cpu, &mut |_| {})
-            .unwrap();
+            .unwrap()
+            .frames;
         let covered = |f: &RgbaImage| f.pixels().filter(|p| p[3] > 127).count() as f64;
         let front = covered(&frames[0]);
         // The disc's area; a true ball of its size, nearer the camera at its rim, covers 6.9%

@@ -11,7 +11,7 @@ pub mod segment;
 pub mod sv3d;
 pub mod weights;
 
-pub use generator::{OrbitError, OrbitGenerator, OrbitProgress};
+pub use generator::{GeneratedOrbit, OrbitError, OrbitGenerator, OrbitProgress};
 pub use inflate::{Inflate, InflateProfile};
 
 pub use prepare::{Crop, MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, prepare};

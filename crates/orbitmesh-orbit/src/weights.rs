@@ -205,6 +205,18 @@ impl Weights {
                 return Err(format!("{name}: dtype {other:?} is not a float type"));
             }
         };
+        // The file's pages are read once: dropped from memory now, they do not count twice
+        // (mapped and converted) while a 9 GB model loads.
+        #[cfg(unix)]
+        // SAFETY: the mapping is private and read-only; MADV_DONTNEED on it only drops pages
+        // that a later read faults back in from the file, unchanged.
+        let _ = unsafe {
+            bytes.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                stored.start,
+                stored.end - stored.start,
+            )
+        };
         let count: usize = stored.shape.iter().product();
         if values.len() != count {
             return Err(format!(

@@ -18,8 +18,8 @@ use super::sampler::{Conditioning, SamplerEvent, edm_sigmas, sample, triangle_sc
 use super::unet::{VideoUnet, timestep_embedding};
 use super::vae::{VaeDecoder, VaeEncoder};
 use super::{Sv3dConfig, Sv3dError, Weights, WeightsError, prefix};
-use crate::generator::{OrbitError, OrbitGenerator, OrbitProgress};
-use crate::layers::TensorPlan;
+use crate::generator::{GeneratedOrbit, OrbitError, OrbitGenerator, OrbitProgress};
+use crate::layers::{MAX_BINDING_BYTES, TensorPlan};
 use crate::prepare::background_model;
 
 /// The two published checkpoints: `sv3d_p` takes each frame's camera, `sv3d_u` only makes its own
@@ -250,7 +250,7 @@ impl Sv3d {
                 SamplerEvent::Step { .. } => Ok(()),
             },
         )?;
-        let chunk = self.decode_chunk(options, [z, h, w]);
+        let chunk = self.decode_chunk(options, [z, h, w], self.decode_limit());
         let mut decoded = Vec::new();
         for (i, part) in (latents / self.config.scale_factor)
             .split(chunk, 0)
@@ -279,13 +279,25 @@ impl Sv3d {
     /// How many parts [`Sv3d::generate`] reports for `frames` frames of `side`².
     pub fn parts(&self, frames: usize, side: usize, options: &SampleOptions) -> usize {
         let latent = self.latent_shape(side);
-        2 + 2 * options.steps + frames.div_ceil(self.decode_chunk(options, latent))
+        let chunk = self.decode_chunk(options, latent, self.decode_limit());
+        2 + 2 * options.steps + frames.div_ceil(chunk)
     }
 
     /// Frames decoded at once: at most `options.decode_chunk`, fewer where that many would hold
-    /// a tensor past the GPU path's largest binding ([`VaeDecoder::frames_per_chunk`]).
-    fn decode_chunk(&self, options: &SampleOptions, latent: [usize; 3]) -> usize {
-        self.decoder.frames_per_chunk(options.decode_chunk, latent)
+    /// a tensor past `limit` bytes ([`VaeDecoder::frames_per_chunk`]).
+    fn decode_chunk(&self, options: &SampleOptions, latent: [usize; 3], limit: usize) -> usize {
+        self.decoder
+            .frames_per_chunk(options.decode_chunk, latent, limit)
+    }
+
+    /// The largest decoder tensor on this model's device: the GPU path's largest binding, or on
+    /// the CPU [`CPU_DECODE_TENSOR_BYTES`].
+    fn decode_limit(&self) -> usize {
+        if self.device == Device::flex() {
+            CPU_DECODE_TENSOR_BYTES
+        } else {
+            MAX_BINDING_BYTES
+        }
     }
 
     /// An empty plan in the model's working precision, for the `plan_` methods.
@@ -305,10 +317,10 @@ impl Sv3d {
         plan.tensor_f32("latent", &[frames, z, h, w]);
     }
 
-    /// The tensors of one decoder chunk of [`Sv3d::generate`] at `side`².
+    /// The tensors of one decoder chunk of [`Sv3d::generate`] at `side`² on the GPU path.
     pub fn plan_decode_chunk(&self, plan: &mut TensorPlan, options: &SampleOptions, side: usize) {
         let [z, h, w] = self.latent_shape(side);
-        let chunk = self.decode_chunk(options, [z, h, w]);
+        let chunk = self.decode_chunk(options, [z, h, w], MAX_BINDING_BYTES);
         self.decoder.plan(plan, [chunk, z, h, w]);
     }
 
@@ -334,6 +346,11 @@ impl Sv3d {
         [vae.z_channels, side / down, side / down]
     }
 }
+
+/// The largest decoder tensor on the CPU: its convolutions run one image at a time there, so
+/// fewer frames per chunk cost no speed, and at 576² one frame's f32 activations at full
+/// resolution are 340 MB each (several at once in each block).
+const CPU_DECODE_TENSOR_BYTES: usize = 512 << 20;
 
 /// A part of [`Sv3d::generate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -539,7 +556,7 @@ impl OrbitGenerator for Sv3dGenerator {
         intrinsics: Intrinsics,
         _rasterizer: &Rasterizer,
         progress: &mut dyn FnMut(OrbitProgress),
-    ) -> Result<Vec<RgbaImage>, OrbitError> {
+    ) -> Result<GeneratedOrbit, OrbitError> {
         let (cameras, order) = sv3d_cameras(self.model.variant, input_view, views)?;
         let image = on_white(prepared, self.options.resolution, &self.model.device);
         let side = self.options.resolution as usize;
@@ -563,6 +580,7 @@ impl OrbitGenerator for Sv3dGenerator {
             .map_err(|e| OrbitError::Input(format!("SV3D's frames: {e:?}")))?;
         let plane = h * w;
         let mut out = vec![RgbaImage::new(1, 1); n];
+        let mut opaque = Vec::new();
         for (k, &view) in order.iter().enumerate() {
             let rgb = RgbImage::from_fn(w as u32, h as u32, |x, y| {
                 let at = |c: usize| values[(k * 3 + c) * plane + y as usize * w + x as usize];
@@ -574,16 +592,32 @@ impl OrbitGenerator for Sv3dGenerator {
             } else {
                 image::imageops::resize(&rgb, fw, fh, FilterType::Lanczos3)
             };
-            let rgba = DynamicImage::ImageRgb8(rgb).into_rgba8();
-            let mask = background_model(&rgba, Path::new("SV3D frame"))
-                .map_err(|e| OrbitError::Input(e.to_string()))?;
-            let mut rgba = rgba;
-            for (p, m) in rgba.pixels_mut().zip(mask.pixels()) {
-                p[3] = m[0];
+            let mut rgba = DynamicImage::ImageRgb8(rgb).into_rgba8();
+            // A frame with no white around the object (weights that are not SV3D's trained
+            // ones) keeps every pixel: the frame is still what the model made.
+            match background_model(&rgba, Path::new("SV3D frame")) {
+                Ok(mask) => {
+                    for (p, m) in rgba.pixels_mut().zip(mask.pixels()) {
+                        p[3] = m[0];
+                    }
+                }
+                Err(_) => opaque.push(view),
             }
             out[view] = rgba;
         }
-        Ok(out)
+        let mut warnings = Vec::new();
+        if !opaque.is_empty() {
+            opaque.sort_unstable();
+            warnings.push(format!(
+                "{} of {n} SV3D frames have no white background around the object (frames {opaque:?}): \
+                 kept opaque; trained SV3D weights make white backgrounds",
+                opaque.len()
+            ));
+        }
+        Ok(GeneratedOrbit {
+            frames: out,
+            warnings,
+        })
     }
 }
 
@@ -713,7 +747,8 @@ mod tests {
         let k = Intrinsics::from_fov(SV3D_FOV_DEG, 64, 64);
         let frames = generator
             .generate(&prepared, input, &views, k, &Rasterizer::Cpu, &mut |_| {})
-            .unwrap();
+            .unwrap()
+            .frames;
         assert_eq!(frames.len(), SV3D_FRAMES);
         assert!(frames.iter().all(|f| f.dimensions() == (64, 64)));
         let centre = frames[0].get_pixel(32, 32);

@@ -15,9 +15,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
 use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::{VaeConfig, prefix};
-use crate::layers::{
-    Conv2d, GroupNorm, MAX_BINDING_BYTES, TensorPlan, multi_head_attention, plan_attention,
-};
+use crate::layers::{Conv2d, GroupNorm, TensorPlan, multi_head_attention, plan_attention};
 use crate::weights::Params;
 
 /// sgm's `Normalize`: 32 groups with a smaller ε than PyTorch's default.
@@ -392,14 +390,15 @@ impl VaeDecoder {
     }
 
     /// How many frames of `latent` [1, z, h, w] to decode at once, at most `requested`: the
-    /// most whose largest planned tensor fits the GPU path's largest binding (at 576² a frame's
-    /// f32 normalisation input at full resolution is 340 MB, so 7 frames would not).
-    pub fn frames_per_chunk(&self, requested: usize, latent: [usize; 3]) -> usize {
+    /// most whose largest planned tensor fits `limit` bytes (at 576² a frame's f32
+    /// normalisation input at full resolution is 340 MB, so 7 frames would not fit the GPU
+    /// path's largest binding, [`crate::layers::MAX_BINDING_BYTES`]).
+    pub fn frames_per_chunk(&self, requested: usize, latent: [usize; 3], limit: usize) -> usize {
         let [z, h, w] = latent;
         let fits = |frames: usize| {
             let mut plan = TensorPlan::new(DType::from(self.dtype).size());
             self.plan(&mut plan, [frames, z, h, w]);
-            plan.largest().0 <= MAX_BINDING_BYTES
+            plan.largest().0 <= limit
         };
         (1..=requested.max(1)).rev().find(|&k| fits(k)).unwrap_or(1)
     }

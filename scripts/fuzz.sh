@@ -10,5 +10,5 @@ export ORBITMESH_FUZZ_CASES="${1:-100000}"
 [ -n "${2:-}" ] && export ORBITMESH_FUZZ_SEED="$2"
 started=$(date +%s)
 # --workspace, not -p: with -p cargo resolves burn's features for this crate alone and rebuilds it.
-cargo test --release --locked --workspace --test readers -- --test-threads 2 2>&1 | tail -n 20
+cargo test --release --locked --workspace --test readers -- --test-threads 2 2>&1 | grep -v "^ *[0-9]*: \|^ *at "
 echo "fuzz: $ORBITMESH_FUZZ_CASES cases per reader in $(( $(date +%s) - started )) s"

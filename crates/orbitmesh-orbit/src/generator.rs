@@ -17,6 +17,7 @@ pub enum OrbitError {
 
 /// The frames of an orbit, in the order of the views asked for, and what the user should know
 /// about them.
+#[derive(Debug)]
 pub struct GeneratedOrbit {
     pub frames: Vec<RgbaImage>,
     pub warnings: Vec<String>,

@@ -153,9 +153,31 @@ impl Crop {
 
 const MIN_SIDE: u32 = 8;
 
+/// The most pixels a photo or mask may declare (7,700 × 5,200, say; `prepare` makes 576²): a
+/// JPEG decoder's own buffers are not held to the image crate's limits, and the fuzzer found a
+/// 7 KB progressive JPEG declaring a large image that took 1.5 GB to decode.
+const MAX_PIXELS: u64 = 40_000_000;
+
+/// Decodes an image after checking the size its header declares against [`MAX_PIXELS`].
+fn open_bounded(path: &Path) -> Result<image::DynamicImage, String> {
+    let reader = || {
+        image::ImageReader::open(path)
+            .and_then(|r| r.with_guessed_format())
+            .map_err(|e| e.to_string())
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(format!(
+            "{w}×{h} is more than {} megapixels: downscale it first",
+            MAX_PIXELS / 1_000_000
+        ));
+    }
+    reader()?.decode().map_err(|e| e.to_string())
+}
+
 /// Prepares `image_path`. Every check on the input happens here, before any long work.
 pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, PrepareError> {
-    let decoded = image::open(image_path)
+    let decoded = open_bounded(image_path)
         .map_err(|e| input_error(image_path, format!("not a readable image: {e}")))?;
     let rgba = decoded.to_rgba8();
     let (w, h) = rgba.dimensions();
@@ -167,7 +189,7 @@ pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, Pre
     }
     let has_alpha = decoded.color().has_alpha() && rgba.pixels().any(|p| p[3] < 250);
     let (mask, source) = if let Some(mask_path) = &opts.mask {
-        let m = image::open(mask_path)
+        let m = open_bounded(mask_path)
             .map_err(|e| input_error(mask_path, format!("not a readable mask: {e}")))?
             .to_luma8();
         if m.dimensions() != (w, h) {
@@ -540,8 +562,24 @@ mod tests {
                 Rgba([v as u8, (v * 3 % 256) as u8, (255 - v) as u8, 255])
             }),
         );
+        // A header declaring 10,000 × 5,000 pixels and no data: refused before decoding.
+        let huge = d.join("huge.png");
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend(10_000u32.to_be_bytes());
+        ihdr.extend(5_000u32.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        for chunk in [&ihdr[..], b"IDAT", b"IEND"] {
+            let mut crc = flate2::Crc::new();
+            crc.update(chunk);
+            png.extend((chunk.len() as u32 - 4).to_be_bytes());
+            png.extend(chunk);
+            png.extend(crc.sum().to_be_bytes());
+        }
+        std::fs::write(&huge, png).unwrap();
         for (p, problem) in [
             (not_image, "not a readable image"),
+            (huge, "more than 40 megapixels"),
             (clear, "mask is empty"),
             (tiny, "too small"),
             (all_object, "background around the object"),

@@ -244,11 +244,51 @@ pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
     write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
 }
 
+/// Refuses what the gltf crates panic on (both found by the fuzzer): a primitive whose attributes
+/// name an accessor the file does not have (gltf-json 1.4.1's validation indexes the accessors by
+/// the POSITION attribute before checking it, mesh.rs:151), and indices that are not unsigned
+/// integers.
+fn accessors_exist(bytes: &[u8]) -> std::result::Result<(), String> {
+    let glb = gltf::binary::Glb::from_slice(bytes).map_err(|e| e.to_string())?;
+    let root: json::Root = json::deserialize::from_slice(&glb.json).map_err(|e| e.to_string())?;
+    let count = root.accessors.len();
+    for (m, mesh) in root.meshes.iter().enumerate() {
+        for (p, primitive) in mesh.primitives.iter().enumerate() {
+            let named = primitive
+                .attributes
+                .values()
+                .chain(primitive.indices.as_ref());
+            if let Some(bad) = named.map(|a| a.value()).find(|&a| a >= count) {
+                return Err(format!(
+                    "mesh {m} primitive {p} names accessor {bad}, but there are {count}"
+                ));
+            }
+            // gltf 1.4.1 reads indices of any other type as unreachable code (mesh/mod.rs:396).
+            if let Some(indices) = &primitive.indices {
+                use json::accessor::{ComponentType, GenericComponentType};
+                let unsigned = matches!(
+                    root.accessors[indices.value()].component_type,
+                    Valid(GenericComponentType(
+                        ComponentType::U8 | ComponentType::U16 | ComponentType::U32
+                    ))
+                );
+                if !unsigned {
+                    return Err(format!(
+                        "mesh {m} primitive {p}: its indices are not unsigned integers"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the triangles of a GLB's default scene (node transforms applied), turned from glTF's
 /// Y up into the Z-up object frame, with vertex colours and UVs when every primitive has them.
 /// Materials and textures are not read.
 pub(super) fn read_glb(path: &Path, bytes: &[u8]) -> Result<TriMesh> {
     let err = |m: String| GeomError::parse(path, "GLB", m);
+    accessors_exist(bytes).map_err(err)?;
     let gltf = gltf::Gltf::from_slice(bytes).map_err(|e| err(e.to_string()))?;
     let blob = gltf.blob.as_deref();
     let scene = gltf
@@ -355,6 +395,44 @@ fn embed_image(
 mod tests {
     use super::*;
     use crate::mesh::Material;
+
+    /// The fuzzer's finds. One flipped bit in the JSON chunk ("accessors" → "accessorr") leaves
+    /// the primitives naming accessors that are not there, on which gltf-json's validation
+    /// panicked; it is an error naming the file.
+    #[test]
+    fn what_the_gltf_crates_panic_on_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tri.glb");
+        let tri = TriMesh::new(
+            vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+            vec![[0, 1, 2]],
+        );
+        write_glb(&path, &tri, 1.0).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(11)
+            .position(|w| w == b"\"accessors\"")
+            .unwrap();
+        bytes[at + 9] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = crate::read_mesh(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("tri.glb") && err.contains("accessor 0"),
+            "{err}"
+        );
+
+        // Its other find: indices said to be floats (5126) instead of u32 (5125).
+        write_glb(&path, &tri, 1.0).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(20)
+            .position(|w| w == b"\"componentType\":5125")
+            .unwrap();
+        bytes[at + 19] = b'6';
+        std::fs::write(&path, &bytes).unwrap();
+        let err = crate::read_mesh(&path).unwrap_err().to_string();
+        assert!(err.contains("not unsigned integers"), "{err}");
+    }
 
     #[test]
     fn glb_holds_the_mesh_y_up_with_its_texture() {

@@ -24,9 +24,10 @@ pub trait Guidance {
     fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4>;
 }
 
-/// Frames per backward pass of the encoder by default: two 576² frames' graph is about 4 GB in
-/// f32, and their largest tensor fits the GPU path's binding ([`Sv3d::plan_guidance_step`]).
-pub const FRAMES_PER_BACKWARD: usize = 2;
+/// Frames per backward pass of the encoder by default: one 576² frame's graph is about 2 GB in
+/// f32 (with two, a full-size guided refine on the CPU peaked at 20.1 GiB), and its largest
+/// tensor fits the GPU path's binding ([`Sv3d::plan_guidance_step`]).
+pub const FRAMES_PER_BACKWARD: usize = 1;
 
 /// SDS with SV3D, conditioned on the input image.
 pub struct Sv3dGuidance {

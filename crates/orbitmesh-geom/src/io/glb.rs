@@ -263,20 +263,45 @@ fn accessors_exist(bytes: &[u8]) -> std::result::Result<(), String> {
                     "mesh {m} primitive {p} names accessor {bad}, but there are {count}"
                 ));
             }
-            // gltf 1.4.1 reads indices of any other type as unreachable code (mesh/mod.rs:396).
-            if let Some(indices) = &primitive.indices {
-                use json::accessor::{ComponentType, GenericComponentType};
-                let unsigned = matches!(
-                    root.accessors[indices.value()].component_type,
-                    Valid(GenericComponentType(
-                        ComponentType::U8 | ComponentType::U16 | ComponentType::U32
-                    ))
-                );
-                if !unsigned {
-                    return Err(format!(
-                        "mesh {m} primitive {p}: its indices are not unsigned integers"
-                    ));
+            // gltf 1.4.1 reads indices, colours and texture coordinates of any other type as
+            // unreachable code (mesh/mod.rs:377, 396, 430).
+            use json::accessor::{ComponentType as C, GenericComponentType, Type};
+            use json::mesh::Semantic;
+            let of = |a: &json::Index<json::Accessor>| {
+                let accessor = &root.accessors[a.value()];
+                let component = match accessor.component_type {
+                    Valid(GenericComponentType(c)) => Some(c),
+                    _ => None,
+                };
+                let kind = match accessor.type_ {
+                    Valid(t) => Some(t),
+                    _ => None,
+                };
+                (component, kind)
+            };
+            let mut typed = primitive
+                .indices
+                .iter()
+                .map(|a| ("indices", matches!(of(a).0, Some(C::U8 | C::U16 | C::U32))))
+                .collect::<Vec<_>>();
+            for (semantic, a) in &primitive.attributes {
+                let (component, kind) = of(a);
+                let small_or_float = matches!(component, Some(C::U8 | C::U16 | C::F32));
+                match semantic {
+                    Valid(Semantic::Colors(_)) => typed.push((
+                        "colours",
+                        small_or_float && matches!(kind, Some(Type::Vec3 | Type::Vec4)),
+                    )),
+                    Valid(Semantic::TexCoords(_)) => {
+                        typed.push(("texture coordinates", small_or_float))
+                    }
+                    _ => {}
                 }
+            }
+            if let Some((what, _)) = typed.iter().find(|(_, ok)| !ok) {
+                return Err(format!(
+                    "mesh {m} primitive {p}: its {what} are not of a type glTF allows"
+                ));
             }
         }
     }
@@ -431,7 +456,10 @@ mod tests {
         bytes[at + 19] = b'6';
         std::fs::write(&path, &bytes).unwrap();
         let err = crate::read_mesh(&path).unwrap_err().to_string();
-        assert!(err.contains("not unsigned integers"), "{err}");
+        assert!(
+            err.contains("indices are not of a type glTF allows"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! place. Found through `ORBITMESH_SV3D_FIXTURES`, else in a `shared/fixtures/sv3d-tiny` beside
 //! any folder above this crate; tests skip with a message where there is none.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 
-use super::{Sv3dConfig, Weights};
+use super::{Sv3dConfig, Variant, Weights};
 
 pub struct Fixture {
     pub config: Sv3dConfig,
@@ -28,6 +29,26 @@ pub const WGPU_REL: f32 = 1e-3;
 /// would panic on first use.
 pub fn wgpu() -> Option<Device> {
     orbitmesh_render::gpu_tests::gpu_or_skip().then(|| Device::wgpu(DeviceKind::DefaultDevice))
+}
+
+/// The official checkpoint's tensors for `variant`, by name and shape, and sv3d_p's parameter
+/// count, from the fixtures' `sv3d_p_manifest.json`; `None` (with a skip line) without it.
+pub fn manifest(variant: Variant) -> Option<(BTreeMap<String, Vec<usize>>, u64)> {
+    let Some(dir) = folder() else {
+        eprintln!("skipped: no shared/fixtures/sv3d-tiny (set ORBITMESH_SV3D_FIXTURES)");
+        return None;
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sv3d_p_manifest.json")).unwrap())
+            .unwrap();
+    let mut tensors: BTreeMap<String, Vec<usize>> =
+        serde_json::from_value(manifest["sv3d_p"].clone()).unwrap();
+    if variant == Variant::U {
+        let differs: BTreeMap<String, Vec<usize>> =
+            serde_json::from_value(manifest["sv3d_u_differs"].clone()).unwrap();
+        tensors.extend(differs);
+    }
+    Some((tensors, manifest["parameters"].as_u64().unwrap()))
 }
 
 pub fn folder() -> Option<PathBuf> {

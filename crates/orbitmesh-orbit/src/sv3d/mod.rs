@@ -172,32 +172,16 @@ mod tests {
     /// apart from the ones [`Sv3d::scopes`] leaves out, without allocating its 9 GB.
     #[test]
     fn full_size_parameters_equal_the_checkpoint_manifest() {
-        let Some(dir) = fixture::folder() else {
-            eprintln!("skipped: no shared/fixtures/sv3d-tiny (set ORBITMESH_SV3D_FIXTURES)");
-            return;
-        };
-        let manifest: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("sv3d_p_manifest.json")).unwrap(),
-        )
-        .unwrap();
         let scopes = Sv3d::scopes();
-        let expected = |variant: Variant| -> BTreeMap<String, Vec<usize>> {
-            let mut tensors: BTreeMap<String, Vec<usize>> =
-                serde_json::from_value(manifest["sv3d_p"].clone()).unwrap();
-            if variant == Variant::U {
-                let differs: BTreeMap<String, Vec<usize>> =
-                    serde_json::from_value(manifest["sv3d_u_differs"].clone()).unwrap();
-                tensors.extend(differs);
-            }
-            tensors.retain(|name, _| scopes.iter().any(|s| name.starts_with(s.as_str())));
-            tensors
-        };
         let device = Device::flex();
         for variant in [Variant::P, Variant::U] {
             let weights = Weights::shapes_only(&device);
             Sv3d::from_weights(&weights, Sv3dConfig::sv3d(variant), variant).unwrap();
             let asked: BTreeMap<String, Vec<usize>> = weights.requested().into_iter().collect();
-            let expected = expected(variant);
+            let Some((mut expected, _)) = fixture::manifest(variant) else {
+                return;
+            };
+            expected.retain(|name, _| scopes.iter().any(|s| name.starts_with(s.as_str())));
             let missing: Vec<_> = expected
                 .keys()
                 .filter(|k| !asked.contains_key(*k))

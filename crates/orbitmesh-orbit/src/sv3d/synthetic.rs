@@ -236,28 +236,16 @@ mod tests {
     /// The synthetic file holds exactly the official checkpoint's tensors, by name and shape.
     #[test]
     fn the_synthetic_checkpoint_has_every_tensor_of_the_official_file() {
-        let Some(dir) = fixture::folder() else {
-            eprintln!("skipped: no shared/fixtures/sv3d-tiny (set ORBITMESH_SV3D_FIXTURES)");
-            return;
-        };
-        let manifest: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("sv3d_p_manifest.json")).unwrap(),
-        )
-        .unwrap();
         for variant in [Variant::P, Variant::U] {
-            let mut expected: BTreeMap<String, Vec<usize>> =
-                serde_json::from_value(manifest["sv3d_p"].clone()).unwrap();
-            if variant == Variant::U {
-                let differs: BTreeMap<String, Vec<usize>> =
-                    serde_json::from_value(manifest["sv3d_u_differs"].clone()).unwrap();
-                expected.extend(differs);
-            }
+            let Some((expected, parameters_of_p)) = fixture::manifest(variant) else {
+                return;
+            };
             let written: BTreeMap<String, Vec<usize>> =
                 checkpoint_tensors(variant).unwrap().into_iter().collect();
             assert_eq!(written, expected, "{variant:?}");
             if variant == Variant::P {
                 let parameters: usize = written.values().map(|s| s.iter().product::<usize>()).sum();
-                assert_eq!(parameters as u64, manifest["parameters"].as_u64().unwrap());
+                assert_eq!(parameters as u64, parameters_of_p);
             }
         }
     }

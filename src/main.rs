@@ -19,6 +19,11 @@ mod stage;
 
 use std::process::ExitCode;
 
+/// The unit tests' allocator counts what each thread holds, for the fuzzed readers' memory bounds.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: orbitmesh_fuzz::CountingAllocator = orbitmesh_fuzz::CountingAllocator;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -127,3 +127,34 @@ pub fn run_stage(
     })?;
     Ok(Some(seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged or hostile stage.json only makes the stage run again: no panic, and no more
+    /// memory than its size warrants (`scripts/fuzz.sh` runs more cases).
+    #[test]
+    fn fuzzed_stage_json_is_read_or_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = json!({ "steps": 300, "resolution": [576, 576], "name": "prepare" });
+        let fp = fingerprint(&settings, &[&dir.path().join("input.png")]);
+        write_stage_json(dir.path(), "prepare", &fp, json!({ "frames": 21 }), 1.5).unwrap();
+        assert!(is_current(dir.path(), &fp, &[]), "the seed record is current");
+        let path = dir.path().join("stage.json");
+        let seed = std::fs::read(&path).unwrap();
+        orbitmesh_fuzz::fuzz(
+            "stage.json",
+            &seed,
+            |bytes| {
+                std::fs::write(&path, bytes).unwrap();
+                path.clone()
+            },
+            |bytes| orbitmesh_fuzz::small_bound(bytes.len()),
+            |_| {
+                is_current(dir.path(), &fp, &[]);
+                Ok(())
+            },
+        );
+    }
+}

@@ -7,6 +7,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -188,6 +189,49 @@ pub fn runner(cases: u32) -> TestRunner {
         ..Config::default()
     };
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key))
+}
+
+/// Cases per reader in CI, where the whole slice takes seconds.
+pub const CI_CASES: u32 = 300;
+pub const MIB: usize = 1 << 20;
+
+/// What a JSON or header reader may hold reading a `len`-byte file.
+pub fn small_bound(len: usize) -> usize {
+    64 * len + MIB
+}
+
+/// Runs the reader on every truncation of the seed (each length up to 512, then every 61st)
+/// and on `cases(CI_CASES)` mutated copies; `write` puts the bytes where `read` reads them. A
+/// panic, or more memory held at any moment than `bound` of the bytes, fails (needs
+/// [`CountingAllocator`] installed to measure).
+pub fn fuzz(
+    name: &str,
+    seed: &[u8],
+    write: impl Fn(&[u8]) -> PathBuf,
+    bound: impl Fn(&[u8]) -> usize,
+    read: impl Fn(&Path) -> Result<(), String>,
+) {
+    let check = |bytes: &[u8]| -> Result<(), TestCaseError> {
+        let path = write(bytes);
+        let (_, peak) = peak_bytes(|| read(&path));
+        let limit = bound(bytes);
+        prop_assert!(
+            peak <= limit,
+            "{name}: held {peak} bytes reading a {}-byte file (bound {limit})",
+            bytes.len()
+        );
+        Ok(())
+    };
+    let lengths = (0..seed.len().min(512)).chain((512..seed.len()).step_by(61));
+    for len in lengths {
+        if let Err(e) = check(&seed[..len]) {
+            panic!("{name}, truncated to {len} bytes: {e}");
+        }
+    }
+    let outcome = runner(cases(CI_CASES)).run(&mutations(), |m| check(&apply(seed, &m)));
+    if let Err(e) = outcome {
+        panic!("{name}: {e}");
+    }
 }
 
 thread_local! {

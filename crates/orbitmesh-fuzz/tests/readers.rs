@@ -1,25 +1,22 @@
 //! Every reader of a file a user gives, fed mutated copies of a valid seed: each must return a
 //! value or an error (no panic), holding no more memory at any moment than the bound stated
-//! beside it. CI runs a fixed-seed slice (`CI_CASES` per reader); `scripts/fuzz.sh N` runs N.
+//! beside it. CI runs a fixed-seed slice (`orbitmesh_fuzz::CI_CASES` per reader);
+//! `scripts/fuzz.sh N` runs N.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use orbitmesh_fuzz::{CountingAllocator, apply, cases, mutations, peak_bytes, runner};
+use orbitmesh_fuzz::{CountingAllocator, MIB, fuzz, small_bound};
 use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
 use orbitmesh_geom::{Material, TriMesh, read_mesh, shapes};
 use orbitmesh_orbit::weights::Weights;
 use orbitmesh_orbit::{PrepareOptions, Segmenter, prepare};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
-use proptest::prelude::*;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-/// Cases per reader in CI, where the whole slice takes seconds.
-const CI_CASES: u32 = 300;
-const MIB: usize = 1 << 20;
 
 /// What a mesh reader may hold: 256 bytes per byte of (uncompressed) file, plus 16 MiB. A
 /// binary PLY vertex is 12 bytes on disk and its parsed property map, positions and split corners
@@ -28,47 +25,10 @@ fn mesh_bound(len: usize) -> usize {
     256 * len + 16 * MIB
 }
 
-/// What the JSON and safetensors header readers may hold.
-fn small_bound(len: usize) -> usize {
-    64 * len + MIB
-}
-
 /// What an image reader may hold: the image crate's default allocation budget (512 MiB, which a
 /// 60000² header exceeds, so it is refused before decoding), beside the file and its decoding.
 fn image_bound(len: usize) -> usize {
     512 * MIB + mesh_bound(len)
-}
-
-/// Runs the reader on every truncation of the seed (each length up to 512, then every 61st)
-/// and on `cases(CI_CASES)` mutated copies; `write` puts the bytes where `read` reads them.
-fn fuzz(
-    name: &str,
-    seed: &[u8],
-    write: impl Fn(&[u8]) -> PathBuf,
-    bound: impl Fn(&[u8]) -> usize,
-    read: impl Fn(&Path) -> Result<(), String>,
-) {
-    let check = |bytes: &[u8]| -> Result<(), TestCaseError> {
-        let path = write(bytes);
-        let (_, peak) = peak_bytes(|| read(&path));
-        let limit = bound(bytes);
-        prop_assert!(
-            peak <= limit,
-            "{name}: held {peak} bytes reading a {}-byte file (bound {limit})",
-            bytes.len()
-        );
-        Ok(())
-    };
-    let lengths = (0..seed.len().min(512)).chain((512..seed.len()).step_by(61));
-    for len in lengths {
-        if let Err(e) = check(&seed[..len]) {
-            panic!("{name}, truncated to {len} bytes: {e}");
-        }
-    }
-    let outcome = runner(cases(CI_CASES)).run(&mutations(), |m| check(&apply(seed, &m)));
-    if let Err(e) = outcome {
-        panic!("{name}: {e}");
-    }
 }
 
 /// A cube with per-vertex colours and UVs, one textured material.

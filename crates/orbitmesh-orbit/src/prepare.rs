@@ -175,34 +175,56 @@ fn open_bounded(path: &Path) -> Result<image::DynamicImage, String> {
     reader()?.decode().map_err(|e| e.to_string())
 }
 
+/// The longest side prepare works at. A photo is reduced to it (area averaging) as soon as it
+/// is decoded: the segmenters, the mask and the crop then hold a few bytes per working pixel
+/// (IS-Net sees 1024² anyway), not per photo pixel, so a 40-megapixel photo costs its decoding
+/// and no more; an object a fifth of such a photo's width still spans more pixels than the 576²
+/// output gives it.
+const WORK_SIDE: u32 = 3072;
+
+/// `img` reduced so its longer side is at most [`WORK_SIDE`], and the factor from the reduced
+/// image's pixels to the photo's.
+fn reduced(img: image::DynamicImage) -> (image::DynamicImage, f64) {
+    let long = img.width().max(img.height());
+    if long <= WORK_SIDE {
+        return (img, 1.0);
+    }
+    let small = img.thumbnail(WORK_SIDE, WORK_SIDE);
+    let factor = f64::from(long) / f64::from(small.width().max(small.height()));
+    (small, factor)
+}
+
 /// Prepares `image_path`. Every check on the input happens here, before any long work.
 pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, PrepareError> {
     let decoded = open_bounded(image_path)
         .map_err(|e| input_error(image_path, format!("not a readable image: {e}")))?;
+    let (photo_w, photo_h) = (decoded.width(), decoded.height());
+    let has_alpha_channel = decoded.color().has_alpha();
+    let (decoded, to_photo) = reduced(decoded);
     let rgba = decoded.to_rgba8();
+    drop(decoded);
     let (w, h) = rgba.dimensions();
-    if w < MIN_SIDE || h < MIN_SIDE {
+    if photo_w < MIN_SIDE || photo_h < MIN_SIDE {
         return Err(input_error(
             image_path,
-            format!("{w}×{h} is too small (at least {MIN_SIDE}×{MIN_SIDE})"),
+            format!("{photo_w}×{photo_h} is too small (at least {MIN_SIDE}×{MIN_SIDE})"),
         ));
     }
-    let has_alpha = decoded.color().has_alpha() && rgba.pixels().any(|p| p[3] < 250);
+    let has_alpha = has_alpha_channel && rgba.pixels().any(|p| p[3] < 250);
     let (mask, source) = if let Some(mask_path) = &opts.mask {
         let m = open_bounded(mask_path)
-            .map_err(|e| input_error(mask_path, format!("not a readable mask: {e}")))?
-            .to_luma8();
-        if m.dimensions() != (w, h) {
+            .map_err(|e| input_error(mask_path, format!("not a readable mask: {e}")))?;
+        if (m.width(), m.height()) != (photo_w, photo_h) {
             return Err(input_error(
                 mask_path,
                 format!(
-                    "the mask is {}×{}, the image {w}×{h}",
+                    "the mask is {}×{}, the image {photo_w}×{photo_h}",
                     m.width(),
                     m.height()
                 ),
             ));
         }
-        (m, MaskSource::File)
+        (reduced(m).0.to_luma8(), MaskSource::File)
     } else if has_alpha {
         let m = GrayImage::from_fn(w, h, |x, y| Luma([rgba.get_pixel(x, y)[3]]));
         (m, MaskSource::Alpha)
@@ -269,11 +291,11 @@ pub fn prepare(image_path: &Path, opts: &PrepareOptions) -> Result<Prepared, Pre
         white,
         mask_source: source,
         crop: Crop {
-            left: ox,
-            top: oy,
-            side: side as u32,
-            width: w,
-            height: h,
+            left: (ox as f64 * to_photo).round() as i64,
+            top: (oy as f64 * to_photo).round() as i64,
+            side: (side as f64 * to_photo).round() as u32,
+            width: photo_w,
+            height: photo_h,
         },
     })
 }
@@ -472,6 +494,33 @@ mod tests {
         assert_eq!(out.white.get_pixel(5, 5).0, [255, 255, 255, 255]);
         let mid = out.white.get_pixel(288, 288);
         assert!(mid[0] > 150 && mid[1] < 80, "{mid:?}");
+    }
+
+    #[test]
+    fn a_photo_over_the_working_side_prepares_as_its_reduced_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        // Twice the working side across: prepare works on it halved, the crop is in its pixels.
+        let (w, h) = (2 * WORK_SIDE, 1000);
+        let big = photo(w, h, 2000.0, 500.0, 300.0);
+        let small = imageops::resize(&big, WORK_SIDE, h / 2, FilterType::Triangle);
+        let big_out = prepare(&save(dir.path(), "big.png", &big), &PrepareOptions::default());
+        let small_out = prepare(&save(dir.path(), "small.png", &small), &PrepareOptions::default());
+        let (big_out, small_out) = (big_out.unwrap(), small_out.unwrap());
+        assert_eq!((big_out.crop.width, big_out.crop.height), (w, h));
+        let c = small_out.crop;
+        let doubled = [2 * c.left, 2 * c.top, 2 * i64::from(c.side)];
+        let crop = big_out.crop;
+        for (got, want) in [crop.left, crop.top, i64::from(crop.side)].iter().zip(doubled) {
+            assert!((got - want).abs() <= 2, "{crop:?} against {c:?} doubled");
+        }
+        let diff: f64 = big_out
+            .white
+            .pixels()
+            .zip(small_out.white.pixels())
+            .map(|(a, b)| f64::from(a[0].abs_diff(b[0])))
+            .sum::<f64>()
+            / f64::from(576 * 576);
+        assert!(diff < 2.0, "mean difference {diff} levels");
     }
 
     #[test]

@@ -10,9 +10,7 @@ export ORBITMESH_FUZZ_CASES="${1:-100000}"
 [ -n "${2:-}" ] && export ORBITMESH_FUZZ_SEED="$2"
 started=$(date +%s)
 # --workspace, not -p: with -p cargo resolves burn's features for this crate alone and rebuilds it.
-# The file readers (crates/orbitmesh-fuzz/tests/readers.rs), then the work folder's stage.json.
-{
-  cargo test --release --locked --workspace --test readers -- --test-threads 2
-  cargo test --release --locked --workspace --bin orbitmesh fuzzed_ -- --test-threads 2
-} 2>&1 | grep -v "^ *[0-9]*: \|^ *at "
+# Every reader, the work folder's stage.json among them: crates/orbitmesh-fuzz/tests/readers.rs.
+cargo test --release --locked --workspace --test readers -- --test-threads 2 2>&1 \
+  | grep -v "^ *[0-9]*: \|^ *at "
 echo "fuzz: $ORBITMESH_FUZZ_CASES cases per reader in $(( $(date +%s) - started )) s"

@@ -15,6 +15,7 @@ use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
 use orbitmesh_geom::{EvalFrame, EvalOptions, evaluate, read_mesh};
 use orbitmesh_orbit::{Inflate, PrepareOptions};
+use orbitmesh_pipeline::{encode_png, save};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
@@ -23,7 +24,6 @@ use serde_json::{Value, json};
 use crate::chart::chamfer_chart;
 use crate::input::{CoarseArg, DeviceArg, Preset, UpArg, load_mesh, parse_seconds, value_name};
 use crate::orbit::{DEFAULT_PROFILE, OrbitSettings, ProfileArg, orbit_into, read_prepared};
-use crate::output::{encode_png, save};
 use crate::prepare::{photo_frame, prepare_into};
 use crate::refine::refine_into;
 use crate::render::{render_orbit, render_view};
@@ -333,7 +333,8 @@ fn write_sheet(
         }
     }
     let sheet = contact_sheet(&cells, 160, Some(VIEWS as u32 + 1));
-    save(&dir.join("sheet.png"), &encode_png(&sheet)?)
+    save(&dir.join("sheet.png"), &encode_png(&sheet)?)?;
+    Ok(())
 }
 
 const COLUMNS: [&str; 7] = [

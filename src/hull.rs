@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::output::StagedFolder;
 use anyhow::{Context, Result};
 use clap::Args;
 use orbitmesh_geom::write_mesh;
 use orbitmesh_nerf::{HullOptions, read_orbit, visual_hull};
+use orbitmesh_pipeline::StagedFolder;
 
 #[derive(Args)]
 #[command(

@@ -11,18 +11,12 @@ mod mesh;
 mod models;
 mod nerf;
 mod orbit;
-mod output;
 mod prepare;
 mod refine;
 mod render;
 mod stage;
 
 use std::process::ExitCode;
-
-/// The unit tests' allocator counts what each thread holds, for the fuzzed readers' memory bounds.
-#[cfg(test)]
-#[global_allocator]
-static ALLOCATOR: orbitmesh_fuzz::CountingAllocator = orbitmesh_fuzz::CountingAllocator;
 
 use clap::{Parser, Subcommand};
 

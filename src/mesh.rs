@@ -11,6 +11,7 @@ use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::{read_mesh, write_mesh};
 use orbitmesh_nerf::{colour_from_frames, read_orbit};
 use orbitmesh_orbit::PrepareOptions;
+use orbitmesh_pipeline::{files_in, fingerprint, lock_work_folder};
 use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
@@ -22,7 +23,7 @@ use crate::orbit::{
 };
 use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
 use crate::refine::{Sv3dGuide, refine_into};
-use crate::stage::{self, files_in, fingerprint, run_stage};
+use crate::stage::run_stage;
 
 /// Where the output mesh sits.
 #[derive(Clone, Copy, ValueEnum)]
@@ -151,7 +152,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}: cannot create the work folder", work.display()))?;
     // The handler first: a test (or a user) who sees the lock may interrupt.
     interrupt::resume_hint_on_sigint(&work);
-    let _lock = stage::lock_work_folder(&work)?;
+    let _lock = lock_work_folder(&work)?;
     let started = Instant::now();
     let report = |name: &str, ran: Option<f64>| match ran {
         Some(s) => println!("{name:<8} done in {s:.2} s"),
@@ -183,7 +184,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     let ran = run_stage(
         &prepare_dir,
         "prepare",
-        &fingerprint(&settings, &inputs),
+        &fingerprint(&settings, &inputs)?,
         &["prepared.png", CROP_FILE],
         |dir| prepare_into(&args.image, &opts, choice.fell_back, dir),
     )?;
@@ -204,7 +205,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             let mut inputs = vec![prepare_dir.join("stage.json")];
             inputs.extend(args.generator.weights.clone());
             let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-            let fp = fingerprint(&orbit.to_json(), &inputs);
+            let fp = fingerprint(&orbit.to_json(), &inputs)?;
             run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
                 let generator = args.generator.open(&rasterizer)?;
                 orbit_into(
@@ -222,7 +223,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             let files = files_in(from)?;
             let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
             let settings = json!({ "generator": "frames", "elevation_deg": orbit.elevation });
-            let fp = fingerprint(&settings, &inputs);
+            let fp = fingerprint(&settings, &inputs)?;
             run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
                 import_into(from, args.orbit_order, orbit.elevation, dir)
             })?
@@ -237,7 +238,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         args.resolution,
         args.nerf_seconds,
     );
-    let fp = fingerprint(&coarse.settings(), &[&orbit_dir.join("stage.json")]);
+    let fp = fingerprint(&coarse.settings(), &[&orbit_dir.join("stage.json")])?;
     let ran = run_stage(&coarse_dir, "coarse", &fp, &[coarse.output()], |dir| {
         coarse.run(&orbit_dir, dir)
     })?;
@@ -262,7 +263,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
                 "weights": g.weights, "precision": value_name(g.precision),
             })),
         });
-        let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")]);
+        let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")])?;
         let ran = run_stage(&fine_dir, "fine", &fp, &["fine.obj"], |dir| {
             refine_into(
                 &coarse_dir,

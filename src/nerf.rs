@@ -17,12 +17,12 @@ use orbitmesh_nerf::train::{
     FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer, render_depth,
 };
 use orbitmesh_nerf::{HullOptions, read_orbit};
+use orbitmesh_pipeline::save;
 use orbitmesh_render::open_rasterizer;
 use serde_json::json;
 
 use crate::hull::hull_into;
 use crate::input::{DeviceArg, tensor_device};
-use crate::output::save;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NerfPreset {
@@ -157,7 +157,8 @@ fn write_npy(path: &Path, dims: [usize; 3], values: &[f32]) -> Result<()> {
     for v in values {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    save(path, &bytes)
+    save(path, &bytes)?;
+    Ok(())
 }
 
 fn save_field(field: &RadianceField, path: &Path) -> Result<()> {
@@ -360,7 +361,7 @@ pub fn nerf_into(
         });
         save(
             &dir.join(format!("holdout_{i:03}.png")),
-            &crate::output::encode_png(&image)?,
+            &orbitmesh_pipeline::encode_png(&image)?,
         )?;
     }
     if holdout_psnr.is_finite() {
@@ -448,7 +449,8 @@ fn write_checkpoint(dir: &Path, fingerprint: &serde_json::Value, trainer: &Train
     save(
         &dir.join("state.json"),
         serde_json::to_string_pretty(&state)?.as_bytes(),
-    )
+    )?;
+    Ok(())
 }
 
 fn resume_from(dir: &Path, fingerprint: &serde_json::Value, trainer: &mut Trainer) -> Result<()> {

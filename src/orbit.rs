@@ -11,6 +11,9 @@ use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
 use orbitmesh_orbit::sv3d::{SampleOptions, Sv3dGenerator};
 use orbitmesh_orbit::{Inflate, InflateProfile, OrbitGenerator, OrbitProgress};
+use orbitmesh_pipeline::{
+    StageRecord, StagedFolder, encode_png, files_in, fingerprint, save, write_stage_record,
+};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES,
     SV3D_RADIUS,
@@ -18,8 +21,6 @@ use orbitmesh_render::camera::{
 use orbitmesh_render::{Rasterizer, open_rasterizer};
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device, value_name};
-use crate::output::{StagedFolder, encode_png, save};
-use crate::stage;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GeneratorArg {
@@ -373,11 +374,12 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
         let details = import_into(from, args.orbit_order, args.elevation, staged.path())?;
         let settings =
             serde_json::json!({ "generator": "frames", "elevation_deg": args.elevation });
-        let files = stage::files_in(from)?;
+        let files = files_in(from)?;
         let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-        let fingerprint = stage::fingerprint(&settings, &inputs);
+        let fp = fingerprint(&settings, &inputs)?;
         let seconds = started.elapsed().as_secs_f64();
-        stage::write_stage_json(staged.path(), "orbit", &fingerprint, details, seconds)?;
+        let record = StageRecord::new("orbit", fp, details, seconds);
+        write_stage_record(staged.path(), &record)?;
         staged.publish()?;
         println!(
             "{} frames imported from {} into {}",
@@ -416,14 +418,9 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     let seconds = started.elapsed().as_secs_f64();
     let mut inputs: Vec<&Path> = vec![prepared];
     inputs.extend(args.generator.weights.as_deref());
-    let fingerprint = stage::fingerprint(&settings.to_json(), &inputs);
-    stage::write_stage_json(
-        staged.path(),
-        "orbit",
-        &fingerprint,
-        details.clone(),
-        seconds,
-    )?;
+    let fp = fingerprint(&settings.to_json(), &inputs)?;
+    let record = StageRecord::new("orbit", fp, details.clone(), seconds);
+    write_stage_record(staged.path(), &record)?;
     staged.publish()?;
     println!(
         "{} frames in {} from {} ({seconds:.2} s)",

@@ -9,11 +9,11 @@ use image::DynamicImage;
 use nalgebra::Similarity3;
 use orbitmesh_orbit::segment::install;
 use orbitmesh_orbit::{Crop, MaskSource, PrepareOptions, Segmenter, prepare};
+use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::open_rasterizer;
 
 use crate::input::{DeviceArg, tensor_device};
-use crate::output::{StagedFolder, encode_png, save};
 
 #[derive(Args)]
 #[command(

@@ -14,13 +14,13 @@ use orbitmesh_dmtet::{DmtetError, GuidedViews, RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
 use orbitmesh_nerf::{Orbit, read_orbit};
 use orbitmesh_orbit::sv3d::{Sv3d, Sv3dConfig, Sv3dGuidance, on_white, sv3d_cameras};
+use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::shade::{Background, shade_rgba};
 use orbitmesh_render::{Camera, DeviceChoice, OrbitView, Rasterizer, Scene, open_rasterizer};
 use serde_json::json;
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device};
 use crate::orbit::read_prepared;
-use crate::output::{StagedFolder, encode_png, save};
 
 #[derive(Args)]
 #[command(

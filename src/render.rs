@@ -11,6 +11,7 @@ use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbaImage};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
+use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
 };
@@ -23,7 +24,6 @@ use orbitmesh_render::{
 use rayon::prelude::*;
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
-use crate::output::{StagedFolder, encode_png, save};
 
 /// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
 const SSAA: u32 = 2;

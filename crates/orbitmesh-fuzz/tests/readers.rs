@@ -12,11 +12,13 @@ use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
 use orbitmesh_geom::{Material, TriMesh, read_mesh, shapes};
 use orbitmesh_orbit::weights::Weights;
 use orbitmesh_orbit::{PrepareOptions, Segmenter, prepare};
+use orbitmesh_pipeline::{
+    StageRecord, fingerprint, is_current, read_stage_record, write_stage_record,
+};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
 
 /// What a mesh reader may hold: 256 bytes per byte of (uncompressed) file, plus 16 MiB. A
 /// binary PLY vertex is 12 bytes on disk and its parsed property map, positions and split corners
@@ -257,6 +259,41 @@ fn cameras_and_transforms_json() {
             camera::read_transforms_json(p, None)
                 .map(drop)
                 .map_err(|e| e.to_string())
+        },
+    );
+}
+
+/// A stage's record in the work folder: a damaged or hostile stage.json only makes its stage run
+/// again (no record, not current), and a record counts as current only where it reads whole with
+/// the stage's fingerprint.
+#[test]
+fn stage_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let settings = serde_json::json!({ "steps": 300, "resolution": [576, 576], "name": "prepare" });
+    let fp = fingerprint(&settings, &[&png(d)]).unwrap();
+    let stage = d.join("prepare");
+    std::fs::create_dir(&stage).unwrap();
+    let details = serde_json::json!({ "frames": 21, "mask_from": "the image's alpha" });
+    write_stage_record(
+        &stage,
+        &StageRecord::new("prepare", fp.clone(), details, 1.5),
+    )
+    .unwrap();
+    assert!(is_current(&stage, &fp, &[]), "the seed record is current");
+    let seed = std::fs::read(stage.join("stage.json")).unwrap();
+    fuzz(
+        "stage.json",
+        &seed,
+        writer(&stage, "stage.json"),
+        |b| small_bound(b.len()),
+        |p| {
+            let folder = p.parent().unwrap();
+            let matches = read_stage_record(folder).is_some_and(|r| r.fingerprint == fp);
+            if is_current(folder, &fp, &[]) != matches {
+                return Err("is_current disagrees with the record it reads".into());
+            }
+            Ok(())
         },
     );
 }

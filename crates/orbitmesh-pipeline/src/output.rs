@@ -3,10 +3,11 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ImageEncoder, RgbaImage};
 use orbitmesh_geom::io::write_atomic;
+
+use crate::error::{PipelineError, Result};
 
 /// RGBA PNG with fast compression: frames are many and large.
 pub fn encode_png(img: &RgbaImage) -> Result<Vec<u8>> {
@@ -21,7 +22,8 @@ pub fn encode_png(img: &RgbaImage) -> Result<Vec<u8>> {
         img.width(),
         img.height(),
         image::ExtendedColorType::Rgba8,
-    )?;
+    )
+    .map_err(PipelineError::Png)?;
     Ok(bytes)
 }
 
@@ -58,7 +60,7 @@ impl StagedFolder {
         let tmp = tempfile::Builder::new()
             .prefix(".orbitmesh-")
             .tempdir_in(existing)
-            .with_context(|| format!("{}: cannot create a folder there", existing.display()))?;
+            .map_err(PipelineError::io(existing, "cannot create a folder there"))?;
         Ok(StagedFolder {
             tmp,
             out: out.to_path_buf(),
@@ -74,9 +76,9 @@ impl StagedFolder {
     /// the same names are replaced and the others kept (a rerun of `render` into the same folder).
     pub fn publish(self) -> Result<()> {
         let out = &self.out;
-        let fail = |what: &str| format!("{}: cannot {what}", out.display());
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| fail("create its folder"))?;
+            std::fs::create_dir_all(parent)
+                .map_err(PipelineError::io(out, "cannot create its folder"))?;
         }
         if !out.exists() {
             let tmp = self.tmp.keep();
@@ -84,9 +86,10 @@ impl StagedFolder {
                 .inspect_err(|_| {
                     let _ = std::fs::remove_dir_all(&tmp);
                 })
-                .with_context(|| fail("move the output into place"));
+                .map_err(PipelineError::io(out, "cannot move the output into place"));
         }
-        merge_into(self.tmp.path(), out).with_context(|| fail("move the output into place"))
+        merge_into(self.tmp.path(), out)
+            .map_err(PipelineError::io(out, "cannot move the output into place"))
     }
 }
 
@@ -105,4 +108,43 @@ fn merge_into(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_folder_appears_whole_and_merges_into_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new/frames");
+        let staged = StagedFolder::new(&out).unwrap();
+        save(&staged.path().join("000.png"), b"first").unwrap();
+        assert!(!out.exists(), "nothing before publish");
+        staged.publish().unwrap();
+        assert_eq!(std::fs::read(out.join("000.png")).unwrap(), b"first");
+
+        std::fs::write(out.join("kept.txt"), b"kept").unwrap();
+        let staged = StagedFolder::new(&out).unwrap();
+        save(&staged.path().join("000.png"), b"second").unwrap();
+        staged.publish().unwrap();
+        assert_eq!(std::fs::read(out.join("000.png")).unwrap(), b"second");
+        assert_eq!(std::fs::read(out.join("kept.txt")).unwrap(), b"kept");
+        let left: Vec<String> = std::fs::read_dir(dir.path().join("new"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["frames"], "no temporary folder left");
+    }
+
+    #[test]
+    fn an_encoded_png_decodes_to_the_same_pixels() {
+        let img = RgbaImage::from_fn(5, 3, |x, y| {
+            image::Rgba([x as u8 * 40, y as u8 * 60, 7, 200])
+        });
+        let decoded = image::load_from_memory(&encode_png(&img).unwrap())
+            .unwrap()
+            .to_rgba8();
+        assert_eq!(decoded, img);
+    }
 }

@@ -1,0 +1,25 @@
+//! The orbitmesh pipeline as a library.
+//!
+//! For now it owns the work folder: one folder per stage, written under a temporary name and
+//! renamed into place with a `stage.json` record ([`StageRecord`]) whose fingerprint is the
+//! stage's serialised settings and its inputs' content hashes ([`fingerprint`]), so a rerun skips
+//! every stage whose settings and inputs are unchanged ([`StageRun`], [`is_current`]); the lock
+//! that keeps two runs off one work folder ([`lock_work_folder`]); and writing outputs whole or
+//! not at all ([`save`], [`StagedFolder`]).
+//!
+//! To come: the stage functions and the presets, the plan of a run with its one entry point, and
+//! the stream of events a front end shows progress from.
+//!
+//! The library neither prints nor parses command lines; its errors are [`PipelineError`], each
+//! naming the file it is about.
+
+mod error;
+mod output;
+mod work;
+
+pub use error::{PipelineError, Result};
+pub use output::{StagedFolder, encode_png, save};
+pub use work::{
+    STAGE_RECORD, StageRecord, StageRun, files_in, fingerprint, is_current, lock_work_folder,
+    read_stage_record, write_stage_record,
+};

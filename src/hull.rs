@@ -8,7 +8,8 @@ use crate::output::StagedFolder;
 use anyhow::{Context, Result};
 use clap::Args;
 use orbitmesh_geom::write_mesh;
-use orbitmesh_nerf::{HullOptions, read_orbit, visual_hull};
+use orbitmesh_nerf::{HullOptions, visual_hull};
+use orbitmesh_render::read_orbit;
 
 #[derive(Args)]
 #[command(

@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use orbitmesh_geom::write_mesh;
-use orbitmesh_nerf::{HullOptions, read_orbit, visual_hull};
+use orbitmesh_nerf::{HullOptions, visual_hull};
 use orbitmesh_pipeline::StagedFolder;
+use orbitmesh_render::read_orbit;
 
 #[derive(Args)]
 #[command(

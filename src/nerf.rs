@@ -10,15 +10,15 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::write_mesh;
+use orbitmesh_nerf::HullOptions;
 use orbitmesh_nerf::export::{DepthView, density_grid, depth_carving, field_mesh};
 use orbitmesh_nerf::field::RadianceField;
-use orbitmesh_nerf::hull::{Projection, carved_cells, silhouette_grid};
+use orbitmesh_nerf::hull::{carved_cells, silhouette_grid};
 use orbitmesh_nerf::train::{
     FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer, render_depth,
 };
-use orbitmesh_nerf::{HullOptions, read_orbit};
 use orbitmesh_pipeline::save;
-use orbitmesh_render::open_rasterizer;
+use orbitmesh_render::{Projection, open_rasterizer, read_orbit};
 use serde_json::json;
 
 use crate::hull::hull_into;

@@ -5,18 +5,19 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use clap::Args;
 use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_dmtet::texture::{bake, with_material};
-use orbitmesh_dmtet::{DmtetError, GuidedViews, RefineConfig, Refiner};
+use orbitmesh_dmtet::{DmtetError, Guidance, GuidedViews, RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
-use orbitmesh_nerf::{Orbit, read_orbit};
 use orbitmesh_orbit::sv3d::{Sv3d, Sv3dConfig, Sv3dGuidance, on_white, sv3d_cameras};
 use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::shade::{Background, shade_rgba};
-use orbitmesh_render::{Camera, DeviceChoice, OrbitView, Rasterizer, Scene, open_rasterizer};
+use orbitmesh_render::{
+    Camera, DeviceChoice, Orbit, OrbitView, Rasterizer, Scene, open_rasterizer, read_orbit,
+};
 use serde_json::json;
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device};
@@ -152,13 +153,22 @@ impl Sv3dGuide {
         let prepared = read_prepared(&self.image)?;
         let image = on_white(&prepared, side, &device);
         Ok(GuidedViews {
-            guidance: Box::new(Sv3dGuidance::new(model, image, self.seed)),
+            guidance: Box::new(Sv3dSds(Sv3dGuidance::new(model, image, self.seed))),
             views: order
                 .iter()
                 .zip(angles)
                 .map(|(&i, angles)| (orbit.frames[i].camera, angles))
                 .collect(),
         })
+    }
+}
+
+/// SV3D's score distillation as the fine stage's guidance (neither crate depends on the other).
+struct Sv3dSds(Sv3dGuidance);
+
+impl Guidance for Sv3dSds {
+    fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4> {
+        self.0.gradient(frames, cameras)
     }
 }
 

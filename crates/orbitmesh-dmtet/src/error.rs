@@ -4,8 +4,6 @@ use std::path::PathBuf;
 pub enum DmtetError {
     #[error(transparent)]
     Render(#[from] orbitmesh_render::RenderError),
-    #[error(transparent)]
-    Nerf(#[from] orbitmesh_nerf::NerfError),
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     /// The coarse mesh cannot start a refinement (the caller knows its file).

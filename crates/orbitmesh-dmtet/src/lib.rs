@@ -10,5 +10,5 @@ pub mod tetgrid;
 pub mod texture;
 
 pub use error::DmtetError;
-pub use refine::{GuidedViews, RefineConfig, Refiner, StepReport};
+pub use refine::{Guidance, GuidedViews, RefineConfig, Refiner, StepReport};
 pub use tetgrid::{TetGrid, Topology};

@@ -11,14 +11,11 @@ use orbitmesh_geom::TriMesh;
 use orbitmesh_geom::nearest::PointIndex;
 use orbitmesh_geom::sample::{Sampling, sample_surface};
 use orbitmesh_geom::winding::WindingNumber;
-use orbitmesh_nerf::{Orbit, colour_from_frames};
 use orbitmesh_render::raster::{NO_TRIANGLE, VisibilityBuffer};
-use orbitmesh_render::{Camera, Rasterizer, Scene};
+use orbitmesh_render::{Camera, Orbit, Rasterizer, Scene, colour_from_frames};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-
-use orbitmesh_orbit::sv3d::Guidance;
 
 use crate::DmtetError;
 use crate::raster::{EdgeFaces, Silhouettes, interpolate, project};
@@ -106,6 +103,13 @@ impl Default for RefineConfig {
             seed: 0,
         }
     }
+}
+
+/// The fine stage's hook for a 2D prior: the gradient of its loss on rendered frames.
+pub trait Guidance {
+    /// `frames`: [frames, 3, h, w] in [0, 1], rendered from `cameras` ((polar, azimuth) in radians,
+    /// SV3D's order: the input view last at azimuth 0). Returns d(loss)/d(frames), same shape.
+    fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4>;
 }
 
 /// A 2D prior for the last steps and the views it judges: each camera with its (polar,
@@ -998,8 +1002,8 @@ mod tests {
     use orbitmesh_geom::chamfer_distance;
     use orbitmesh_geom::shapes::{cuboid, uv_sphere};
     use orbitmesh_geom::{read_mesh, write_mesh};
-    use orbitmesh_nerf::orbit::rendered_orbit;
     use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG};
+    use orbitmesh_render::orbit::rendered_orbit;
 
     fn small(resolution: usize, steps: usize) -> RefineConfig {
         RefineConfig {

@@ -7,11 +7,8 @@
 use image::{Rgba, RgbaImage};
 use nalgebra::Vector3;
 use orbitmesh_geom::{Material, TriMesh};
-use orbitmesh_nerf::OrbitImage;
-use orbitmesh_nerf::hull::Projection;
-use orbitmesh_render::Scene;
-use orbitmesh_render::VisibilityBuffer;
 use orbitmesh_render::raster::{NO_TRIANGLE, rasterize_cpu};
+use orbitmesh_render::{OrbitImage, Projection, Scene, VisibilityBuffer};
 use rayon::prelude::*;
 
 use crate::DmtetError;
@@ -446,7 +443,7 @@ mod tests {
         mesh.colors = Some(vec![[0.6; 3]; mesh.positions.len()]);
         let mut scene = Scene::new(&mesh, &mut Vec::new()).unwrap();
         scene.headlight = Some(0.25);
-        let orbit = orbitmesh_nerf::orbit::rendered_scene_orbit(&scene, 8, 96);
+        let orbit = orbitmesh_render::orbit::rendered_scene_orbit(&scene, 8, 96);
         let frames: Vec<&OrbitImage> = orbit.frames.iter().collect();
         // The texel at each face's centre, up to 55° of latitude (the orbit sees it all).
         let texels = |headlight: Option<f32>| {

@@ -4,9 +4,9 @@
 use burn::tensor::Device;
 use orbitmesh_geom::TriMesh;
 use orbitmesh_geom::isosurface::{ScalarGrid, keep_largest_solid, marching_cubes};
+use orbitmesh_render::Projection;
 
 use crate::field::{FieldConfig, RadianceField};
-use crate::hull::Projection;
 use crate::occupancy::OccupancyGrid;
 use crate::train::{query_density, query_radiance};
 

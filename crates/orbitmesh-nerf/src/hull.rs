@@ -1,10 +1,10 @@
 //! The visual hull: the largest shape whose silhouettes fit inside every frame's alpha.
 
-use nalgebra::{Matrix4, Vector4};
 use orbitmesh_geom::TriMesh;
 use orbitmesh_geom::isosurface::{ScalarGrid, marching_cubes};
+use orbitmesh_render::{Orbit, OrbitImage, Projection};
 
-use crate::{NerfError, Orbit, OrbitImage};
+use crate::NerfError;
 
 #[derive(Debug, Clone, Copy)]
 pub struct HullOptions {
@@ -20,62 +20,6 @@ impl Default for HullOptions {
             resolution: 192,
             extent: 0.55,
         }
-    }
-}
-
-/// A camera ready for projecting many points: world → camera as f32 and its intrinsics.
-#[derive(Debug, Clone, Copy)]
-pub struct Projection {
-    world_to_camera: Matrix4<f32>,
-    fx: f32,
-    fy: f32,
-    cx: f32,
-    cy: f32,
-    pub width: usize,
-    pub height: usize,
-}
-
-impl Projection {
-    pub fn new(camera: &orbitmesh_render::Camera) -> Self {
-        let k = camera.intrinsics;
-        Projection {
-            world_to_camera: camera.world_to_camera().cast(),
-            fx: k.fx as f32,
-            fy: k.fy as f32,
-            cx: k.cx as f32,
-            cy: k.cy as f32,
-            width: k.width as usize,
-            height: k.height as usize,
-        }
-    }
-
-    /// Where `p` lands, in pixel units with pixel centres on integers, and its distance from the
-    /// camera's centre; None behind the camera.
-    pub fn project(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
-        self.camera_point(p)
-            .map(|(pixel, c)| (pixel, c.xyz().norm()))
-    }
-
-    /// As [`Projection::project`], with the depth along the viewing axis (what a rasterizer's
-    /// depth buffer holds) in place of the distance from the centre.
-    pub fn project_view_depth(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
-        self.camera_point(p).map(|(pixel, c)| (pixel, -c.z))
-    }
-
-    /// The size of a pixel, in world units, at unit depth.
-    pub fn pixel_footprint(&self) -> f32 {
-        1.0 / self.fx
-    }
-
-    fn camera_point(&self, p: [f32; 3]) -> Option<([f32; 2], Vector4<f32>)> {
-        let c = self.world_to_camera * Vector4::new(p[0], p[1], p[2], 1.0);
-        let depth = -c.z;
-        if depth <= 1e-6 {
-            return None;
-        }
-        let x = self.cx + self.fx * c.x / depth - 0.5;
-        let y = self.cy - self.fy * c.y / depth - 0.5;
-        Some(([x, y], c))
     }
 }
 
@@ -212,8 +156,8 @@ pub fn carved_cells(orbit: &Orbit, frames: &[usize], resolution: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orbit::rendered_orbit;
     use orbitmesh_geom::{Sampling, chamfer_distance, sample_surface, shapes};
+    use orbitmesh_render::orbit::rendered_orbit;
 
     #[test]
     fn the_hull_of_a_convex_shape_is_the_shape() {
@@ -230,35 +174,6 @@ mod tests {
         // Only silhouettes: the top and bottom poles, seen at 10° from the side, are not carved
         // as deeply as the sides, so the hull encloses the ball.
         assert!(hull.bounds().longest_side() >= ball.bounds().longest_side() - 0.02);
-    }
-
-    #[test]
-    fn vertex_colours_come_from_the_frames() {
-        let mut ball = shapes::uv_sphere(0.4, 24, 48);
-        // Red where x > 0, blue elsewhere, painted through vertex colours.
-        ball.colors = Some(
-            ball.positions
-                .iter()
-                .map(|p| {
-                    if p[0] > 0.0 {
-                        [1.0, 0.0, 0.0]
-                    } else {
-                        [0.0, 0.0, 1.0]
-                    }
-                })
-                .collect(),
-        );
-        let orbit = rendered_orbit(&ball, 21, 96);
-        let colours = crate::colour_from_frames(&ball, &orbit).unwrap();
-        let (mut right, mut total) = (0, 0);
-        for (p, c) in ball.positions.iter().zip(&colours) {
-            if p[0].abs() > 0.1 {
-                total += 1;
-                let red = c[0] > 0.5 && c[2] < 0.5;
-                right += usize::from(red == (p[0] > 0.0));
-            }
-        }
-        assert!(right as f64 > 0.97 * total as f64, "{right} of {total}");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! Instant-NGP hash-grid NeRF ([`train::Trainer`]) refines on it.
 
 pub mod adam;
-pub mod colour;
 pub mod composite;
 mod error;
 pub mod export;
@@ -12,14 +11,11 @@ pub mod hashgrid;
 pub mod hull;
 pub mod mlp;
 pub mod occupancy;
-pub mod orbit;
 mod simd;
 pub mod train;
 
-pub use colour::colour_from_frames;
 pub use error::NerfError;
 pub use hull::{HullOptions, visual_hull};
-pub use orbit::{Orbit, OrbitImage, read_orbit};
 
 /// Largest difference between a GPU kernel's values and the CPU kernel's, relative to the larger
 /// of 1e-3 and the CPU value's magnitude.

@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
+use orbitmesh_render::Orbit;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::NerfError;
 use crate::adam::{AdamSettings, FieldAdam};
 use crate::composite::{composite, composite_cpu};
 use crate::field::{FieldConfig, RadianceField, SH_COEFFS, spherical_harmonics};
 use crate::occupancy::{MarchedSamples, OccupancyGrid, march};
-use crate::{NerfError, Orbit};
 
 /// Everything that shapes a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -712,8 +713,8 @@ mod tests {
     use super::*;
     use crate::hashgrid::HashGridConfig;
     use crate::hull::carved_cells;
-    use crate::orbit::rendered_orbit;
     use orbitmesh_geom::shapes;
+    use orbitmesh_render::orbit::rendered_orbit;
 
     /// A red-and-blue ball (colour by hemisphere) seen from 12 views at 32².
     fn ball_orbit() -> Orbit {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use nalgebra::{Matrix4, Point3, Vector3};
+use nalgebra::{Matrix4, Point3, Vector3, Vector4};
 use serde::{Deserialize, Serialize};
 
 use crate::RenderError;
@@ -174,6 +174,62 @@ impl Camera {
         let depth = -c.z;
         let k = &self.intrinsics;
         (k.cx + k.fx * c.x / depth, k.cy - k.fy * c.y / depth, depth)
+    }
+}
+
+/// A camera ready for projecting many points: world → camera as f32 and its intrinsics.
+#[derive(Debug, Clone, Copy)]
+pub struct Projection {
+    world_to_camera: Matrix4<f32>,
+    fx: f32,
+    fy: f32,
+    cx: f32,
+    cy: f32,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Projection {
+    pub fn new(camera: &Camera) -> Self {
+        let k = camera.intrinsics;
+        Projection {
+            world_to_camera: camera.world_to_camera().cast(),
+            fx: k.fx as f32,
+            fy: k.fy as f32,
+            cx: k.cx as f32,
+            cy: k.cy as f32,
+            width: k.width as usize,
+            height: k.height as usize,
+        }
+    }
+
+    /// Where `p` lands, in pixel units with pixel centres on integers, and its distance from the
+    /// camera's centre; None behind the camera.
+    pub fn project(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
+        self.camera_point(p)
+            .map(|(pixel, c)| (pixel, c.xyz().norm()))
+    }
+
+    /// As [`Projection::project`], with the depth along the viewing axis (what a rasterizer's
+    /// depth buffer holds) in place of the distance from the centre.
+    pub fn project_view_depth(&self, p: [f32; 3]) -> Option<([f32; 2], f32)> {
+        self.camera_point(p).map(|(pixel, c)| (pixel, -c.z))
+    }
+
+    /// The size of a pixel, in world units, at unit depth.
+    pub fn pixel_footprint(&self) -> f32 {
+        1.0 / self.fx
+    }
+
+    fn camera_point(&self, p: [f32; 3]) -> Option<([f32; 2], Vector4<f32>)> {
+        let c = self.world_to_camera * Vector4::new(p[0], p[1], p[2], 1.0);
+        let depth = -c.z;
+        if depth <= 1e-6 {
+            return None;
+        }
+        let x = self.cx + self.fx * c.x / depth - 0.5;
+        let y = self.cy - self.fy * c.y / depth - 0.5;
+        Some(([x, y], c))
     }
 }
 

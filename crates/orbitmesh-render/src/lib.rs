@@ -1,18 +1,23 @@
-//! Rendering for orbitmesh: orbit cameras and their files, and rasterization of a mesh into
+//! Rendering for orbitmesh: orbit cameras and their files, orbits on disk (frames and the
+//! cameras that pose them) and vertex colours from their frames, and rasterization of a mesh into
 //! visibility, colour, alpha, depth and normal buffers, on the GPU through wgpu or on the CPU,
 //! with the same results.
 
 pub mod camera;
+pub mod colour;
 mod error;
 pub mod gpu_tests;
+pub mod orbit;
 pub mod raster;
 pub mod scene;
 pub mod shade;
 pub mod sheet;
 pub mod visible;
 
-pub use camera::{Camera, Intrinsics, OrbitFrame, OrbitView};
+pub use camera::{Camera, Intrinsics, OrbitFrame, OrbitView, Projection};
+pub use colour::colour_from_frames;
 pub use error::RenderError;
+pub use orbit::{Orbit, OrbitImage, read_orbit};
 pub use raster::{GpuRasterizer, Rasterizer, VisibilityBuffer};
 pub use scene::Scene;
 pub use shade::Background;

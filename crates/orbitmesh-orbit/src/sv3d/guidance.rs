@@ -1,6 +1,7 @@
 //! SV3D as score-distillation guidance for the fine stage: renders of the mesh along the orbit
 //! in, a gradient on those renders out, pulling them towards what SV3D would denoise them into
 //! (DreamFusion's SDS, through the VAE encoder and one guided denoiser call at a sampled σ).
+//! The binary hands it to the fine stage as that stage's `Guidance`.
 //!
 //! The model is loaded on a plain device, without autodiff: the UNet's 2.3 G parameters are never
 //! part of a graph (SDS needs no gradient through the denoiser). Only the VAE encoder's
@@ -16,13 +17,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::model::{Sv3d, standard_normal};
 use super::sampler::{Conditioning, denoise, triangle_scales};
-
-/// The fine stage's hook for a 2D prior: the gradient of its loss on rendered frames.
-pub trait Guidance {
-    /// `frames`: [frames, 3, h, w] in [0, 1], rendered from `cameras` ((polar, azimuth) in radians,
-    /// SV3D's order: the input view last at azimuth 0). Returns d(loss)/d(frames), same shape.
-    fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4>;
-}
 
 /// Frames per backward pass of the encoder by default: one 576² frame's graph is about 2 GB in
 /// f32 (with two, a full-size guided refine on the CPU peaked at 20.1 GiB), and its largest
@@ -115,12 +109,14 @@ impl Sv3dGuidance {
     pub fn device(&self) -> Device {
         self.token.device()
     }
-}
 
-impl Guidance for Sv3dGuidance {
+    /// The gradient of the SDS loss on rendered frames. `frames`: [frames, 3, h, w] in [0, 1],
+    /// rendered from `cameras` ((polar, azimuth) in radians, SV3D's order: the input view last at
+    /// azimuth 0). Returns d(loss)/d(frames), same shape.
+    ///
     /// The frames may live on another device than the model (the fine stage's tensors on the
     /// CPU, SV3D on a GPU): they are moved to the model, and the gradient back.
-    fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4> {
+    pub fn gradient(&self, frames: Tensor<4>, cameras: &[(f32, f32)]) -> Tensor<4> {
         let device = frames.device();
         let frames = Tensor::<4>::from_data(frames.into_data(), &self.device());
         // The latents by the same chunks as the backward, so no pass holds all 21 frames' full-

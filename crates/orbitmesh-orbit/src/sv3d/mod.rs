@@ -24,7 +24,7 @@ pub(crate) mod fixture;
 use serde::Deserialize;
 
 pub use crate::weights::{Params, Weights, WeightsError};
-pub use guidance::{FRAMES_PER_BACKWARD, Guidance, Sv3dGuidance};
+pub use guidance::{FRAMES_PER_BACKWARD, Sv3dGuidance};
 pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Sv3dPart, Variant, on_white, sv3d_cameras};
 
 /// What can go wrong loading or running SV3D.

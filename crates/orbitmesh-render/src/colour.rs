@@ -3,14 +3,13 @@
 
 use nalgebra::Vector3;
 use orbitmesh_geom::TriMesh;
-use orbitmesh_render::Scene;
-use orbitmesh_render::raster::{NO_TRIANGLE, rasterize_cpu};
 
-use crate::{NerfError, Orbit};
+use crate::raster::{NO_TRIANGLE, rasterize_cpu};
+use crate::{Orbit, RenderError, Scene};
 
 /// Per-vertex linear colours (0..1) for `mesh` from the frames of `orbit`; vertices no frame sees
 /// get mid grey.
-pub fn colour_from_frames(mesh: &TriMesh, orbit: &Orbit) -> Result<Vec<[f32; 3]>, NerfError> {
+pub fn colour_from_frames(mesh: &TriMesh, orbit: &Orbit) -> Result<Vec<[f32; 3]>, RenderError> {
     let scene = Scene::new(mesh, &mut Vec::new())?;
     let normals: Vec<Vector3<f64>> = mesh
         .vertex_normals()
@@ -51,4 +50,40 @@ pub fn colour_from_frames(mesh: &TriMesh, orbit: &Orbit) -> Result<Vec<[f32; 3]>
         }
     }
     Ok(best.into_iter().map(|(_, c)| c).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orbit::rendered_orbit;
+    use orbitmesh_geom::shapes;
+
+    #[test]
+    fn vertex_colours_come_from_the_frames() {
+        let mut ball = shapes::uv_sphere(0.4, 24, 48);
+        // Red where x > 0, blue elsewhere, painted through vertex colours.
+        ball.colors = Some(
+            ball.positions
+                .iter()
+                .map(|p| {
+                    if p[0] > 0.0 {
+                        [1.0, 0.0, 0.0]
+                    } else {
+                        [0.0, 0.0, 1.0]
+                    }
+                })
+                .collect(),
+        );
+        let orbit = rendered_orbit(&ball, 21, 96);
+        let colours = colour_from_frames(&ball, &orbit).unwrap();
+        let (mut right, mut total) = (0, 0);
+        for (p, c) in ball.positions.iter().zip(&colours) {
+            if p[0].abs() > 0.1 {
+                total += 1;
+                let red = c[0] > 0.5 && c[2] < 0.5;
+                right += usize::from(red == (p[0] > 0.0));
+            }
+        }
+        assert!(right as f64 > 0.97 * total as f64, "{right} of {total}");
+    }
 }

@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use image::RgbaImage;
-use orbitmesh_render::Camera;
-use orbitmesh_render::camera::read_transforms_json;
 
-use crate::NerfError;
+use crate::RenderError;
+use crate::camera::{Camera, read_transforms_json};
 
 pub struct OrbitImage {
     pub path: PathBuf,
@@ -22,8 +21,8 @@ pub struct Orbit {
     pub frames: Vec<OrbitImage>,
 }
 
-fn invalid(path: &Path, message: impl Into<String>) -> NerfError {
-    NerfError::Invalid {
+fn invalid(path: &Path, message: impl Into<String>) -> RenderError {
+    RenderError::Invalid {
         path: path.to_path_buf(),
         message: message.into(),
     }
@@ -31,7 +30,7 @@ fn invalid(path: &Path, message: impl Into<String>) -> NerfError {
 
 /// Reads `dir/transforms.json` and every frame it names (paths relative to `dir`; a missing
 /// extension is tried as .png). Frames must share one size, the size the file declares.
-pub fn read_orbit(dir: &Path) -> Result<Orbit, NerfError> {
+pub fn read_orbit(dir: &Path) -> Result<Orbit, RenderError> {
     let transforms = dir.join("transforms.json");
     if !transforms.is_file() {
         return Err(invalid(dir, "no transforms.json in this folder"));
@@ -85,21 +84,21 @@ pub fn read_orbit(dir: &Path) -> Result<Orbit, NerfError> {
 
 /// `mesh` (in the object frame) rendered with alpha from `views` cameras evenly around it at 10°
 /// elevation and distance 2, `res`² each: an in-memory orbit for tests (this crate's and the
-/// later stages').
+/// coarse and fine stages').
 pub fn rendered_orbit(mesh: &orbitmesh_geom::TriMesh, views: usize, res: u32) -> Orbit {
     rendered_scene_orbit(
-        &orbitmesh_render::Scene::new(mesh, &mut Vec::new()).unwrap(),
+        &crate::Scene::new(mesh, &mut Vec::new()).unwrap(),
         views,
         res,
     )
 }
 
 /// [`rendered_orbit`] of a prepared scene (lit with a headlight, say).
-pub fn rendered_scene_orbit(scene: &orbitmesh_render::Scene, views: usize, res: u32) -> Orbit {
-    use orbitmesh_render::Background;
-    use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
-    use orbitmesh_render::raster::rasterize_cpu;
-    use orbitmesh_render::shade::shade_rgba;
+pub fn rendered_scene_orbit(scene: &crate::Scene, views: usize, res: u32) -> Orbit {
+    use crate::Background;
+    use crate::camera::{Intrinsics, SV3D_FOV_DEG, even_azimuths, orbit};
+    use crate::raster::rasterize_cpu;
+    use crate::shade::shade_rgba;
 
     let k = Intrinsics::from_fov(SV3D_FOV_DEG, res, res);
     let frames = orbit(&even_azimuths(views), 10.0, 2.0)

@@ -4,14 +4,12 @@
 
 pub mod adam;
 pub mod colour;
-pub mod composite;
 mod error;
 pub mod export;
 pub mod field;
-pub mod hashgrid;
 pub mod hull;
-pub mod mlp;
 pub mod occupancy;
+pub mod ops;
 pub mod orbit;
 mod simd;
 pub mod train;

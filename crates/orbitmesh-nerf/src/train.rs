@@ -15,9 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{AdamSettings, FieldAdam};
-use crate::composite::{composite, composite_cpu};
 use crate::field::{FieldConfig, RadianceField, SH_COEFFS, spherical_harmonics};
 use crate::occupancy::{MarchedSamples, OccupancyGrid, march};
+use crate::ops::composite::{composite, composite_cpu};
 use crate::{NerfError, Orbit};
 
 /// Everything that shapes a training run.
@@ -710,8 +710,8 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hashgrid::HashGridConfig;
     use crate::hull::carved_cells;
+    use crate::ops::hashgrid::HashGridConfig;
     use crate::orbit::rendered_orbit;
     use orbitmesh_geom::shapes;
 

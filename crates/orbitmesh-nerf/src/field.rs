@@ -7,8 +7,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::hashgrid::{HashGrid, HashGridConfig};
-use crate::mlp::{MAX_LOG_DENSITY, radiance_mlp};
+use crate::ops::hashgrid::{HashGrid, HashGridConfig};
+use crate::ops::mlp::{MAX_LOG_DENSITY, radiance_mlp};
 
 /// Number of spherical-harmonic coefficients up to degree 4.
 pub const SH_COEFFS: usize = 16;

@@ -3,14 +3,12 @@
 //! Instant-NGP hash-grid NeRF ([`train::Trainer`]) refines on it.
 
 pub mod adam;
-pub mod composite;
 mod error;
 pub mod export;
 pub mod field;
-pub mod hashgrid;
 pub mod hull;
-pub mod mlp;
 pub mod occupancy;
+pub mod ops;
 mod simd;
 pub mod train;
 

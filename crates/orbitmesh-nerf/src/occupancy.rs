@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use crate::composite::RayPacking;
+use crate::ops::composite::RayPacking;
 
 #[derive(Debug, Clone)]
 pub struct OccupancyGrid {

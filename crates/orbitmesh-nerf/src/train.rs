@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::NerfError;
 use crate::adam::{AdamSettings, FieldAdam};
-use crate::composite::{composite, composite_cpu};
 use crate::field::{FieldConfig, RadianceField, SH_COEFFS, spherical_harmonics};
 use crate::occupancy::{MarchedSamples, OccupancyGrid, march};
+use crate::ops::composite::{composite, composite_cpu};
 
 /// Everything that shapes a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -711,8 +711,8 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hashgrid::HashGridConfig;
     use crate::hull::carved_cells;
+    use crate::ops::hashgrid::HashGridConfig;
     use orbitmesh_geom::shapes;
     use orbitmesh_render::orbit::rendered_orbit;
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use orbitmesh_fuzz::{CountingAllocator, MIB, fuzz, small_bound};
+use orbitmesh_fuzz::{CountingAllocator, MIB, Mutation, apply, fuzz, peak_bytes, small_bound};
 use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
 use orbitmesh_geom::{Material, TriMesh, read_mesh, shapes};
 use orbitmesh_orbit::weights::Weights;
@@ -27,8 +27,10 @@ fn mesh_bound(len: usize) -> usize {
     256 * len + 16 * MIB
 }
 
-/// What an image reader may hold: the image crate's default allocation budget (512 MiB, which a
-/// 60000² header exceeds, so it is refused before decoding), beside the file and its decoding.
+/// What an image reader may hold: 512 MiB beside the file. A header may declare up to 40
+/// megapixels (more is refused before decoding), which the decoder needs a few bytes each for
+/// whether or not the data backs them (JPEG compresses a plain image to almost nothing); `prepare`
+/// then works on a copy at most 3072 pixels across, so its own buffers do not grow with the photo.
 fn image_bound(len: usize) -> usize {
     512 * MIB + mesh_bound(len)
 }
@@ -330,11 +332,16 @@ fn safetensors_header() {
     );
 }
 
-#[test]
-fn photos() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // An object on a plain background, as `prepare` expects a photo.
+/// The options the photo cases prepare with (a small output: the reader is under test).
+const PHOTO_OPTIONS: PrepareOptions = PrepareOptions {
+    size: 64,
+    fill: 0.85,
+    mask: None,
+    segmenter: Segmenter::Classical,
+};
+
+/// The seed photo in `format`: an object on a plain background, as `prepare` expects one.
+fn seed_photo(format: image::ImageFormat) -> Vec<u8> {
     let photo = image::RgbImage::from_fn(32, 24, |x, y| {
         let inside = (8..24).contains(&x) && (6..18).contains(&y);
         if inside {
@@ -343,33 +350,73 @@ fn photos() {
             image::Rgb([240, 240, 240])
         }
     });
-    let opts = PrepareOptions {
-        size: 64,
-        fill: 0.85,
-        mask: None,
-        segmenter: Segmenter::Classical,
+    let encoded: image::DynamicImage = photo.into();
+    let encoded = if format == image::ImageFormat::WebP {
+        image::DynamicImage::ImageRgba8(encoded.to_rgba8())
+    } else {
+        encoded
     };
+    let mut seed = std::io::Cursor::new(Vec::new());
+    encoded.write_to(&mut seed, format).unwrap();
+    seed.into_inner()
+}
+
+fn prepare_photo(path: &Path) -> Result<(), String> {
+    prepare(path, &PHOTO_OPTIONS)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
     for (name, format) in [
         ("photo.png", image::ImageFormat::Png),
         ("photo.jpg", image::ImageFormat::Jpeg),
         ("photo.webp", image::ImageFormat::WebP),
     ] {
-        let mut seed = std::io::Cursor::new(Vec::new());
-        let encoded: image::DynamicImage = photo.clone().into();
-        let encoded = if format == image::ImageFormat::WebP {
-            image::DynamicImage::ImageRgba8(encoded.to_rgba8())
-        } else {
-            encoded
-        };
-        encoded.write_to(&mut seed, format).unwrap();
-        let seed = seed.into_inner();
-        prepare(&writer(d, name)(&seed), &opts).expect("the seed photo prepares");
+        let seed = seed_photo(format);
+        prepare_photo(&writer(d, name)(&seed)).expect("the seed photo prepares");
         fuzz(
             name,
             &seed,
             writer(d, name),
             |b| image_bound(b.len()),
-            |p| prepare(p, &opts).map(drop).map_err(|e| e.to_string()),
+            prepare_photo,
         );
     }
+}
+
+/// The fuzzer's find: 7,167 bytes of JPEG declaring a large image, which `prepare` held 1.51 GB
+/// for (segmenting and cropping at the photo's full size) before it worked at `WORK_SIDE`.
+#[test]
+fn a_small_jpeg_declaring_a_large_photo_prepares_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mutations = [
+        Mutation::Repeat {
+            at: 2_735_058_671_565_127_981,
+            len: 188,
+            times: 34,
+        },
+        Mutation::FlipBit {
+            at: 6_245_244_396_448_069_500,
+            bit: 6,
+        },
+    ];
+    let bytes = apply(&seed_photo(image::ImageFormat::Jpeg), &mutations);
+    assert_eq!(bytes.len(), 7167, "the input the fuzzer found");
+    let path = writer(dir.path(), "found.jpg")(&bytes);
+    let (w, h) = image::ImageReader::open(&path)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .into_dimensions()
+        .unwrap();
+    assert!(w.max(h) > 3072, "it declares {w}×{h}");
+    let (_, peak) = peak_bytes(|| prepare_photo(&path));
+    assert!(
+        peak <= image_bound(bytes.len()),
+        "held {peak} bytes ({w}×{h})"
+    );
 }

@@ -154,8 +154,8 @@ impl Crop {
 const MIN_SIDE: u32 = 8;
 
 /// The most pixels a photo or mask may declare (7,700 × 5,200, say; `prepare` makes 576²): a
-/// JPEG decoder's own buffers are not held to the image crate's limits, and the fuzzer found a
-/// 7 KB progressive JPEG declaring a large image that took 1.5 GB to decode.
+/// JPEG decoder's own buffers are not held to the image crate's limits, and a few kilobytes of
+/// JPEG can declare any size, so the declared size is what bounds the decoding's memory.
 const MAX_PIXELS: u64 = 40_000_000;
 
 /// Decodes an image after checking the size its header declares against [`MAX_PIXELS`].
@@ -503,14 +503,23 @@ mod tests {
         let (w, h) = (2 * WORK_SIDE, 1000);
         let big = photo(w, h, 2000.0, 500.0, 300.0);
         let small = imageops::resize(&big, WORK_SIDE, h / 2, FilterType::Triangle);
-        let big_out = prepare(&save(dir.path(), "big.png", &big), &PrepareOptions::default());
-        let small_out = prepare(&save(dir.path(), "small.png", &small), &PrepareOptions::default());
+        let big_out = prepare(
+            &save(dir.path(), "big.png", &big),
+            &PrepareOptions::default(),
+        );
+        let small_out = prepare(
+            &save(dir.path(), "small.png", &small),
+            &PrepareOptions::default(),
+        );
         let (big_out, small_out) = (big_out.unwrap(), small_out.unwrap());
         assert_eq!((big_out.crop.width, big_out.crop.height), (w, h));
         let c = small_out.crop;
         let doubled = [2 * c.left, 2 * c.top, 2 * i64::from(c.side)];
         let crop = big_out.crop;
-        for (got, want) in [crop.left, crop.top, i64::from(crop.side)].iter().zip(doubled) {
+        for (got, want) in [crop.left, crop.top, i64::from(crop.side)]
+            .iter()
+            .zip(doubled)
+        {
             assert!((got - want).abs() <= 2, "{crop:?} against {c:?} doubled");
         }
         let diff: f64 = big_out

@@ -1,5 +1,5 @@
 //! Writes a full-size SV3D checkpoint with seeded random weights in the official file's layout
-//! (see `orbitmesh_orbit::sv3d::synthetic`): for measuring memory and speed at the real size
+//! (see `orbitmesh_sv3d::synthetic`): for measuring memory and speed at the real size
 //! where the real weights cannot be had.
 //!
 //! cargo run --release --example sv3d_synthetic -- OUT.safetensors [--variant p|u]
@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use orbitmesh_orbit::sv3d::Variant;
-use orbitmesh_orbit::sv3d::synthetic::{StoredType, SyntheticOptions, write_synthetic};
+use orbitmesh_sv3d::Variant;
+use orbitmesh_sv3d::synthetic::{StoredType, SyntheticOptions, write_synthetic};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum VariantArg {

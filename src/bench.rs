@@ -14,11 +14,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
 use orbitmesh_geom::{EvalFrame, EvalOptions, evaluate, read_mesh};
-use orbitmesh_orbit::{Inflate, PrepareOptions};
+use orbitmesh_orbit::Inflate;
 use orbitmesh_pipeline::{encode_png, save};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
+use orbitmesh_segment::PrepareOptions;
 use serde_json::{Value, json};
 
 use crate::chart::chamfer_chart;

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::{read_mesh, write_mesh};
-use orbitmesh_orbit::PrepareOptions;
 use orbitmesh_pipeline::{files_in, fingerprint, lock_work_folder};
 use orbitmesh_render::{colour_from_frames, open_rasterizer, read_orbit};
+use orbitmesh_segment::PrepareOptions;
 use serde_json::json;
 
 use crate::input::{CoarseArg, DeviceArg, Preset, parse_seconds, value_name};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use orbitmesh_orbit::segment::install;
+use orbitmesh_segment::install;
 
 #[derive(Args)]
 pub struct ModelsArgs {

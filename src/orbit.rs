@@ -9,8 +9,7 @@ use clap::{Args, ValueEnum};
 use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
-use orbitmesh_orbit::sv3d::{SampleOptions, Sv3dGenerator};
-use orbitmesh_orbit::{Inflate, InflateProfile, OrbitGenerator, OrbitProgress};
+use orbitmesh_orbit::{Inflate, InflateProfile, OrbitGenerator, OrbitProgress, Sv3dGenerator};
 use orbitmesh_pipeline::{
     StageRecord, StagedFolder, encode_png, files_in, fingerprint, save, write_stage_record,
 };
@@ -19,6 +18,7 @@ use orbitmesh_render::camera::{
     SV3D_RADIUS,
 };
 use orbitmesh_render::{Rasterizer, open_rasterizer};
+use orbitmesh_sv3d::SampleOptions;
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device, value_name};
 

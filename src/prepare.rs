@@ -7,11 +7,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use image::DynamicImage;
 use nalgebra::Similarity3;
-use orbitmesh_orbit::segment::install;
-use orbitmesh_orbit::{Crop, MaskSource, PrepareOptions, Segmenter, prepare};
 use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::open_rasterizer;
+use orbitmesh_segment::install;
+use orbitmesh_segment::{Crop, MaskSource, PrepareOptions, Segmenter, prepare};
 
 use crate::input::{DeviceArg, tensor_device};
 
@@ -21,7 +21,7 @@ use crate::input::{DeviceArg, tensor_device};
 white, as SV3D is conditioned) and DIR/mask.png (the object's mask at the photo's size). The mask \
 comes from --mask, else the image's alpha, else the segmenter: IS-Net (learned, for real photos; \
 install it once with `orbitmesh models fetch isnet`) or the classical background model, which needs \
-a plain background the object does not touch (see crates/orbitmesh-orbit/src/prepare.rs)."
+a plain background the object does not touch (see crates/orbitmesh-segment/src/prepare.rs)."
 )]
 pub struct PrepareArgs {
     /// A PNG, JPEG or WebP photo of one object

@@ -12,12 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_dmtet::texture::{bake, with_material};
 use orbitmesh_dmtet::{DmtetError, Guidance, GuidedViews, RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
-use orbitmesh_orbit::sv3d::{Sv3d, Sv3dConfig, Sv3dGuidance, on_white, sv3d_cameras};
 use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::shade::{Background, shade_rgba};
 use orbitmesh_render::{
     Camera, DeviceChoice, Orbit, OrbitView, Rasterizer, Scene, open_rasterizer, read_orbit,
 };
+use orbitmesh_sv3d::{Sv3d, Sv3dConfig, Sv3dGuidance, on_white, sv3d_cameras};
 use serde_json::json;
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device};

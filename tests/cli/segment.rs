@@ -6,7 +6,7 @@ use crate::common::{
     assert_input_error, orbitmesh, orbitmesh_with_models, render, text, write_plain_photo,
 };
 use image::{GrayImage, Rgba, RgbaImage};
-use orbitmesh_orbit::segment::install;
+use orbitmesh_segment::install;
 
 #[test]
 fn isnet_needs_its_weights_and_refuses_bad_ones() {

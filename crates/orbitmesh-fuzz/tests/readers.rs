@@ -10,12 +10,12 @@ use burn::tensor::Device;
 use orbitmesh_fuzz::{CountingAllocator, MIB, Mutation, apply, fuzz, peak_bytes, small_bound};
 use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
 use orbitmesh_geom::{Material, TriMesh, read_mesh, shapes};
-use orbitmesh_orbit::weights::Weights;
-use orbitmesh_orbit::{PrepareOptions, Segmenter, prepare};
+use orbitmesh_nn::weights::Weights;
 use orbitmesh_pipeline::{
     StageRecord, fingerprint, is_current, read_stage_record, write_stage_record,
 };
 use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
+use orbitmesh_segment::{PrepareOptions, Segmenter, prepare};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;

@@ -2,16 +2,16 @@
 //! feed the 3D stages as they are. Cameras come from the folder's `transforms.json`, or from
 //! SV3D's fixed order: N frames, frame k at azimuth 360°·(k+1)/N, so the input view (azimuth 0)
 //! is the last. Frames without alpha (SV3D writes RGB on white) get their silhouette from the
-//! background model of `prepare`.
+//! background model of `orbitmesh-segment`.
 
 use std::path::{Path, PathBuf};
 
 use image::RgbaImage;
 use orbitmesh_render::camera::{Intrinsics, SV3D_FOV_DEG, SV3D_RADIUS, read_transforms_json};
 use orbitmesh_render::{Camera, OrbitView};
+use orbitmesh_segment::background_model;
 
 use crate::OrbitError;
-use crate::prepare::background_model;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OrbitOrder {

@@ -12,7 +12,7 @@ pub enum OrbitError {
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
-    Sv3d(#[from] crate::sv3d::Sv3dError),
+    Sv3d(#[from] orbitmesh_sv3d::Sv3dError),
 }
 
 /// The frames of an orbit, in the order of the views asked for, and what the user should know

@@ -1,5 +1,5 @@
 //! From a photo to SV3D's input: find the object's mask (a mask file, the alpha channel, or a
-//! segmenter: the learned IS-Net of [`crate::segment`] or the classical background model), then
+//! segmenter: the learned IS-Net of [`crate::isnet`] or the classical background model), then
 //! crop and scale so the object fills `fill` of a square frame, centred.
 //!
 //! The classical background model has classical limits: it takes the colour of the image
@@ -16,11 +16,11 @@ use burn::tensor::Device;
 use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, Rgba, RgbaImage};
 use nalgebra::{Similarity3, Translation3, UnitQuaternion};
+use orbitmesh_nn::weights::WeightsError;
 use orbitmesh_render::Camera;
 use serde::{Deserialize, Serialize};
 
-use crate::segment::IsNet;
-use crate::weights::WeightsError;
+use crate::isnet::IsNet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {

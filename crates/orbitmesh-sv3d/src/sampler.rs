@@ -148,11 +148,12 @@ pub fn sample<E>(
 #[cfg(test)]
 mod tests {
     use burn::tensor::Device;
+    use orbitmesh_nn::parity::{FLEX_REL, WGPU_REL, assert_close, wgpu};
 
     use super::*;
-    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
-    use crate::sv3d::model::{Variant, vector};
-    use crate::sv3d::prefix;
+    use crate::fixture::fixture;
+    use crate::model::{Variant, vector};
+    use crate::prefix;
 
     fn as_tensor(values: &[f64], device: &Device) -> Tensor<1> {
         let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();

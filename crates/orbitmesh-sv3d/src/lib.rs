@@ -7,8 +7,14 @@
 //! - [`sampler`]: the EDM discretisation, the v-prediction denoiser scaling, the triangle CFG guider
 //!   and the Euler sampler.
 //!
+//! Around them: [`model`] (the whole model, its cameras and its input image), [`guidance`] (SV3D as
+//! the fine stage's score distillation), [`synthetic`] (a full-size checkpoint of random weights)
+//! and the tensor-size plans that keep the GPU path within its largest binding. The layers and the
+//! checkpoint reader are `orbitmesh-nn`'s; SV3D as an orbit generator is `orbitmesh-orbit`'s.
+//!
 //! Every size comes from [`Sv3dConfig`]: [`Sv3dConfig::sv3d`] is the published model, and the
-//! parity tests build a tiny one from `../shared/fixtures/sv3d-tiny`.
+//! parity tests build a tiny one from `../shared/fixtures/sv3d-tiny` (the `fixture` module, which
+//! the `fixture` feature opens to other crates' tests).
 
 pub mod clip;
 pub mod guidance;
@@ -18,14 +24,14 @@ pub mod synthetic;
 pub mod unet;
 pub mod vae;
 
-#[cfg(test)]
-pub(crate) mod fixture;
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
 
 use serde::Deserialize;
 
-pub use crate::weights::{Params, Weights, WeightsError};
 pub use guidance::{FRAMES_PER_BACKWARD, Sv3dGuidance};
-pub use model::{SampleOptions, Sv3d, Sv3dGenerator, Sv3dPart, Variant, on_white, sv3d_cameras};
+pub use model::{SampleOptions, Sv3d, Sv3dPart, Variant, on_white, sv3d_cameras};
+pub use orbitmesh_nn::weights::{Params, Weights, WeightsError};
 
 /// What can go wrong loading or running SV3D.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +42,10 @@ pub enum Sv3dError {
     Config(String),
     #[error(transparent)]
     Write(#[from] orbitmesh_geom::GeomError),
+    /// Views SV3D cannot make ([`sv3d_cameras`]): an orbit without the input view, or cameras
+    /// other than its own asked of sv3d_u.
+    #[error("{0}")]
+    Cameras(String),
     /// Values that overflowed (weights too large for the precision, or a damaged checkpoint).
     #[error(
         "SV3D's {part} gave values that are not finite (NaN or infinity): the weights overflow \
@@ -208,8 +218,8 @@ mod tests {
     /// shapes alone on the shapes-only model (no weights, nothing run).
     #[test]
     fn full_size_tensors_fit_the_largest_gpu_binding() {
-        use crate::layers::MAX_BINDING_BYTES;
         use burn::tensor::FloatDType;
+        use orbitmesh_nn::layers::MAX_BINDING_BYTES;
 
         let device = Device::flex();
         let options = SampleOptions::default();

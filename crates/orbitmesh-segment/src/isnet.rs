@@ -14,10 +14,9 @@ use burn::tensor::module::{interpolate, max_pool2d};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbaImage};
+use orbitmesh_nn::layers::Conv2d;
+use orbitmesh_nn::weights::{Params, Weights, WeightsError};
 use rayon::prelude::*;
-
-use crate::layers::Conv2d;
-use crate::weights::{Params, Weights, WeightsError};
 
 /// The side the network runs at: every image is stretched to it, and the alpha back.
 pub const INPUT_SIDE: usize = 1024;
@@ -404,7 +403,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::segment::install;
+    use crate::install;
 
     /// Every tensor of the published network with its shape, the way the installer names them.
     pub(crate) fn published_shapes() -> Vec<(String, Vec<usize>)> {
@@ -497,8 +496,7 @@ mod tests {
     #[test]
     fn rsu_blocks_agree_on_flex_and_wgpu() {
         use burn::tensor::Distribution;
-
-        use crate::sv3d::fixture::{WGPU_REL, assert_close, wgpu};
+        use orbitmesh_nn::parity::{WGPU_REL, assert_close, wgpu};
 
         let Some(gpu) = wgpu() else {
             return;

@@ -462,7 +462,7 @@ mod tests {
         let dest = dir.path().join("m.safetensors");
         let n = convert(&model.encode_to_vec(), Path::new("m.onnx"), &dest).unwrap();
         assert_eq!(n, 2);
-        let weights = crate::weights::Weights::open(&dest, &burn::tensor::Device::flex()).unwrap();
+        let weights = orbitmesh_nn::Weights::open(&dest, &burn::tensor::Device::flex()).unwrap();
         let (w, shape) = weights.read("stage1.rebnconvin.conv_s1.weight").unwrap();
         assert_eq!((w, shape), (values[..3].to_vec(), vec![1, 1, 1, 3]));
         let (b, _) = weights.read("stage1.rebnconvin.conv_s1.bias").unwrap();

@@ -7,13 +7,13 @@
 
 use burn::tensor::activation::{gelu, sigmoid, silu};
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
-
-use super::UnetConfig;
-use crate::layers::{
+use orbitmesh_nn::layers::{
     Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, TensorPlan, multi_head_attention,
     plan_attention,
 };
-use crate::weights::Params;
+use orbitmesh_nn::weights::Params;
+
+use super::UnetConfig;
 
 /// The UNet's GroupNorms (`normalization`: 32 groups, PyTorch's default ε).
 const RES_NORM_EPS: f64 = 1e-5;
@@ -777,10 +777,11 @@ impl VideoUnet {
 #[cfg(test)]
 mod tests {
     use burn::tensor::Device;
+    use orbitmesh_nn::parity::{FLEX_REL, WGPU_REL, assert_close, wgpu};
 
     use super::*;
-    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
-    use crate::sv3d::prefix;
+    use crate::fixture::fixture;
+    use crate::prefix;
 
     #[test]
     fn every_block_matches_the_reference_run_on_flex() {

@@ -12,10 +12,10 @@ use burn::tensor::activation::gelu;
 use burn::tensor::module::{conv2d, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{FloatDType, Tensor, TensorData};
+use orbitmesh_nn::layers::{LayerNorm, multi_head_attention};
+use orbitmesh_nn::weights::Params;
 
 use super::{ClipConfig, prefix};
-use crate::layers::{LayerNorm, multi_head_attention};
-use crate::weights::Params;
 
 /// CLIP's training statistics, which the tower expects its `[0, 1]` input normalised by.
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -286,9 +286,10 @@ impl ClipImageEncoder {
 #[cfg(test)]
 mod tests {
     use burn::tensor::Device;
+    use orbitmesh_nn::parity::{FLEX_REL, WGPU_REL, assert_close, wgpu};
 
     use super::*;
-    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
+    use crate::fixture::fixture;
 
     #[test]
     fn preprocessing_and_embedding_match_the_reference_run_on_flex() {

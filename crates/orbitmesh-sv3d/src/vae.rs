@@ -13,10 +13,10 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
 use burn::tensor::{DType, FloatDType, Tensor};
+use orbitmesh_nn::layers::{Conv2d, GroupNorm, TensorPlan, multi_head_attention, plan_attention};
+use orbitmesh_nn::weights::Params;
 
 use super::{VaeConfig, prefix};
-use crate::layers::{Conv2d, GroupNorm, TensorPlan, multi_head_attention, plan_attention};
-use crate::weights::Params;
 
 /// sgm's `Normalize`: 32 groups with a smaller ε than PyTorch's default.
 const GROUPS: usize = 32;
@@ -392,7 +392,7 @@ impl VaeDecoder {
     /// How many frames of `latent` [1, z, h, w] to decode at once, at most `requested`: the
     /// most whose largest planned tensor fits `limit` bytes (at 576² a frame's f32
     /// normalisation input at full resolution is 340 MB, so 7 frames would not fit the GPU
-    /// path's largest binding, [`crate::layers::MAX_BINDING_BYTES`]).
+    /// path's largest binding, [`orbitmesh_nn::layers::MAX_BINDING_BYTES`]).
     pub fn frames_per_chunk(&self, requested: usize, latent: [usize; 3], limit: usize) -> usize {
         let [z, h, w] = latent;
         let fits = |frames: usize| {
@@ -418,10 +418,11 @@ impl VaeDecoder {
 #[cfg(test)]
 mod tests {
     use burn::tensor::Device;
+    use orbitmesh_nn::parity::{FLEX_REL, WGPU_REL, assert_close, wgpu};
+    use orbitmesh_nn::weights::WeightsError;
 
     use super::*;
-    use crate::sv3d::fixture::{FLEX_REL, WGPU_REL, assert_close, fixture, wgpu};
-    use crate::weights::WeightsError;
+    use crate::fixture::fixture;
 
     #[test]
     fn encoder_and_decoder_match_the_reference_run_on_flex() {

@@ -137,8 +137,8 @@ impl Sv3dGuidance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sv3d::Variant;
-    use crate::sv3d::fixture::fixture;
+    use crate::Variant;
+    use crate::fixture::fixture;
 
     fn dot(a: Tensor<4>, b: Tensor<4>) -> f64 {
         f64::from((a * b).sum().into_scalar::<f32>())

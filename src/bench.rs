@@ -15,7 +15,7 @@ use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
 use orbitmesh_geom::{EvalFrame, EvalOptions, evaluate, read_mesh};
 use orbitmesh_orbit::Inflate;
-use orbitmesh_pipeline::{encode_png, save};
+use orbitmesh_pipeline::{Event, Flow, OnEvent, encode_png, save};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Rasterizer, Scene, open_rasterizer};
@@ -153,6 +153,7 @@ fn run_object(
     dir: &Path,
     args: &BenchArgs,
     rasterizer: &Rasterizer,
+    on_event: OnEvent<'_>,
 ) -> Result<Value> {
     let started = Instant::now();
     let scan = load_mesh(&resolve_mesh_path(object)?, args.up)?;
@@ -197,6 +198,7 @@ fn run_object(
             &PrepareOptions::default(),
             false,
             &dir.join("prepare"),
+            on_event,
         )?;
         let settings = OrbitSettings {
             generator: args.profile.inflate_settings(),
@@ -217,8 +219,7 @@ fn run_object(
             },
             rasterizer,
             &orbit_dir,
-            // The bench's own bar counts objects.
-            &mut |_| {},
+            on_event,
         )?;
         format!(
             "inflate ({} profile): the weight-free baseline",
@@ -228,7 +229,7 @@ fn run_object(
     let coarse = args
         .preset
         .coarse(args.coarse, !args.oracle, None, args.nerf_seconds);
-    coarse.run(&orbit_dir, &dir.join("coarse"))?;
+    coarse.run(&orbit_dir, &dir.join("coarse"), on_event)?;
     let config = args.preset.fine(args.fine_steps);
     let fine_steps = config.steps;
     let (mesh, fine) = if fine_steps == 0 {
@@ -244,6 +245,7 @@ fn run_object(
             1024,
             None,
             &dir.join("fine"),
+            on_event,
         )?;
         let mesh = read_mesh(&dir.join("fine/fine.obj"))?.mesh;
         (mesh, format!("DMTet, {fine_steps} steps"))
@@ -390,7 +392,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     };
                     bar.set_message(name.clone());
                     let row = match &pool {
-                        Ok(pool) => pool.install(|| bench_one(name, path, out, &args, &rasterizer)),
+                        Ok(pool) => {
+                            pool.install(|| bench_one(name, path, out, &args, &rasterizer, &bar))
+                        }
                         Err(e) => Row {
                             name: name.clone(),
                             values: Err(format!("no thread pool: {e}")),
@@ -430,21 +434,29 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One object: its earlier metrics.json if it has one, else a fresh run.
+/// One object: its earlier metrics.json if it has one, else a fresh run. The run's warnings are
+/// shown above `bar`, named by the object; its steps are not (the bar counts objects).
 fn bench_one(
     name: &str,
     path: &Path,
     out: &Path,
     args: &BenchArgs,
     rasterizer: &Rasterizer,
+    bar: &ProgressBar,
 ) -> Row {
     let dir = out.join(name);
+    let mut on_event = |e: &Event| {
+        if let Event::Warning { message, .. } = e {
+            bar.suspend(|| eprintln!("warning: {name}: {message}"));
+        }
+        Flow::Continue
+    };
     let done = std::fs::read(dir.join("metrics.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let result = match done {
         Some(m) => Ok(m),
-        None => run_object(path, &dir, args, rasterizer)
+        None => run_object(path, &dir, args, rasterizer, &mut on_event)
             .map_err(|e| format!("{e:#}").replace('\n', " ")),
     };
     let values = result.map(|m| {

@@ -12,6 +12,7 @@ mod models;
 mod nerf;
 mod orbit;
 mod prepare;
+mod progress;
 mod refine;
 mod render;
 mod stage;

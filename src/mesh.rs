@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::{read_mesh, write_mesh};
-use orbitmesh_pipeline::{files_in, fingerprint, lock_work_folder};
+use orbitmesh_pipeline::{Event, Stage, files_in, fingerprint, lock_work_folder};
 use orbitmesh_render::{colour_from_frames, open_rasterizer, read_orbit};
 use orbitmesh_segment::PrepareOptions;
 use serde_json::json;
@@ -18,9 +18,10 @@ use crate::input::{CoarseArg, DeviceArg, Preset, parse_seconds, value_name};
 use crate::interrupt;
 use crate::nerf::CoarseMethod;
 use crate::orbit::{
-    GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, orbit_progress, read_prepared,
+    GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
 };
 use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
+use crate::progress::Progress;
 use crate::refine::{Sv3dGuide, refine_into};
 use crate::stage::run_stage;
 
@@ -153,10 +154,8 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     interrupt::resume_hint_on_sigint(&work);
     let _lock = lock_work_folder(&work)?;
     let started = Instant::now();
-    let report = |name: &str, ran: Option<f64>| match ran {
-        Some(s) => println!("{name:<8} done in {s:.2} s"),
-        None => println!("{name:<8} up to date, skipped"),
-    };
+    let mut progress = Progress::new();
+    let mut on_event = |e: &Event| progress.on_event(e);
 
     let prepare_dir = work.join("prepare");
     // IS-Net runs on the CPU unless a GPU is asked for: probing for one here would come before
@@ -180,14 +179,14 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         "size": opts.size, "fill": opts.fill, "mask": args.mask,
         "segmenter": opts.segmenter.name(),
     });
-    let ran = run_stage(
+    run_stage(
         &prepare_dir,
-        "prepare",
+        Stage::Prepare,
         &fingerprint(&settings, &inputs)?,
         &["prepared.png", CROP_FILE],
-        |dir| prepare_into(&args.image, &opts, choice.fell_back, dir),
+        &mut on_event,
+        |dir, on_event| prepare_into(&args.image, &opts, choice.fell_back, dir, on_event),
     )?;
-    report("prepare", ran);
 
     let orbit_dir = work.join("orbit");
     let orbit = OrbitSettings {
@@ -199,36 +198,47 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     };
     let rasterizer = open_rasterizer(args.device.into())?;
     let prepared = prepare_dir.join("prepared.png");
-    let ran = match &args.frames {
+    match &args.frames {
         None => {
             let mut inputs = vec![prepare_dir.join("stage.json")];
             inputs.extend(args.generator.weights.clone());
             let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
             let fp = fingerprint(&orbit.to_json(), &inputs)?;
-            run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
-                let generator = args.generator.open(&rasterizer)?;
-                orbit_into(
-                    &prepared,
-                    &read_prepared(&prepared)?,
-                    &orbit,
-                    generator.as_ref(),
-                    &rasterizer,
-                    dir,
-                    &mut orbit_progress(),
-                )
-            })?
+            run_stage(
+                &orbit_dir,
+                Stage::Orbit,
+                &fp,
+                &["transforms.json"],
+                &mut on_event,
+                |dir, on_event| {
+                    let generator = args.generator.open(&rasterizer, on_event)?;
+                    orbit_into(
+                        &prepared,
+                        &read_prepared(&prepared)?,
+                        &orbit,
+                        generator.as_ref(),
+                        &rasterizer,
+                        dir,
+                        on_event,
+                    )
+                },
+            )?;
         }
         Some(from) => {
             let files = files_in(from)?;
             let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
             let settings = json!({ "generator": "frames", "elevation_deg": orbit.elevation });
             let fp = fingerprint(&settings, &inputs)?;
-            run_stage(&orbit_dir, "orbit", &fp, &["transforms.json"], |dir| {
-                import_into(from, args.orbit_order, orbit.elevation, dir)
-            })?
+            run_stage(
+                &orbit_dir,
+                Stage::Orbit,
+                &fp,
+                &["transforms.json"],
+                &mut on_event,
+                |dir, on_event| import_into(from, args.orbit_order, orbit.elevation, dir, on_event),
+            )?;
         }
-    };
-    report("orbit", ran);
+    }
 
     let coarse_dir = work.join("coarse");
     let coarse = args.preset.coarse(
@@ -238,10 +248,14 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         args.nerf_seconds,
     );
     let fp = fingerprint(&coarse.settings(), &[&orbit_dir.join("stage.json")])?;
-    let ran = run_stage(&coarse_dir, "coarse", &fp, &[coarse.output()], |dir| {
-        coarse.run(&orbit_dir, dir)
-    })?;
-    report("coarse", ran);
+    run_stage(
+        &coarse_dir,
+        Stage::Coarse,
+        &fp,
+        &[coarse.output()],
+        &mut on_event,
+        |dir, on_event| coarse.run(&orbit_dir, dir, on_event),
+    )?;
 
     let config = args.preset.fine(args.fine_steps);
     let fine_dir = work.join("fine");
@@ -263,23 +277,33 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             })),
         });
         let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")])?;
-        let ran = run_stage(&fine_dir, "fine", &fp, &["fine.obj"], |dir| {
-            refine_into(
-                &coarse_dir,
-                &orbit_dir,
-                config,
-                &[],
-                args.device.into(),
-                FINE_TEXTURE,
-                guide.as_ref(),
-                dir,
-            )
-        })?;
-        report("fine", ran);
+        run_stage(
+            &fine_dir,
+            Stage::Fine,
+            &fp,
+            &["fine.obj"],
+            &mut on_event,
+            |dir, on_event| {
+                refine_into(
+                    &coarse_dir,
+                    &orbit_dir,
+                    config,
+                    &[],
+                    args.device.into(),
+                    FINE_TEXTURE,
+                    guide.as_ref(),
+                    dir,
+                    on_event,
+                )
+            },
+        )?;
         Some(fine_dir.join("fine.obj"))
     };
 
     let t = Instant::now();
+    on_event(&Event::StageStarted {
+        stage: Stage::Export,
+    });
     let mut mesh = match &refined {
         Some(fine) => read_mesh(fine)?.mesh.simplified(args.faces as usize),
         None => {
@@ -298,7 +322,10 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         mesh.scale_longest_side_to(size);
     }
     interrupt::finish_first(|| write_mesh(&args.out, &mesh))?;
-    report("export", Some(t.elapsed().as_secs_f64()));
+    on_event(&Event::StageFinished {
+        stage: Stage::Export,
+        seconds: t.elapsed().as_secs_f64(),
+    });
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(
         "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). Orbit: {}; \

@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::write_mesh;
 use orbitmesh_nerf::HullOptions;
 use orbitmesh_nerf::export::{DepthView, density_grid, depth_carving, field_mesh};
@@ -17,12 +16,13 @@ use orbitmesh_nerf::hull::{carved_cells, silhouette_grid};
 use orbitmesh_nerf::train::{
     FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer, render_depth,
 };
-use orbitmesh_pipeline::save;
+use orbitmesh_pipeline::{Event, Flow, OnEvent, Stage, save};
 use orbitmesh_render::{Projection, open_rasterizer, read_orbit};
 use serde_json::json;
 
 use crate::hull::hull_into;
 use crate::input::{DeviceArg, tensor_device};
+use crate::progress::Progress;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NerfPreset {
@@ -207,8 +207,13 @@ impl CoarseMethod {
         }
     }
 
-    /// Runs the stage into `dir`; returns its summary.
-    pub fn run(&self, orbit_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+    /// Runs the stage into `dir`, reporting through `on_event`; returns its summary.
+    pub fn run(
+        &self,
+        orbit_dir: &Path,
+        dir: &Path,
+        on_event: OnEvent<'_>,
+    ) -> Result<serde_json::Value> {
         match *self {
             CoarseMethod::Hull(resolution) => {
                 let opts = HullOptions {
@@ -227,19 +232,21 @@ impl CoarseMethod {
                 if let Some(s) = seconds {
                     settings.config.time_budget_s = s;
                 }
-                nerf_into(orbit_dir, &settings, &Device::flex(), dir)
+                nerf_into(orbit_dir, &settings, &Device::flex(), dir, on_event)
             }
         }
     }
 }
 
-/// Trains on the orbit in `orbit_dir` and writes the field, density grid and mesh into `dir`.
-/// Returns the summary written to `nerf.json`.
+/// Trains on the orbit in `orbit_dir` and writes the field, density grid and mesh into `dir`,
+/// reporting each step through `on_event`; a stop there checkpoints first, so a rerun into the
+/// same `dir` resumes from that step. Returns the summary written to `nerf.json`.
 pub fn nerf_into(
     orbit_dir: &Path,
     settings: &NerfSettings,
     device: &Device,
     dir: &Path,
+    on_event: OnEvent<'_>,
 ) -> Result<serde_json::Value> {
     let orbit = read_orbit(orbit_dir)?;
     let n = orbit.frames.len();
@@ -261,11 +268,14 @@ pub fn nerf_into(
     let config = &config;
     let without_alpha = orbit.frames.iter().filter(|f| !f.has_alpha).count();
     if without_alpha > 0 {
-        eprintln!(
-            "note: {without_alpha} of {n} frames have no alpha: they are trained against the \
-             background colour {:?}, and nothing is carved from silhouettes",
-            settings.background
-        );
+        on_event(&Event::Warning {
+            stage: Some(Stage::Coarse),
+            message: format!(
+                "{without_alpha} of {n} frames have no alpha: they are trained against the \
+                 background colour {:?}, and nothing is carved from silhouettes",
+                settings.background
+            ),
+        });
     }
     let r = config.occupancy_resolution;
     let allowed = carved_cells(&orbit, &train, r).unwrap_or_else(|| vec![true; r * r * r]);
@@ -294,16 +304,9 @@ pub fn nerf_into(
     model.time_budget_s = 0.0;
     let fingerprint = json!({ "orbit": orbit_dir, "config": model, "holdout": settings.holdout });
     if !settings.fresh {
-        resume_from(&checkpoint, &fingerprint, &mut trainer)?;
+        resume_from(&checkpoint, &fingerprint, &mut trainer, on_event)?;
     }
 
-    let bar = ProgressBar::new(config.max_steps as u64).with_style(
-        ProgressStyle::with_template(
-            "nerf {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, ETA {eta}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(trainer.state.step as u64);
     let started = Instant::now();
     let trained_before = trainer.state.elapsed_s;
     let mut last_checkpoint = Instant::now();
@@ -319,34 +322,33 @@ pub fn nerf_into(
                 report.loss
             };
         }
-        bar.set_position(report.step as u64);
-        if bar.is_hidden() && report.step % 100 == 0 {
-            // No terminal (a log file, CI): a line now and then instead of the bar.
-            eprintln!(
-                "nerf step {}: loss {smoothed:.5}, {} rays, {} samples, {:.0} s",
-                report.step,
-                report.rays,
-                report.samples,
-                report.elapsed.as_secs_f64()
-            );
-        }
         // The step and time budgets race: show whichever ends training first.
         let by_time = config.time_budget_s - report.elapsed.as_secs_f64();
         let by_steps = (config.max_steps - report.step) as f64 * report.elapsed.as_secs_f64()
             / report.step.max(1) as f64;
-        bar.set_message(format!(
-            "loss {smoothed:.5} (PSNR {:.1})  {} rays, {} samples  {:.0} s left",
-            orbitmesh_nerf::train::psnr(f64::from(smoothed)),
-            report.rays,
-            report.samples,
-            by_time.min(by_steps).max(0.0)
-        ));
+        let loss = Some(f64::from(smoothed)).filter(|l| l.is_finite());
+        let flow = on_event(&Event::Step {
+            stage: Stage::Coarse,
+            step: report.step as u64,
+            total: config.max_steps as u64,
+            loss,
+            psnr: loss.map(orbitmesh_nerf::train::psnr),
+            detail: Some(format!(
+                "{} rays, {} samples, {:.0} s left",
+                report.rays,
+                report.samples,
+                by_time.min(by_steps).max(0.0)
+            )),
+        });
+        if flow == Flow::Stop {
+            write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
+        }
+        flow.proceed()?;
         if last_checkpoint.elapsed().as_secs() >= 30 {
             write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
             last_checkpoint = Instant::now();
         }
     }
-    bar.finish_and_clear();
     let train_seconds = started.elapsed().as_secs_f64();
     let holdout_psnr = trainer.psnr_on(&settings.holdout, [1.0; 3]);
     write_checkpoint(&checkpoint, &fingerprint, &trainer)?;
@@ -363,9 +365,6 @@ pub fn nerf_into(
             &dir.join(format!("holdout_{i:03}.png")),
             &orbitmesh_pipeline::encode_png(&image)?,
         )?;
-    }
-    if holdout_psnr.is_finite() {
-        eprintln!("held-out PSNR {holdout_psnr:.2} dB");
     }
     let plain = trainer.device().clone().inner();
     let field = trainer.field().valid();
@@ -453,7 +452,14 @@ fn write_checkpoint(dir: &Path, fingerprint: &serde_json::Value, trainer: &Train
     Ok(())
 }
 
-fn resume_from(dir: &Path, fingerprint: &serde_json::Value, trainer: &mut Trainer) -> Result<()> {
+/// Resumes `trainer` from the checkpoint in `dir` where it holds a run with this fingerprint, and
+/// reports so.
+fn resume_from(
+    dir: &Path,
+    fingerprint: &serde_json::Value,
+    trainer: &mut Trainer,
+    on_event: OnEvent<'_>,
+) -> Result<()> {
     let Ok(bytes) = std::fs::read(dir.join("state.json")) else {
         return Ok(());
     };
@@ -475,12 +481,12 @@ fn resume_from(dir: &Path, fingerprint: &serde_json::Value, trainer: &mut Traine
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    eprintln!(
-        "resuming from step {} ({:.0} s trained) in {}",
-        state.step,
-        state.elapsed_s,
-        dir.display()
-    );
+    on_event(&Event::Resumed {
+        stage: Stage::Coarse,
+        step: state.step as u64,
+        seconds: state.elapsed_s,
+        from: dir.to_path_buf(),
+    });
     trainer.resume(field, state, density);
     Ok(())
 }
@@ -519,7 +525,11 @@ pub fn run(args: NerfArgs) -> Result<ExitCode> {
         }
         settings.config.fixed_sampling = Some(FixedSampling { rays, samples });
     }
-    let summary = nerf_into(&args.orbit, &settings, &device, &args.out)?;
+    let mut progress = Progress::new();
+    let summary = nerf_into(&args.orbit, &settings, &device, &args.out, &mut |e| {
+        progress.on_event(e)
+    })?;
+    drop(progress);
     let psnr = summary["holdout_psnr_db"]
         .as_f64()
         .map_or(String::new(), |p| format!(", held-out PSNR {p:.2} dB"));

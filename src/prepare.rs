@@ -7,13 +7,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use image::DynamicImage;
 use nalgebra::Similarity3;
-use orbitmesh_pipeline::{StagedFolder, encode_png, save};
+use orbitmesh_pipeline::{Event, OnEvent, Stage, StagedFolder, encode_png, save};
 use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
 use orbitmesh_render::open_rasterizer;
 use orbitmesh_segment::install;
 use orbitmesh_segment::{Crop, MaskSource, PrepareOptions, Segmenter, prepare};
 
 use crate::input::{DeviceArg, tensor_device};
+use crate::progress::Progress;
 
 #[derive(Args)]
 #[command(
@@ -102,13 +103,14 @@ impl SegmenterArgs {
 }
 
 /// Prepares `image` into `dir` (made only once the input has passed): prepared.png,
-/// prepared_white.png, mask.png and crop.json (the square of the photo it shows). Returns what
-/// the stage record keeps.
+/// prepared_white.png, mask.png and crop.json (the square of the photo it shows). Warns through
+/// `on_event` where the classical model stood in for IS-Net. Returns what the stage record keeps.
 pub fn prepare_into(
     image: &Path,
     opts: &PrepareOptions,
     fell_back: bool,
     dir: &Path,
+    on_event: OnEvent<'_>,
 ) -> Result<serde_json::Value> {
     // Seconds at most, so the input is checked before the output folder is made.
     let prepared = prepare(image, opts)?;
@@ -135,10 +137,13 @@ pub fn prepare_into(
         MaskSource::WholeImage => "the whole image (no segmenter)",
     };
     if fell_back && prepared.mask_source == MaskSource::BackgroundModel {
-        eprintln!(
-            "note: IS-Net is not installed, so the classical background model found the object \
-             (plain backgrounds only); `orbitmesh models fetch isnet` installs the learned one"
-        );
+        on_event(&Event::Warning {
+            stage: Some(Stage::Prepare),
+            message: "IS-Net is not installed, so the classical background model found the \
+                      object (plain backgrounds only); `orbitmesh models fetch isnet` installs the \
+                      learned one"
+                .to_string(),
+        });
     }
     Ok(serde_json::json!({
         "mask_from": source,
@@ -183,7 +188,14 @@ pub fn run(args: PrepareArgs) -> Result<ExitCode> {
         segmenter: choice.segmenter,
     };
     let staged = StagedFolder::new(&args.out)?;
-    let details = prepare_into(&args.image, &opts, choice.fell_back, staged.path())?;
+    let mut progress = Progress::new();
+    let details = prepare_into(
+        &args.image,
+        &opts,
+        choice.fell_back,
+        staged.path(),
+        &mut |e| progress.on_event(e),
+    )?;
     staged.publish()?;
     println!(
         "{}² input in {} (mask from {})",

@@ -8,11 +8,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Device, Tensor};
 use clap::Args;
 use image::RgbaImage;
-use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_dmtet::texture::{bake, with_material};
 use orbitmesh_dmtet::{DmtetError, Guidance, GuidedViews, RefineConfig, Refiner};
 use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
-use orbitmesh_pipeline::{StagedFolder, encode_png, save};
+use orbitmesh_pipeline::{Event, OnEvent, Stage, StagedFolder, encode_png, save};
 use orbitmesh_render::shade::{Background, shade_rgba};
 use orbitmesh_render::{
     Camera, DeviceChoice, Orbit, OrbitView, Rasterizer, Scene, open_rasterizer, read_orbit,
@@ -22,6 +21,7 @@ use serde_json::json;
 
 use crate::input::{DeviceArg, PrecisionArg, tensor_device};
 use crate::orbit::read_prepared;
+use crate::progress::Progress;
 
 #[derive(Args)]
 #[command(
@@ -264,8 +264,8 @@ fn holdout_psnr(
     })
 }
 
-/// Refines `coarse` against the orbit in `orbit_dir` into `dir`; returns the summary written to
-/// refine.json.
+/// Refines `coarse` against the orbit in `orbit_dir` into `dir`, reporting each step through
+/// `on_event` (which can stop it there); returns the summary written to refine.json.
 #[allow(clippy::too_many_arguments)]
 pub fn refine_into(
     coarse: &Path,
@@ -276,6 +276,7 @@ pub fn refine_into(
     texture_size: u32,
     guide: Option<&Sv3dGuide>,
     dir: &Path,
+    on_event: OnEvent<'_>,
 ) -> Result<serde_json::Value> {
     let (coarse_path, mesh) = coarse_mesh(coarse)?;
     let orbit = read_orbit(orbit_dir)?;
@@ -309,12 +310,6 @@ pub fn refine_into(
     let setup_s = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    let bar = ProgressBar::new(config.steps as u64).with_style(
-        ProgressStyle::with_template(
-            "refine {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}, ETA {eta}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let mut smoothed = f32::NAN;
     while !refiner.done() {
         let r = refiner.step()?;
@@ -323,16 +318,16 @@ pub fn refine_into(
         } else {
             r.loss
         };
-        bar.set_position(r.step as u64);
-        bar.set_message(format!("loss {smoothed:.5}, {} faces", r.faces));
-        if bar.is_hidden() && r.step % 100 == 0 {
-            eprintln!(
-                "refine step {}: loss {smoothed:.5}, {} faces, {:.0} s",
-                r.step, r.faces, r.elapsed_s
-            );
-        }
+        on_event(&Event::Step {
+            stage: Stage::Fine,
+            step: r.step as u64,
+            total: config.steps as u64,
+            loss: Some(f64::from(smoothed)).filter(|l| l.is_finite()),
+            psnr: None,
+            detail: Some(format!("{} faces", r.faces)),
+        })
+        .proceed()?;
     }
-    bar.finish_and_clear();
     let fine = refiner.mesh()?;
     let seen_by: Vec<_> = train.iter().map(|i| &orbit.frames[*i]).collect();
     let baked = bake(&fine, texture_size, &seen_by, refiner.headlight())?;
@@ -416,6 +411,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         _ => None,
     };
     let staged = StagedFolder::new(&args.out)?;
+    let mut progress = Progress::new();
     let summary = refine_into(
         &args.coarse,
         &args.orbit,
@@ -425,7 +421,9 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
         args.texture_size,
         guide.as_ref(),
         staged.path(),
+        &mut |e| progress.on_event(e),
     )?;
+    drop(progress);
     staged.publish()?;
     let psnr = summary["holdout_psnr_db"]
         .as_f64()

@@ -5,22 +5,27 @@
 use std::path::Path;
 
 use anyhow::Result;
-use orbitmesh_pipeline::StageRun;
+use orbitmesh_pipeline::{Event, OnEvent, Stage, StageRun};
 use serde_json::Value;
 
-/// Runs `work` into `<dir>.tmp`, then replaces `dir` with it, unless `dir` is current. Returns
-/// the seconds spent, or `None` when skipped.
+/// Runs `work` into `<dir>.tmp`, then replaces `dir` with it, unless `dir` is current; reports
+/// the stage started and finished, or skipped, through `on_event`, which `work` is given to
+/// report its own progress through.
 pub fn run_stage(
     dir: &Path,
-    stage: &str,
+    stage: Stage,
     fingerprint: &Value,
     outputs: &[&str],
-    work: impl FnOnce(&Path) -> Result<Value>,
-) -> Result<Option<f64>> {
-    let Some(run) = StageRun::begin(dir, stage, fingerprint, outputs)? else {
-        return Ok(None);
+    on_event: OnEvent<'_>,
+    work: impl FnOnce(&Path, OnEvent<'_>) -> Result<Value>,
+) -> Result<()> {
+    let Some(run) = StageRun::begin(dir, stage.name(), fingerprint, outputs)? else {
+        on_event(&Event::StageSkipped { stage });
+        return Ok(());
     };
-    let details = work(run.path())?;
+    on_event(&Event::StageStarted { stage });
+    let details = work(run.path(), on_event)?;
     let seconds = crate::interrupt::finish_first(|| run.publish(details))?;
-    Ok(Some(seconds))
+    on_event(&Event::StageFinished { stage, seconds });
+    Ok(())
 }

@@ -34,6 +34,10 @@ pub enum PipelineError {
     /// A stage's settings that cannot be written as JSON, for its fingerprint.
     #[error("cannot write the stage's settings as JSON")]
     Settings(#[source] serde_json::Error),
+    /// The front end answered [`crate::Flow::Stop`] at a step: the stage ended there without
+    /// publishing its folder, so a rerun resumes at that stage.
+    #[error("stopped on request; the work folder resumes from here")]
+    Cancelled,
 }
 
 impl PipelineError {
@@ -54,7 +58,7 @@ impl PipelineError {
             | PipelineError::Locked { path }
             | PipelineError::Record { path, .. } => Some(path),
             PipelineError::Write(e) => Some(e.path()),
-            PipelineError::Png(_) | PipelineError::Settings(_) => None,
+            PipelineError::Png(_) | PipelineError::Settings(_) | PipelineError::Cancelled => None,
         }
     }
 }

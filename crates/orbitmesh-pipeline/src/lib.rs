@@ -7,17 +7,23 @@
 //! that keeps two runs off one work folder ([`lock_work_folder`]); and writing outputs whole or
 //! not at all ([`save`], [`StagedFolder`]).
 //!
-//! To come: the stage functions and the presets, the plan of a run with its one entry point, and
-//! the stream of events a front end shows progress from.
+//! It also holds what a run reports as it goes: one [`Event`] type (stage started, skipped,
+//! finished; a training step; a frame written; a warning), emitted through one callback
+//! ([`OnEvent`]) whose answer ([`Flow`]) can stop the run at the next step.
+//!
+//! To come: the stage functions (still in the binary, which emits these events today) and the
+//! presets, the plan of a run with its one entry point.
 //!
 //! The library neither prints nor parses command lines; its errors are [`PipelineError`], each
 //! naming the file it is about.
 
 mod error;
+mod event;
 mod output;
 mod work;
 
 pub use error::{PipelineError, Result};
+pub use event::{Event, Flow, OnEvent, Stage};
 pub use output::{StagedFolder, encode_png, save};
 pub use work::{
     STAGE_RECORD, StageRecord, StageRun, files_in, fingerprint, is_current, lock_work_folder,

@@ -184,6 +184,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         Stage::Prepare,
         &fingerprint(&settings, &inputs)?,
         &["prepared.png", CROP_FILE],
+        false,
         &mut on_event,
         |dir, on_event| prepare_into(&args.image, &opts, choice.fell_back, dir, on_event),
     )?;
@@ -209,6 +210,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
                 Stage::Orbit,
                 &fp,
                 &["transforms.json"],
+                false,
                 &mut on_event,
                 |dir, on_event| {
                     let generator = args.generator.open(&rasterizer, on_event)?;
@@ -234,6 +236,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
                 Stage::Orbit,
                 &fp,
                 &["transforms.json"],
+                false,
                 &mut on_event,
                 |dir, on_event| import_into(from, args.orbit_order, orbit.elevation, dir, on_event),
             )?;
@@ -253,6 +256,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         Stage::Coarse,
         &fp,
         &[coarse.output()],
+        coarse.checkpoints(),
         &mut on_event,
         |dir, on_event| coarse.run(&orbit_dir, dir, on_event),
     )?;
@@ -271,7 +275,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         None
     } else {
         let settings = json!({
-            "method": "dmtet", "config": format!("{config:?}"), "texture": FINE_TEXTURE,
+            "method": "dmtet", "config": config, "texture": FINE_TEXTURE,
             "guidance": guide.as_ref().map(|g| json!({
                 "weights": g.weights, "precision": value_name(g.precision),
             })),
@@ -282,6 +286,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             Stage::Fine,
             &fp,
             &["fine.obj"],
+            false,
             &mut on_event,
             |dir, on_event| {
                 refine_into(

@@ -16,7 +16,7 @@ use orbitmesh_nerf::hull::{carved_cells, silhouette_grid};
 use orbitmesh_nerf::train::{
     FixedSampling, TrainConfig, TrainFrame, TrainState, Trainer, render_depth,
 };
-use orbitmesh_pipeline::{Event, Flow, OnEvent, Stage, save};
+use orbitmesh_pipeline::{Event, Flow, OnEvent, Stage, same_fingerprint, save};
 use orbitmesh_render::{Projection, open_rasterizer, read_orbit};
 use serde_json::json;
 
@@ -187,6 +187,12 @@ pub enum CoarseMethod {
 }
 
 impl CoarseMethod {
+    /// Whether the method checkpoints its work in its folder (the NeRF does, every 30 s), so an
+    /// interrupted stage goes on from there.
+    pub fn checkpoints(&self) -> bool {
+        matches!(self, CoarseMethod::Nerf { .. })
+    }
+
     /// The stage's output file.
     pub fn output(&self) -> &'static str {
         match self {
@@ -466,7 +472,10 @@ fn resume_from(
     let Ok(saved) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Ok(());
     };
-    if saved.get("fingerprint") != Some(fingerprint) {
+    if !saved
+        .get("fingerprint")
+        .is_some_and(|stored| same_fingerprint(stored, fingerprint))
+    {
         return Ok(());
     }
     let state: TrainState = serde_json::from_value(saved["state"].clone())

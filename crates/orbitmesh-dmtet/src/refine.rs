@@ -29,7 +29,8 @@ const INIT_TRUNCATION: f32 = 3.0;
 /// Points sampled on the coarse surface for the fit steps.
 const COARSE_FIT_SAMPLES: usize = 50_000;
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised, it is part of the fine stage's fingerprint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RefineConfig {
     /// Cubes per side of the tetrahedral grid.
     pub resolution: usize,

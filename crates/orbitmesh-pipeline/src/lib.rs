@@ -27,5 +27,5 @@ pub use event::{Event, Flow, OnEvent, Stage};
 pub use output::{StagedFolder, encode_png, save};
 pub use work::{
     STAGE_RECORD, StageRecord, StageRun, files_in, fingerprint, is_current, lock_work_folder,
-    read_stage_record, write_stage_record,
+    read_stage_record, same_fingerprint, write_stage_record,
 };

@@ -133,15 +133,25 @@ pub fn read_stage_record(dir: &Path) -> Option<StageRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Whether `stored`, a fingerprint read back from a file, is `fingerprint`. Compared as read
+/// back: serde_json parses a float's shortest text to the nearest value only with its
+/// `float_roundtrip` feature, so an f32 setting (0.6f32 is 0.6000000238418579) can read back a
+/// bit off what was written; parsing the same text gives the same value, and the same settings
+/// write the same text.
+pub fn same_fingerprint(stored: &Value, fingerprint: &Value) -> bool {
+    serde_json::from_str::<Value>(&fingerprint.to_string()).is_ok_and(|read| read == *stored)
+}
+
 /// Whether `dir` holds a finished stage with this fingerprint and all of `outputs`.
 pub fn is_current(dir: &Path, fingerprint: &Value, outputs: &[&str]) -> bool {
-    read_stage_record(dir).is_some_and(|record| record.fingerprint == *fingerprint)
+    read_stage_record(dir).is_some_and(|record| same_fingerprint(&record.fingerprint, fingerprint))
         && outputs.iter().all(|o| dir.join(o).exists())
 }
 
 /// A stage being run: its work is written into `<dir>.tmp`, which [`StageRun::publish`] moves to
 /// `dir` with its record. A run that ends before publishing (an error, Ctrl-C, a kill) leaves
-/// `dir` as it was; the next [`StageRun::begin`] clears its temporary folder.
+/// `dir` as it was; the next [`StageRun::begin`] clears its temporary folder, and the next
+/// [`StageRun::resume_or_begin`] of the same fingerprint goes on in it.
 #[derive(Debug)]
 pub struct StageRun {
     dir: PathBuf,
@@ -150,6 +160,10 @@ pub struct StageRun {
     fingerprint: Value,
     started: Instant,
 }
+
+/// In a stage's temporary folder: the fingerprint it is being made for, so that a stage that
+/// checkpoints its own work (the NeRF) resumes from it after an interruption, and only then.
+const PENDING: &str = "pending.json";
 
 impl StageRun {
     /// `None` when `dir` is current (the stage is skipped); otherwise clears `<dir>.tmp`, makes
@@ -160,18 +174,47 @@ impl StageRun {
         fingerprint: &Value,
         outputs: &[&str],
     ) -> Result<Option<StageRun>> {
+        Self::open(dir, stage, fingerprint, outputs, false)
+    }
+
+    /// As [`StageRun::begin`], but a `<dir>.tmp` left by an interrupted run of the same
+    /// fingerprint is kept as it is, with the checkpoints the stage wrote into it.
+    pub fn resume_or_begin(
+        dir: &Path,
+        stage: &str,
+        fingerprint: &Value,
+        outputs: &[&str],
+    ) -> Result<Option<StageRun>> {
+        Self::open(dir, stage, fingerprint, outputs, true)
+    }
+
+    fn open(
+        dir: &Path,
+        stage: &str,
+        fingerprint: &Value,
+        outputs: &[&str],
+        resume: bool,
+    ) -> Result<Option<StageRun>> {
         if is_current(dir, fingerprint, outputs) {
             return Ok(None);
         }
         let tmp = dir.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(PipelineError::io(
-                &tmp,
-                "cannot clear the old temporary folder",
-            ))?;
+        let pending = |tmp: &Path| -> Option<Value> {
+            serde_json::from_slice(&std::fs::read(tmp.join(PENDING)).ok()?).ok()
+        };
+        let kept = resume && pending(&tmp).is_some_and(|p| same_fingerprint(&p, fingerprint));
+        if !kept {
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(PipelineError::io(
+                    &tmp,
+                    "cannot clear the old temporary folder",
+                ))?;
+            }
+            std::fs::create_dir_all(&tmp)
+                .map_err(PipelineError::io(&tmp, "cannot create the folder"))?;
+            let json = serde_json::to_vec(fingerprint).map_err(PipelineError::Settings)?;
+            save(&tmp.join(PENDING), &json)?;
         }
-        std::fs::create_dir_all(&tmp)
-            .map_err(PipelineError::io(&tmp, "cannot create the folder"))?;
         Ok(Some(StageRun {
             dir: dir.to_path_buf(),
             tmp,
@@ -194,6 +237,10 @@ impl StageRun {
         let seconds = self.started.elapsed().as_secs_f64();
         let record = StageRecord::new(&self.stage, self.fingerprint, details, seconds);
         write_stage_record(&self.tmp, &record)?;
+        std::fs::remove_file(self.tmp.join(PENDING)).map_err(PipelineError::io(
+            &self.tmp,
+            "cannot remove the pending record",
+        ))?;
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir).map_err(PipelineError::io(
                 &self.dir,
@@ -367,6 +414,48 @@ mod tests {
                 .unwrap()
                 .is_none(),
             "now current"
+        );
+    }
+
+    #[test]
+    fn f32_settings_written_and_read_back_are_the_same_fingerprint() {
+        let work = tempfile::tempdir().unwrap();
+        // f32 weights like the fine stage's: some of them read back a bit off by plain comparison.
+        let weights = [0.6f32, 0.01, 0.005, 0.03, 0.08, 0.15, 1e-3, 0.85];
+        let settings = json!({ "weights": weights, "rate": 0.08 });
+        let fp = fingerprint(&settings, &[]).unwrap();
+        let run = StageRun::begin(work.path(), "fine", &fp, &[])
+            .unwrap()
+            .unwrap();
+        run.publish(json!({})).unwrap();
+        assert!(is_current(work.path(), &fp, &[]));
+    }
+
+    #[test]
+    fn an_interrupted_stage_resumes_in_its_folder_only_for_the_same_fingerprint() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("coarse");
+        let tmp = work.path().join("coarse.tmp");
+        let fp = fingerprint(&settings(), &[]).unwrap();
+        let other = fingerprint(&json!({ "steps": 301 }), &[]).unwrap();
+        let checkpoint = tmp.join("checkpoint.json");
+        // A run that checkpointed, then was killed (dropped unpublished).
+        let run = StageRun::resume_or_begin(&dir, "coarse", &fp, &[]).unwrap();
+        std::fs::write(checkpoint.clone(), b"step 60").unwrap();
+        drop(run);
+        let run = StageRun::resume_or_begin(&dir, "coarse", &fp, &[]).unwrap();
+        assert!(checkpoint.is_file(), "the same fingerprint resumes");
+        drop(run);
+        let run = StageRun::begin(&dir, "coarse", &fp, &[]).unwrap();
+        assert!(!checkpoint.exists(), "begin starts afresh");
+        std::fs::write(checkpoint.clone(), b"step 60").unwrap();
+        drop(run);
+        let run = StageRun::resume_or_begin(&dir, "coarse", &other, &[]).unwrap();
+        assert!(!checkpoint.exists(), "other settings start afresh");
+        run.unwrap().publish(json!({})).unwrap();
+        assert!(
+            !dir.join(PENDING).exists(),
+            "the pending record is not published"
         );
     }
 

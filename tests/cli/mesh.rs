@@ -100,6 +100,24 @@ fn spawn_quietly(args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits until `path` exists, failing if `child` ends first or two minutes pass.
+fn wait_for(path: &Path, child: &mut std::process::Child) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {} appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,19 +127,7 @@ fn a_run_killed_in_the_fine_stage_redoes_only_that_stage() {
     let out = d.join("ball.glb");
     let args = fast_mesh(&photo, &out, "100");
     let mut child = spawn_quietly(&args);
-    let unfinished = d.join("ball.work").join("fine.tmp");
-    let started = Instant::now();
-    while !unfinished.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the fine stage never started"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&d.join("ball.work").join("fine.tmp"), &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -362,12 +368,7 @@ fn ctrl_c_in_each_stage_leaves_a_work_folder_that_resumes_to_the_same_mesh() {
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         match after {
-            None => {
-                let started = Instant::now();
-                while !lock.exists() && started.elapsed() < Duration::from_secs(60) {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
+            None => wait_for(&lock, &mut child),
             Some(previous) => {
                 let reported = lines.any(|l| l.unwrap().starts_with(previous));
                 assert!(reported, "{previous} never reported");
@@ -421,11 +422,7 @@ fn a_second_run_on_a_busy_work_folder_refuses_naming_the_lock() {
     let args = fast_mesh(&photo, &out, "100");
     let mut first = spawn_quietly(&args);
     let lock = d.join("ball.work/.lock");
-    let started = Instant::now();
-    while !lock.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no lock");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(&lock, &mut first);
     let second = orbitmesh(&args);
     let err = text(&second.stderr);
     assert!(!second.status.success(), "{err}");

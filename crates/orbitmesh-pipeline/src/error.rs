@@ -15,8 +15,8 @@ pub enum PipelineError {
         source: std::io::Error,
     },
     /// Another run holds the work folder's lock (`path`).
-    #[error("{}: another orbitmesh run holds this work folder's lock; wait for it to end or give \
-             another --work", path.display())]
+    #[error("{}: another orbitmesh run holds this work folder's lock; wait for it to end or use \
+             another work folder", path.display())]
     Locked { path: PathBuf },
     /// A file written through a temporary one; orbitmesh-geom's error names it.
     #[error(transparent)]

@@ -110,7 +110,13 @@ fn bench(device: &Device, runs: usize) -> [f64; 3] {
 
     let latent: Tensor<4> = read(&io, "sampled_latent", device);
     let decode_s = time(runs, || {
-        decoder.decode_chunked(latent.clone() / scale_factor, options.decode_chunk)
+        decoder
+            .decode_chunked(
+                latent.clone() / scale_factor,
+                options.decode_chunk,
+                |_, _| Ok::<(), std::convert::Infallible>(()),
+            )
+            .unwrap()
     });
     [unet_s, generate_s, decode_s]
 }

@@ -253,25 +253,17 @@ impl Sv3d {
             },
         )?;
         let chunk = self.decode_chunk(options, [z, h, w], self.decode_limit());
-        let mut decoded = Vec::new();
-        for (i, part) in (latents / self.config.scale_factor)
-            .split(chunk, 0)
-            .into_iter()
-            .enumerate()
-        {
-            let rgb = self.decoder.forward(part);
-            let first = i * chunk;
-            let range = first..first + rgb.dims()[0];
-            parts.done(
-                Sv3dPart::Decoder {
+        let decoded = self.decoder.decode_chunked(
+            latents / self.config.scale_factor,
+            chunk,
+            |range, rgb| {
+                let part = Sv3dPart::Decoder {
                     frames: range,
                     of: frames,
-                },
-                &rgb,
-            )?;
-            decoded.push(rgb);
-        }
-        let decoded = Tensor::cat(decoded, 0);
+                };
+                parts.done(part, rgb)
+            },
+        )?;
         let [_, c, hh, ww] = decoded.dims();
         let decoded = decoded.slice([0..frames - 1, 0..c, 0..hh, 0..ww]);
         let frames = Tensor::cat(vec![decoded, image], 0);

@@ -9,6 +9,8 @@
 //! first stage's `Decoder` ([`prefix::DECODER`](super::prefix::DECODER)); SV3D's first stage is an
 //! `AutoencodingEngine` with no `post_quant_conv`, so latents go straight into it.
 
+use std::ops::Range;
+
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
@@ -404,14 +406,22 @@ impl VaeDecoder {
     }
 
     /// [`VaeDecoder::forward`] over at most `chunk` frames at a time: the full-resolution
-    /// activations of all 21 frames at once would take several GB.
-    pub fn decode_chunked(&self, z: Tensor<4>, chunk: usize) -> Tensor<4> {
-        let parts = z
-            .split(chunk.max(1), 0)
-            .into_iter()
-            .map(|part| self.forward(part))
-            .collect();
-        Tensor::cat(parts, 0)
+    /// activations of all 21 frames at once would take several GB. `on_chunk` sees each chunk's
+    /// frames (their range) as they are decoded, and may stop the decoding with an error.
+    pub fn decode_chunked<E>(
+        &self,
+        z: Tensor<4>,
+        chunk: usize,
+        mut on_chunk: impl FnMut(Range<usize>, &Tensor<4>) -> Result<(), E>,
+    ) -> Result<Tensor<4>, E> {
+        let chunk = chunk.max(1);
+        let mut decoded = Vec::new();
+        for (i, part) in z.split(chunk, 0).into_iter().enumerate() {
+            let rgb = self.forward(part);
+            on_chunk(i * chunk..i * chunk + rgb.dims()[0], &rgb)?;
+            decoded.push(rgb);
+        }
+        Ok(Tensor::cat(decoded, 0))
     }
 }
 
@@ -480,7 +490,21 @@ mod tests {
 
         let sampled: Tensor<4> = fx.io::<4>("sampled_latent").narrow(0, 0, frames);
         let expected: Tensor<4> = fx.io::<4>("decoded_frames").narrow(0, 0, frames);
-        let decoded = decoder.decode_chunked(sampled / fx.config.scale_factor, chunk);
+        let mut ranges = Vec::new();
+        let decoded = decoder
+            .decode_chunked(sampled / fx.config.scale_factor, chunk, |range, _| {
+                ranges.push(range);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .unwrap();
+        let expected_ranges: Vec<_> = (0..frames)
+            .step_by(chunk)
+            .map(|first| first..(first + chunk).min(frames))
+            .collect();
+        assert_eq!(
+            ranges, expected_ranges,
+            "one call per chunk, the last short"
+        );
         assert_close("decoded_frames", decoded, expected, rel);
     }
 }

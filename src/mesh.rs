@@ -175,8 +175,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     if let Some(m) = &args.mask {
         inputs.push(m);
     }
+    // No paths: the photo's and the mask's bytes are the inputs.
     let settings = json!({
-        "size": opts.size, "fill": opts.fill, "mask": args.mask,
+        "size": opts.size, "fill": opts.fill, "mask": args.mask.is_some(),
         "segmenter": opts.segmenter.name(),
     });
     run_stage(
@@ -276,8 +277,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     } else {
         let settings = json!({
             "method": "dmtet", "config": config, "texture": FINE_TEXTURE,
+            // The weights' bytes reach this fingerprint through the orbit stage's record.
             "guidance": guide.as_ref().map(|g| json!({
-                "weights": g.weights, "precision": value_name(g.precision),
+                "precision": value_name(g.precision),
             })),
         });
         let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")])?;

@@ -130,12 +130,13 @@ impl GeneratorArgs {
         }
     }
 
-    /// The settings a stage's fingerprint keeps (the weights file is one of its inputs).
+    /// The settings a stage's fingerprint keeps: no paths, the weights file's bytes are one of
+    /// its inputs (a checkpoint moved or copied elsewhere keeps the stage current).
     pub fn to_json(&self) -> serde_json::Value {
         match self.generator() {
             GeneratorArg::Inflate => self.profile().inflate_settings(),
             GeneratorArg::Sv3d => serde_json::json!({
-                "generator": "sv3d", "weights": self.weights, "steps": self.steps,
+                "generator": "sv3d", "steps": self.steps,
                 "seed": self.seed, "decode_chunk": self.decode_chunk,
                 "precision": value_name(self.precision),
             }),

@@ -4,17 +4,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use orbitmesh_bench::pairs::{PairEval, evaluate_pairs, read_pairs};
 use orbitmesh_geom::eval::{Alignment, Metrics};
 use orbitmesh_geom::io::write_atomic;
-use orbitmesh_geom::{
-    Align, EvalFrame, EvalOptions, EvalReport, Sampling, evaluate_with, sample_surface,
-};
-use orbitmesh_render::{DeviceChoice, open_rasterizer, visible::sample_visible};
+use orbitmesh_geom::{Align, EvalFrame, EvalOptions, EvalReport, Sampling};
 
-use crate::input::{DeviceArg, UpArg, load_mesh};
+use crate::input::{DeviceArg, UpArg};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum AlignArg {
@@ -96,8 +94,8 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    fn options(&self) -> EvalOptions {
-        EvalOptions {
+    fn pair_eval(&self) -> PairEval {
+        let options = EvalOptions {
             points: self.points as usize,
             seed: self.seed,
             sampling: match self.sampling {
@@ -115,25 +113,18 @@ impl EvalArgs {
                 (false, PredFrameArg::Object) => EvalFrame::PredictionNormalised,
             },
             ..Default::default()
+        };
+        PairEval {
+            pred_up: self.pred_up.into(),
+            gt_up: self.gt_up.into(),
+            options,
+            visible: matches!(self.sampling, SamplingArg::Visible).then_some(self.device.into()),
         }
     }
 }
 
-fn evaluate_pair(pred: &Path, gt: &Path, args: &EvalArgs) -> Result<EvalReport> {
-    let (pred, gt) = rayon::join(
-        || load_mesh(pred, args.pred_up),
-        || load_mesh(gt, args.gt_up),
-    );
-    let (pred, gt, opts) = (pred?, gt?, args.options());
-    if let SamplingArg::Visible = args.sampling {
-        let rasterizer = open_rasterizer(DeviceChoice::from(args.device))?;
-        return Ok(evaluate_with(&pred, &gt, &opts, |mesh, count, seed| {
-            sample_visible(mesh, count, seed, &rasterizer)
-        })?);
-    }
-    evaluate_with(&pred, &gt, &opts, |mesh, count, seed| {
-        Ok(sample_surface(mesh, count, seed, opts.sampling))
-    })
+fn warn(message: &str) {
+    eprintln!("warning: {message}");
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
@@ -143,7 +134,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let (Some(pred), Some(gt)) = (&args.pred, &args.gt) else {
         bail!("eval needs PRED and GT, or --batch PAIRS.csv");
     };
-    let report = evaluate_pair(pred, gt, &args)?;
+    let report = args.pair_eval().evaluate(pred, gt, &warn)?;
     print_table(pred, gt, &report);
     if let Some(json) = &args.json {
         let body = serde_json::json!({
@@ -220,38 +211,6 @@ fn print_table(pred: &Path, gt: &Path, report: &EvalReport) {
     );
 }
 
-/// Reads `pred,gt` rows; a first row of exactly `pred,gt` is a header. Paths are relative to the
-/// CSV's folder.
-fn read_pairs(csv_path: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
-    let base = csv_path.parent().unwrap_or(Path::new("."));
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_path(csv_path)
-        .with_context(|| format!("{}: cannot read", csv_path.display()))?;
-    let mut pairs = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("{}: row {}", csv_path.display(), i + 1))?;
-        if i == 0 && record.len() == 2 && &record[0] == "pred" && &record[1] == "gt" {
-            continue;
-        }
-        if record.len() != 2 {
-            bail!(
-                "{}: row {} has {} fields, expected pred,gt",
-                csv_path.display(),
-                i + 1,
-                record.len()
-            );
-        }
-        pairs.push((base.join(&record[0]), base.join(&record[1])));
-    }
-    if pairs.is_empty() {
-        bail!("{}: no pred,gt rows", csv_path.display());
-    }
-    Ok(pairs)
-}
-
 fn run_batch(pairs_path: &Path, args: &EvalArgs) -> Result<ExitCode> {
     let pairs = read_pairs(pairs_path)?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -261,73 +220,26 @@ fn run_batch(pairs_path: &Path, args: &EvalArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "pairs".into());
         pairs_path.with_file_name(format!("{stem}-results.csv"))
     });
-    let taus = args.options().taus;
-    let metric_columns = |prefix: &str| {
-        let mut c = vec![
-            format!("{prefix}chamfer"),
-            format!("{prefix}chamfer_l2_squared"),
-        ];
-        c.extend(taus.iter().map(|t| format!("{prefix}fscore@{t}")));
-        c.extend([
-            format!("{prefix}volume_iou"),
-            format!("{prefix}normal_consistency"),
-        ]);
-        c
-    };
-    let mut header = vec!["pred".to_string(), "gt".to_string()];
-    header.extend(metric_columns(""));
-    if matches!(args.align, AlignArg::Icp) {
-        header.extend(metric_columns("icp_"));
-        header.push("icp_scale".into());
-    }
-    header.push("error".into());
-
     let bar = ProgressBar::new(pairs.len() as u64).with_style(
         ProgressStyle::with_template(
             "{bar:30} {pos}/{len} pairs  {elapsed_precise} (eta {eta})  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut table = csv::Writer::from_writer(Vec::new());
-    table.write_record(&header)?;
-    let mut failed = 0;
-    let values = |m: &Metrics| {
-        let mut v = vec![
-            m.points.chamfer.to_string(),
-            m.points.chamfer_l2_squared.to_string(),
-        ];
-        v.extend(m.points.fscores.iter().map(|f| f.fscore.to_string()));
-        v.push(m.volume_iou.map_or(String::new(), |x| x.to_string()));
-        v.push(m.points.normal_consistency.to_string());
-        v
-    };
-    for (pred, gt) in &pairs {
-        bar.set_message(pred.display().to_string());
-        let mut row = vec![pred.display().to_string(), gt.display().to_string()];
-        match evaluate_pair(pred, gt, args) {
-            Ok(report) => {
-                row.extend(values(&report.metrics));
-                if let Some(a) = &report.aligned {
-                    row.extend(values(&a.metrics));
-                    row.push(a.scale.to_string());
-                }
-                row.resize(header.len() - 1, String::new());
-                row.push(String::new());
-            }
-            Err(e) => {
-                failed += 1;
-                let message = format!("{e:#}").replace('\n', " ");
+    let failed = evaluate_pairs(
+        &pairs,
+        &args.pair_eval(),
+        &out,
+        &|w| bar.suspend(|| warn(w)),
+        &|pred, error| {
+            if let Some(message) = error {
                 bar.suspend(|| eprintln!("error: {message}"));
-                row.resize(header.len() - 1, String::new());
-                row.push(message);
             }
-        }
-        table.write_record(&row)?;
-        bar.inc(1);
-    }
+            bar.set_message(pred.display().to_string());
+            bar.inc(1);
+        },
+    )?;
     bar.finish_and_clear();
-    let bytes = table.into_inner().context("writing the results table")?;
-    write_atomic(&out, |w| w.write_all(&bytes))?;
     println!(
         "{} pairs evaluated, {} failed; results in {}",
         pairs.len() - failed,

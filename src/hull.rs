@@ -1,15 +1,14 @@
 //! `orbitmesh hull`: the visual hull of an orbit's silhouettes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use orbitmesh_geom::write_mesh;
-use orbitmesh_nerf::{HullOptions, visual_hull};
+use orbitmesh_nerf::HullOptions;
 use orbitmesh_pipeline::StagedFolder;
-use orbitmesh_render::read_orbit;
+use orbitmesh_pipeline::stages::coarse::hull_into;
 
 #[derive(Args)]
 #[command(
@@ -28,22 +27,6 @@ pub struct HullArgs {
     /// Half the side of the carved cube, centred at the origin
     #[arg(long, default_value_t = 0.55)]
     extent: f32,
-}
-
-/// Carves the hull of the orbit in `orbit_dir` into `dir`/hull.obj. Returns what the stage
-/// record keeps.
-pub fn hull_into(orbit_dir: &Path, opts: &HullOptions, dir: &Path) -> Result<serde_json::Value> {
-    let orbit = read_orbit(orbit_dir)?;
-    let (_, mesh) = visual_hull(&orbit, opts)?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    write_mesh(&dir.join("hull.obj"), &mesh)?;
-    Ok(serde_json::json!({
-        "method": "visual hull (space carving of the frames' alpha, marching cubes)",
-        "frames": orbit.frames.len(),
-        "vertices": mesh.positions.len(),
-        "faces": mesh.faces.len(),
-    }))
 }
 
 pub fn run(args: HullArgs) -> Result<ExitCode> {

@@ -3,13 +3,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use burn::tensor::FloatDType;
 use clap::ValueEnum;
-use orbitmesh_dmtet::RefineConfig;
 use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
-use orbitmesh_render::{DeviceChoice, Rasterizer};
-
-use crate::nerf::CoarseMethod;
+use orbitmesh_pipeline::{CoarseChoice, Precision, Preset};
+use orbitmesh_render::DeviceChoice;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum UpArg {
@@ -44,7 +41,7 @@ impl From<DeviceArg> for DeviceChoice {
     }
 }
 
-/// The coarse stage's method.
+/// The coarse stage's method (`orbitmesh_pipeline::CoarseChoice`).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CoarseArg {
     /// The NeRF on orbits of real views (SV3D's, imported frames, renders of a scan); the hull on
@@ -57,21 +54,19 @@ pub enum CoarseArg {
     Nerf,
 }
 
-impl CoarseArg {
-    /// Whether the coarse stage trains the NeRF, given whether the orbit is the inflate
-    /// baseline's.
-    pub fn is_nerf(self, inflate: bool) -> bool {
-        match self {
-            CoarseArg::Auto => !inflate,
-            CoarseArg::Hull => false,
-            CoarseArg::Nerf => true,
+impl From<CoarseArg> for CoarseChoice {
+    fn from(c: CoarseArg) -> Self {
+        match c {
+            CoarseArg::Auto => CoarseChoice::Auto,
+            CoarseArg::Hull => CoarseChoice::Hull,
+            CoarseArg::Nerf => CoarseChoice::Nerf,
         }
     }
 }
 
-/// How much work `mesh` and `bench` do in each stage.
+/// How much work `mesh` and `bench` do in each stage (`orbitmesh_pipeline::Preset`).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Preset {
+pub enum PresetArg {
     /// 256² orbit frames, a 128³ hull or 90 s of NeRF, 150 DMTet steps on a 48³ grid
     Fast,
     /// 576² frames (SV3D's), a 192³ hull or 300 s of NeRF, 600 DMTet steps on 64³
@@ -80,50 +75,12 @@ pub enum Preset {
     Best,
 }
 
-impl Preset {
-    /// The side of the orbit's frames.
-    pub fn frame_side(self) -> u32 {
-        match self {
-            Preset::Fast => 256,
-            Preset::Default | Preset::Best => 576,
-        }
-    }
-
-    /// The coarse stage: `method` given whether the orbit is the inflate baseline's, with the
-    /// preset's hull grid and NeRF time unless `resolution` or `nerf_seconds` say otherwise.
-    pub fn coarse(
-        self,
-        method: CoarseArg,
-        inflate: bool,
-        resolution: Option<u64>,
-        nerf_seconds: Option<f64>,
-    ) -> CoarseMethod {
-        if method.is_nerf(inflate) {
-            CoarseMethod::Nerf {
-                fast: self == Preset::Fast,
-                seconds: nerf_seconds.or((self == Preset::Best).then_some(600.0)),
-            }
-        } else {
-            let grid = match self {
-                Preset::Fast => 128,
-                Preset::Default => 192,
-                Preset::Best => 256,
-            };
-            CoarseMethod::Hull(resolution.map_or(grid, |r| r as usize))
-        }
-    }
-
-    /// The fine stage: `steps` (or the preset's), a sixth of them fitting the coarse mesh, on the
-    /// preset's grid.
-    pub fn fine(self, steps: Option<usize>) -> RefineConfig {
-        let (resolution, preset_steps) = match self {
-            Preset::Fast => (48, 150),
-            Preset::Default => (64, 600),
-            Preset::Best => (80, 1200),
-        };
-        RefineConfig {
-            resolution,
-            ..RefineConfig::with_steps(steps.unwrap_or(preset_steps))
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Fast => Preset::Fast,
+            PresetArg::Default => Preset::Default,
+            PresetArg::Best => Preset::Best,
         }
     }
 }
@@ -136,24 +93,7 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The tensor device beside a rasterizer: its GPU when it has one, else the CPU.
-pub fn tensor_device(rasterizer: &Rasterizer) -> burn::tensor::Device {
-    match rasterizer {
-        Rasterizer::Gpu(_) => burn::tensor::Device::wgpu(Default::default()),
-        Rasterizer::Cpu => burn::tensor::Device::flex(),
-    }
-}
-
-/// The name clap gives `value` on the command line (`revolved`, `f16`), for settings and reports.
-pub fn value_name(value: impl ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .expect("no variant is skipped")
-        .get_name()
-        .to_string()
-}
-
-/// The float type SV3D's weights are held in.
+/// The float type SV3D's weights are held in (`orbitmesh_pipeline::Precision`).
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PrecisionArg {
     /// f16 on a GPU (half the memory), f32 on the CPU
@@ -162,12 +102,12 @@ pub enum PrecisionArg {
     F16,
 }
 
-impl PrecisionArg {
-    /// The float type beside `rasterizer` (see [`tensor_device`]).
-    pub fn dtype(self, rasterizer: &Rasterizer) -> FloatDType {
-        match (self, rasterizer) {
-            (PrecisionArg::F16, _) | (PrecisionArg::Auto, Rasterizer::Gpu(_)) => FloatDType::F16,
-            (PrecisionArg::F32, _) | (PrecisionArg::Auto, Rasterizer::Cpu) => FloatDType::F32,
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Auto => Precision::Auto,
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Ctrl-C during `mesh`. Every stage writes its folder under a temporary name and renames it when
 //! complete, and the NeRF checkpoints as it trains, so the work folder can be resumed from at any
-//! instant: the handler says so and ends the process at once, except inside [`finish_first`]
-//! (replacing a stage folder, writing the output files), which it lets end first, so that no
-//! temporary file is left beside the output and no stage folder is half replaced.
+//! instant: the handler says so and ends the process at once, except while the pipeline publishes
+//! a stage (between its `Publishing` event and the next: replacing a stage folder, writing the
+//! output file), which it lets end first, so that no temporary file is left beside the output and
+//! no stage folder is half replaced.
 
 use std::path::Path;
+
+use orbitmesh_pipeline::Event;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod handler {
@@ -45,14 +48,11 @@ mod handler {
         unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
     }
 
-    pub fn finish_first<T>(work: impl FnOnce() -> T) -> T {
-        BUSY.store(true, Ordering::SeqCst);
-        let value = work();
-        BUSY.store(false, Ordering::SeqCst);
-        if INTERRUPTED.load(Ordering::SeqCst) {
+    pub fn set_busy(busy: bool) {
+        BUSY.store(busy, Ordering::SeqCst);
+        if !busy && INTERRUPTED.load(Ordering::SeqCst) {
             stop();
         }
-        value
     }
 }
 
@@ -64,11 +64,11 @@ pub fn resume_hint_on_sigint(work: &Path) {
     let _ = work;
 }
 
-/// Runs `work` to its end even if Ctrl-C comes meanwhile; the interruption takes effect after it.
-/// (Only one thread at a time may be inside.)
-pub fn finish_first<T>(work: impl FnOnce() -> T) -> T {
+/// Holds Ctrl-C off from a `Publishing` event to the next event; an interruption meanwhile takes
+/// effect then. (Only one run at a time may report here.)
+pub fn hold_while_publishing(event: &Event) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    return handler::finish_first(work);
+    handler::set_busy(matches!(event, Event::Publishing { .. }));
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    work()
+    let _ = event;
 }

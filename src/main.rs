@@ -1,7 +1,6 @@
 //! The `orbitmesh` command line.
 
 mod bench;
-mod chart;
 mod eval;
 mod export;
 mod hull;
@@ -15,7 +14,6 @@ mod prepare;
 mod progress;
 mod refine;
 mod render;
-mod stage;
 
 use std::process::ExitCode;
 
@@ -81,27 +79,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", orbitmesh_pipeline::one_line(e.as_ref()));
             ExitCode::from(EXIT_FAILURE)
         }
     }
-}
-
-/// An error and its causes on one line, each said once: the libraries' errors name their file
-/// and show their source, so the plain chain (`{:#}`) would repeat the source's text.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 /// IS-Net and SV3D allocate and free tensors of tens of MiB in every layer. glibc serves each from
@@ -119,36 +100,3 @@ fn keep_large_allocations_in_the_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_large_allocations_in_the_heap() {}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    /// An error that names its file and shows its source, as the libraries' errors do.
-    #[derive(Debug)]
-    struct Named(std::io::Error);
-
-    impl std::fmt::Display for Named {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "out.obj: {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Named {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn a_cause_the_message_already_shows_is_said_once() {
-        let full = std::io::Error::from_raw_os_error(28);
-        let e = anyhow::Error::new(Named(full)).context("cannot export");
-        assert_eq!(
-            one_line(&e),
-            "cannot export: out.obj: No space left on device (os error 28)"
-        );
-        let plain = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(one_line(&plain), "outer: inner");
-    }
-}

@@ -1,29 +1,23 @@
 //! `orbitmesh mesh`: one photo to a mesh, through the stages in a work folder, each skipped when
 //! its inputs and settings have not changed since it last finished.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_geom::{read_mesh, write_mesh};
-use orbitmesh_pipeline::{Event, Stage, files_in, fingerprint, lock_work_folder};
-use orbitmesh_render::{colour_from_frames, open_rasterizer, read_orbit};
-use orbitmesh_segment::PrepareOptions;
-use serde_json::json;
-
-use crate::input::{CoarseArg, DeviceArg, Preset, parse_seconds, value_name};
-use crate::interrupt;
-use crate::nerf::CoarseMethod;
-use crate::orbit::{
-    GeneratorArgs, OrbitSettings, OrderArg, import_into, orbit_into, read_prepared,
+use orbitmesh_pipeline::{
+    CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Overrides, Photo, Plan,
 };
-use crate::prepare::{CROP_FILE, SegmenterArgs, photo_frame, prepare_into};
+use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
+use orbitmesh_segment::PrepareOptions;
+
+use crate::input::{CoarseArg, DeviceArg, PresetArg, parse_seconds};
+use crate::interrupt;
+use crate::orbit::{GeneratorArgs, OrderArg};
+use crate::prepare::SegmenterArgs;
 use crate::progress::Progress;
-use crate::refine::{Sv3dGuide, refine_into};
-use crate::stage::run_stage;
 
 /// Where the output mesh sits.
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,7 +69,7 @@ pub struct MeshArgs {
     device: DeviceArg,
     /// How much work each stage does
     #[arg(long, value_enum, default_value = "default")]
-    preset: Preset,
+    preset: PresetArg,
     /// The coarse stage's method
     #[arg(long, value_enum, default_value = "auto")]
     coarse: CoarseArg,
@@ -101,9 +95,6 @@ pub struct MeshArgs {
     faces: u64,
 }
 
-/// Side of the fine stage's texture in `mesh`.
-const FINE_TEXTURE: u32 = 1024;
-
 pub fn run(args: MeshArgs) -> Result<ExitCode> {
     // Everything that can be checked before the long work is checked first.
     let ext = args
@@ -117,7 +108,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             args.out.display()
         );
     }
-    args.generator.check()?;
+    let generator = args.generator.config()?;
     let parent = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -152,12 +143,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}: cannot create the work folder", work.display()))?;
     // The handler first: a test (or a user) who sees the lock may interrupt.
     interrupt::resume_hint_on_sigint(&work);
-    let _lock = lock_work_folder(&work)?;
-    let started = Instant::now();
-    let mut progress = Progress::new();
-    let mut on_event = |e: &Event| progress.on_event(e);
 
-    let prepare_dir = work.join("prepare");
     // IS-Net runs on the CPU unless a GPU is asked for: probing for one here would come before
     // the photo's checks.
     let choice = args.segmenter.choose(|| {
@@ -166,200 +152,78 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             DeviceArg::Cpu | DeviceArg::Auto => burn::tensor::Device::flex(),
         })
     })?;
-    let opts = PrepareOptions {
-        mask: args.mask.clone(),
-        segmenter: choice.segmenter,
-        ..Default::default()
+    let photo = Photo {
+        image: args.image.clone(),
+        options: PrepareOptions {
+            mask: args.mask.clone(),
+            segmenter: choice.segmenter,
+            ..Default::default()
+        },
+        fell_back: choice.fell_back,
     };
-    let mut inputs: Vec<&Path> = vec![&args.image];
-    if let Some(m) = &args.mask {
-        inputs.push(m);
-    }
-    // No paths: the photo's and the mask's bytes are the inputs.
-    let settings = json!({
-        "size": opts.size, "fill": opts.fill, "mask": args.mask.is_some(),
-        "segmenter": opts.segmenter.name(),
-    });
-    run_stage(
-        &prepare_dir,
-        Stage::Prepare,
-        &fingerprint(&settings, &inputs)?,
-        &["prepared.png", CROP_FILE],
-        false,
-        &mut on_event,
-        |dir, on_event| prepare_into(&args.image, &opts, choice.fell_back, dir, on_event),
-    )?;
-
-    let orbit_dir = work.join("orbit");
-    let orbit = OrbitSettings {
-        generator: args.generator.to_json(),
-        frames: 21,
-        elevation: 10.0,
-        input_elevation: 10.0,
-        res: args.preset.frame_side(),
+    let orbit = match &args.frames {
+        None => OrbitSource::Generate(generator),
+        Some(dir) => OrbitSource::Import {
+            dir: dir.clone(),
+            order: args.orbit_order.order(SV3D_ELEVATION_DEG),
+        },
     };
-    let rasterizer = open_rasterizer(args.device.into())?;
-    let prepared = prepare_dir.join("prepared.png");
-    match &args.frames {
-        None => {
-            let mut inputs = vec![prepare_dir.join("stage.json")];
-            inputs.extend(args.generator.weights.clone());
-            let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-            let fp = fingerprint(&orbit.to_json(), &inputs)?;
-            run_stage(
-                &orbit_dir,
-                Stage::Orbit,
-                &fp,
-                &["transforms.json"],
-                false,
-                &mut on_event,
-                |dir, on_event| {
-                    let generator = args.generator.open(&rasterizer, on_event)?;
-                    orbit_into(
-                        &prepared,
-                        &read_prepared(&prepared)?,
-                        &orbit,
-                        generator.as_ref(),
-                        &rasterizer,
-                        dir,
-                        on_event,
-                    )
-                },
-            )?;
-        }
-        Some(from) => {
-            let files = files_in(from)?;
-            let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-            let settings = json!({ "generator": "frames", "elevation_deg": orbit.elevation });
-            let fp = fingerprint(&settings, &inputs)?;
-            run_stage(
-                &orbit_dir,
-                Stage::Orbit,
-                &fp,
-                &["transforms.json"],
-                false,
-                &mut on_event,
-                |dir, on_event| import_into(from, args.orbit_order, orbit.elevation, dir, on_event),
-            )?;
-        }
-    }
-
-    let coarse_dir = work.join("coarse");
-    let coarse = args.preset.coarse(
-        args.coarse,
-        args.frames.is_none() && args.generator.sv3d_weights().is_none(),
-        args.resolution,
-        args.nerf_seconds,
+    let overrides = Overrides {
+        coarse: args.coarse.into(),
+        nerf_seconds: args.nerf_seconds,
+        hull_resolution: args.resolution.map(|r| r as usize),
+        fine_steps: args.fine_steps,
+    };
+    let export = ExportConfig {
+        faces: args.faces as usize,
+        frame: match args.frame {
+            FrameArg::Object => MeshFrame::Object,
+            FrameArg::Input => MeshFrame::Input,
+        },
+        size: args.size,
+        out: Some(args.out.clone()),
+    };
+    let plan = Plan::new(
+        args.preset.into(),
+        &overrides,
+        Some(photo),
+        orbit,
+        export,
+        args.device.into(),
     );
-    let fp = fingerprint(&coarse.settings(), &[&orbit_dir.join("stage.json")])?;
-    run_stage(
-        &coarse_dir,
-        Stage::Coarse,
-        &fp,
-        &[coarse.output()],
-        coarse.checkpoints(),
-        &mut on_event,
-        |dir, on_event| coarse.run(&orbit_dir, dir, on_event),
-    )?;
-
-    let config = args.preset.fine(args.fine_steps);
-    let fine_dir = work.join("fine");
-    // With SV3D's weights, the fine stage ends with its score distillation, as SV3D's own does.
-    let guide = args.generator.sv3d_weights().map(|weights| Sv3dGuide {
-        weights: weights.to_path_buf(),
-        config: None,
-        image: prepared.clone(),
-        precision: args.generator.precision,
-        seed: args.generator.seed,
-    });
-    let refined = if config.steps == 0 {
-        None
-    } else {
-        let settings = json!({
-            "method": "dmtet", "config": config, "texture": FINE_TEXTURE,
-            // The weights' bytes reach this fingerprint through the orbit stage's record.
-            "guidance": guide.as_ref().map(|g| json!({
-                "precision": value_name(g.precision),
-            })),
-        });
-        let fp = fingerprint(&settings, &[&coarse_dir.join("stage.json")])?;
-        run_stage(
-            &fine_dir,
-            Stage::Fine,
-            &fp,
-            &["fine.obj"],
-            false,
-            &mut on_event,
-            |dir, on_event| {
-                refine_into(
-                    &coarse_dir,
-                    &orbit_dir,
-                    config,
-                    &[],
-                    args.device.into(),
-                    FINE_TEXTURE,
-                    guide.as_ref(),
-                    dir,
-                    on_event,
-                )
-            },
-        )?;
-        Some(fine_dir.join("fine.obj"))
-    };
-
-    let t = Instant::now();
-    on_event(&Event::StageStarted {
-        stage: Stage::Export,
-    });
-    let mut mesh = match &refined {
-        Some(fine) => read_mesh(fine)?.mesh.simplified(args.faces as usize),
-        None => {
-            let mut mesh = read_mesh(&coarse_dir.join(coarse.output()))?
-                .mesh
-                .simplified(args.faces as usize);
-            mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
-            mesh
-        }
-    };
-    match args.frame {
-        FrameArg::Object => mesh.transform(&normalising_transform(&mesh.bounds())),
-        FrameArg::Input => mesh.transform(&photo_frame(&prepare_dir, orbit.input_elevation)?),
-    }
-    if let Some(size) = args.size {
-        mesh.scale_longest_side_to(size);
-    }
-    interrupt::finish_first(|| write_mesh(&args.out, &mesh))?;
-    on_event(&Event::StageFinished {
-        stage: Stage::Export,
-        seconds: t.elapsed().as_secs_f64(),
-    });
+    let started = Instant::now();
+    let mut progress = Progress::new();
+    let outputs = orbitmesh_pipeline::run(&plan, &work, &mut |e| {
+        interrupt::hold_while_publishing(e);
+        progress.on_event(e)
+    })?;
+    drop(progress);
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    let sv3d = plan.sv3d().is_some();
     println!(
         "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). Orbit: {}; \
          coarse stage: the {}; {}.",
         args.out.display(),
-        mesh.positions.len(),
-        mesh.faces.len(),
+        outputs.mesh.positions.len(),
+        outputs.mesh.faces.len(),
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         work.display(),
         if args.frames.is_some() {
             "imported frames"
-        } else if guide.is_some() {
+        } else if sv3d {
             "SV3D"
         } else {
             "the weight-free inflate baseline"
         },
-        match coarse {
-            CoarseMethod::Hull(_) => "visual hull",
+        match plan.coarse {
+            CoarseMethod::Hull { .. } => "visual hull",
             CoarseMethod::Nerf { .. } => "hash-grid NeRF",
         },
-        if refined.is_some() && guide.is_some() {
-            "fine stage: DMTet with SV3D's score distillation, textured"
-        } else if refined.is_some() {
-            "fine stage: DMTet, textured"
-        } else {
-            "no fine stage"
+        match (&plan.fine, sv3d) {
+            (Some(_), true) => "fine stage: DMTet with SV3D's score distillation, textured",
+            (Some(_), false) => "fine stage: DMTet, textured",
+            (None, _) => "no fine stage",
         }
     );
     Ok(ExitCode::SUCCESS)

@@ -4,23 +4,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use image::RgbaImage;
-use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
-use orbitmesh_orbit::{Inflate, InflateProfile, OrbitGenerator, OrbitProgress, Sv3dGenerator};
+use orbitmesh_orbit::InflateProfile;
+use orbitmesh_orbit::frames::OrbitOrder;
+use orbitmesh_pipeline::stages::orbit::{import_into, open_generator, orbit_into, read_prepared};
 use orbitmesh_pipeline::{
-    Event, Flow, OnEvent, Stage, StageRecord, StagedFolder, encode_png, files_in, fingerprint,
-    save, write_stage_record,
+    GeneratorConfig, OrbitConfig, StageRecord, StagedFolder, files_in, fingerprint,
+    write_stage_record,
 };
-use orbitmesh_render::camera::{
-    self, Intrinsics, OrbitFrame, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES,
-    SV3D_RADIUS,
-};
-use orbitmesh_render::{Rasterizer, open_rasterizer};
-use orbitmesh_sv3d::SampleOptions;
+use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
+use orbitmesh_render::open_rasterizer;
 
-use crate::input::{DeviceArg, PrecisionArg, tensor_device, value_name};
+use crate::input::{DeviceArg, PrecisionArg};
 use crate::progress::Progress;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,13 +38,6 @@ pub enum ProfileArg {
     Round,
     /// Each row of the silhouette a slice of a solid of revolution: as deep as it is wide
     Revolved,
-}
-
-impl ProfileArg {
-    /// The inflate generator's settings, as the orbit stage's fingerprint keeps them.
-    pub fn inflate_settings(self) -> serde_json::Value {
-        serde_json::json!({ "generator": "inflate", "profile": value_name(self) })
-    }
 }
 
 impl From<ProfileArg> for InflateProfile {
@@ -122,60 +111,20 @@ impl GeneratorArgs {
         }
     }
 
-    /// SV3D's weights when SV3D makes the orbit.
-    pub fn sv3d_weights(&self) -> Option<&Path> {
-        match self.generator() {
-            GeneratorArg::Sv3d => self.weights.as_deref(),
-            GeneratorArg::Inflate => None,
-        }
-    }
-
-    /// The settings a stage's fingerprint keeps: no paths, the weights file's bytes are one of
-    /// its inputs (a checkpoint moved or copied elsewhere keeps the stage current).
-    pub fn to_json(&self) -> serde_json::Value {
-        match self.generator() {
-            GeneratorArg::Inflate => self.profile().inflate_settings(),
-            GeneratorArg::Sv3d => serde_json::json!({
-                "generator": "sv3d", "steps": self.steps,
-                "seed": self.seed, "decode_chunk": self.decode_chunk,
-                "precision": value_name(self.precision),
-            }),
-        }
-    }
-
-    /// Loads the generator; SV3D runs on the rasterizer's GPU when it has one, else the CPU
-    /// (with a warning through `on_event`).
-    pub fn open(
-        &self,
-        rasterizer: &Rasterizer,
-        on_event: OnEvent<'_>,
-    ) -> Result<Box<dyn OrbitGenerator>> {
+    /// The generator's configuration, checked ([`GeneratorArgs::check`]).
+    pub fn config(&self) -> Result<GeneratorConfig> {
         self.check()?;
         Ok(match (self.generator(), &self.weights) {
-            (GeneratorArg::Sv3d, Some(path)) => {
-                let device = tensor_device(rasterizer);
-                let options = SampleOptions {
-                    steps: self.steps as usize,
-                    seed: self.seed,
-                    decode_chunk: self.decode_chunk as usize,
-                    ..Default::default()
-                };
-                let dtype = self.precision.dtype(rasterizer);
-                let generator = Sv3dGenerator::load(path, &device, dtype, options)?;
-                if matches!(rasterizer, Rasterizer::Cpu) {
-                    on_event(&Event::Warning {
-                        stage: Some(Stage::Orbit),
-                        message: "SV3D on the CPU takes hours for one orbit; use --device gpu \
-                                  where there is one"
-                            .to_string(),
-                    });
-                }
-                Box::new(generator)
-            }
-            _ => Box::new(Inflate {
+            (GeneratorArg::Sv3d, Some(weights)) => GeneratorConfig::Sv3d {
+                weights: weights.clone(),
+                steps: self.steps as usize,
+                seed: self.seed,
+                decode_chunk: self.decode_chunk as usize,
+                precision: self.precision.into(),
+            },
+            _ => GeneratorConfig::Inflate {
                 profile: self.profile().into(),
-                ..Default::default()
-            }),
+            },
         })
     }
 }
@@ -218,113 +167,6 @@ pub struct OrbitArgs {
     device: DeviceArg,
 }
 
-/// What an orbit is generated with.
-pub struct OrbitSettings {
-    /// The generator's own settings ([`GeneratorArgs::to_json`]).
-    pub generator: serde_json::Value,
-    pub frames: usize,
-    pub elevation: f64,
-    pub input_elevation: f64,
-    pub res: u32,
-}
-
-impl OrbitSettings {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "generator": self.generator, "frames": self.frames, "elevation_deg": self.elevation,
-            "input_elevation_deg": self.input_elevation, "res": self.res,
-        })
-    }
-}
-
-/// Reads a prepared image, checking it is one (square).
-pub fn read_prepared(path: &Path) -> Result<RgbaImage> {
-    let image = image::open(path)
-        .with_context(|| format!("{}: not a readable image", path.display()))?
-        .to_rgba8();
-    if image.width() != image.height() {
-        bail!(
-            "{}: {}×{} is not square; make it with `orbitmesh prepare`",
-            path.display(),
-            image.width(),
-            image.height()
-        );
-    }
-    Ok(image)
-}
-
-/// Generates the orbit of the prepared image (read from `prepared`) into `dir`: frames, cameras.json,
-/// transforms.json. Reports each part of the generation as a step (its time in the detail:
-/// `UNet step 3/50 in 1.20 s`), the generator's warnings and each frame as it is written. A
-/// generator cannot be stopped inside: a stop asked for at a part takes effect once it returns,
-/// before any frame is written. Returns what the stage record keeps (the generator, labelled).
-pub fn orbit_into(
-    prepared: &Path,
-    image: &RgbaImage,
-    settings: &OrbitSettings,
-    generator: &dyn OrbitGenerator,
-    rasterizer: &Rasterizer,
-    dir: &Path,
-    on_event: OnEvent<'_>,
-) -> Result<serde_json::Value> {
-    let input = OrbitView {
-        elevation_deg: settings.input_elevation,
-        azimuth_deg: 0.0,
-        radius: SV3D_RADIUS,
-    };
-    let views = camera::orbit(
-        &camera::even_azimuths(settings.frames),
-        settings.elevation,
-        SV3D_RADIUS,
-    );
-    let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, settings.res, settings.res);
-    let mut flow = Flow::Continue;
-    let mut on_part = |p: OrbitProgress| {
-        let answer = on_event(&Event::Step {
-            stage: Stage::Orbit,
-            step: p.done as u64,
-            total: p.total as u64,
-            loss: None,
-            psnr: None,
-            detail: Some(format!("{} in {:.2} s", p.part, p.seconds)),
-        });
-        if answer == Flow::Stop {
-            flow = Flow::Stop;
-        }
-    };
-    let generated = generator
-        .generate(image, input, &views, intrinsics, rasterizer, &mut on_part)
-        .with_context(|| format!("{}", prepared.display()))?;
-    flow.proceed()?;
-    for w in generated.warnings {
-        on_event(&Event::Warning {
-            stage: Some(Stage::Orbit),
-            message: w,
-        });
-    }
-    let images = generated.frames;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    let mut frames = Vec::new();
-    for (k, (img, view)) in images.iter().zip(&views).enumerate() {
-        let file = format!("{k:03}.png");
-        write_frame(dir, &file, img, k, on_event)?;
-        frames.push(OrbitFrame {
-            file,
-            view: Some(*view),
-            camera: view.camera(intrinsics),
-        });
-    }
-    camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
-    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
-    Ok(serde_json::json!({
-        "generator": generator.name(),
-        "description": generator.describe(),
-        "rasterizer": rasterizer.name(),
-        "frames": frames.len(),
-    }))
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 pub enum OrderArg {
     /// Cameras from the folder's transforms.json
@@ -333,66 +175,14 @@ pub enum OrderArg {
     Sv3d,
 }
 
-/// Writes frame `index` of an orbit as `dir/file` and reports it.
-fn write_frame(
-    dir: &Path,
-    file: &str,
-    image: &RgbaImage,
-    index: usize,
-    on_event: OnEvent<'_>,
-) -> Result<()> {
-    let path = dir.join(file);
-    save(&path, &encode_png(image)?)?;
-    on_event(&Event::Frame {
-        stage: Stage::Orbit,
-        index,
-        path,
-    });
-    Ok(())
-}
-
-/// Imports an orbit made elsewhere from `from` into `dir` (frames with alpha, camera files),
-/// reporting each frame as it is written.
-pub fn import_into(
-    from: &Path,
-    order: OrderArg,
-    elevation: f64,
-    dir: &Path,
-    on_event: OnEvent<'_>,
-) -> Result<serde_json::Value> {
-    let order = match order {
-        OrderArg::Transforms => OrbitOrder::Transforms,
-        OrderArg::Sv3d => OrbitOrder::Sv3d {
-            elevation_deg: elevation,
-        },
-    };
-    let imported = import_frames(from, order)?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    let mut frames = Vec::new();
-    for (k, f) in imported.iter().enumerate() {
-        let file = format!("{k:03}.png");
-        write_frame(dir, &file, &f.image, k, on_event)?;
-        frames.push(OrbitFrame {
-            file,
-            view: f.view,
-            camera: f.camera,
-        });
+impl OrderArg {
+    /// How frames imported with this order are posed, on an orbit at `elevation_deg`.
+    pub fn order(self, elevation_deg: f64) -> OrbitOrder {
+        match self {
+            OrderArg::Transforms => OrbitOrder::Transforms,
+            OrderArg::Sv3d => OrbitOrder::Sv3d { elevation_deg },
+        }
     }
-    if frames.iter().all(|f| f.view.is_some()) {
-        camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
-    }
-    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
-    let sources: Vec<_> = imported
-        .iter()
-        .map(|f| f.source.display().to_string())
-        .collect();
-    Ok(serde_json::json!({
-        "generator": "frames",
-        "description": "frames: an orbit imported from existing images",
-        "from": from,
-        "sources": sources,
-    }))
 }
 
 pub fn run(args: OrbitArgs) -> Result<ExitCode> {
@@ -400,15 +190,9 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     if let Some(from) = &args.from_frames {
         let started = Instant::now();
         let staged = StagedFolder::new(&args.out)?;
-        let details = import_into(
-            from,
-            args.orbit_order,
-            args.elevation,
-            staged.path(),
-            &mut |e| progress.on_event(e),
-        )?;
-        let settings =
-            serde_json::json!({ "generator": "frames", "elevation_deg": args.elevation });
+        let order = args.orbit_order.order(args.elevation);
+        let details = import_into(from, order, staged.path(), &mut |e| progress.on_event(e))?;
+        let settings = serde_json::json!({ "generator": "frames", "order": format!("{order:?}") });
         let files = files_in(from)?;
         let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         let fp = fingerprint(&settings, &inputs)?;
@@ -428,21 +212,18 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     let Some(prepared) = &args.prepared else {
         bail!("give PREPARED (a prepared image) or --from-frames DIR");
     };
-    args.generator.check()?;
-    let settings = OrbitSettings {
-        generator: args.generator.to_json(),
+    let config = args.generator.config()?;
+    let settings = OrbitConfig {
         frames: args.frames as usize,
-        elevation: args.elevation,
-        input_elevation: args.input_elevation,
+        elevation_deg: args.elevation,
+        input_elevation_deg: args.input_elevation,
         res: args.res,
     };
     // The input is checked before the (possibly slow) device is opened.
     let image = read_prepared(prepared)?;
     let rasterizer = open_rasterizer(args.device.into())?;
     let started = Instant::now();
-    let generator = args
-        .generator
-        .open(&rasterizer, &mut |e| progress.on_event(e))?;
+    let generator = open_generator(&config, &rasterizer, &mut |e| progress.on_event(e))?;
     let staged = StagedFolder::new(&args.out)?;
     let details = orbit_into(
         prepared,
@@ -456,7 +237,10 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
     let seconds = started.elapsed().as_secs_f64();
     let mut inputs: Vec<&Path> = vec![prepared];
     inputs.extend(args.generator.weights.as_deref());
-    let fp = fingerprint(&settings.to_json(), &inputs)?;
+    let fp = fingerprint(
+        &serde_json::json!({ "generator": config, "orbit": settings }),
+        &inputs,
+    )?;
     let record = StageRecord::new("orbit", fp, details.clone(), seconds);
     write_stage_record(staged.path(), &record)?;
     staged.publish()?;

@@ -1,19 +1,17 @@
 //! `orbitmesh prepare`: a photo to SV3D's input frame.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use image::DynamicImage;
-use nalgebra::Similarity3;
-use orbitmesh_pipeline::{Event, OnEvent, Stage, StagedFolder, encode_png, save};
-use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS};
+use orbitmesh_pipeline::stages::prepare::prepare_into;
+use orbitmesh_pipeline::{StagedFolder, tensor_device};
 use orbitmesh_render::open_rasterizer;
 use orbitmesh_segment::install;
-use orbitmesh_segment::{Crop, MaskSource, PrepareOptions, Segmenter, prepare};
+use orbitmesh_segment::{PrepareOptions, Segmenter};
 
-use crate::input::{DeviceArg, tensor_device};
+use crate::input::DeviceArg;
 use crate::progress::Progress;
 
 #[derive(Args)]
@@ -100,78 +98,6 @@ impl SegmenterArgs {
             fell_back: false,
         })
     }
-}
-
-/// Prepares `image` into `dir` (made only once the input has passed): prepared.png,
-/// prepared_white.png, mask.png and crop.json (the square of the photo it shows). Warns through
-/// `on_event` where the classical model stood in for IS-Net. Returns what the stage record keeps.
-pub fn prepare_into(
-    image: &Path,
-    opts: &PrepareOptions,
-    fell_back: bool,
-    dir: &Path,
-    on_event: OnEvent<'_>,
-) -> Result<serde_json::Value> {
-    // Seconds at most, so the input is checked before the output folder is made.
-    let prepared = prepare(image, opts)?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    save(&dir.join("prepared.png"), &encode_png(&prepared.rgba)?)?;
-    save(
-        &dir.join("prepared_white.png"),
-        &encode_png(&prepared.white)?,
-    )?;
-    save(
-        &dir.join("mask.png"),
-        &encode_png(&DynamicImage::ImageLuma8(prepared.mask).to_rgba8())?,
-    )?;
-    save(
-        &dir.join(CROP_FILE),
-        serde_json::to_string_pretty(&prepared.crop)?.as_bytes(),
-    )?;
-    let source = match prepared.mask_source {
-        MaskSource::Alpha => "the image's alpha",
-        MaskSource::File => "the mask file",
-        MaskSource::Isnet => "the IS-Net segmenter",
-        MaskSource::BackgroundModel => "the classical background model",
-        MaskSource::WholeImage => "the whole image (no segmenter)",
-    };
-    if fell_back && prepared.mask_source == MaskSource::BackgroundModel {
-        on_event(&Event::Warning {
-            stage: Some(Stage::Prepare),
-            message: "IS-Net is not installed, so the classical background model found the \
-                      object (plain backgrounds only); `orbitmesh models fetch isnet` installs the \
-                      learned one"
-                .to_string(),
-        });
-    }
-    Ok(serde_json::json!({
-        "mask_from": source,
-        "segmenter": opts.segmenter.name(),
-        "size": opts.size,
-        "fill": opts.fill,
-    }))
-}
-
-pub const CROP_FILE: &str = "crop.json";
-
-/// Takes a mesh made from the prepared image in `dir` (seen from SV3D's camera at `elevation`,
-/// azimuth 0) to where that camera would see the object as the photo shows it
-/// ([`Crop::to_photo_frame`]). For a photo rendered that way from a normalised scan, as `bench`'s
-/// conditioning views are, that is the scan's normalised frame.
-pub fn photo_frame(dir: &Path, elevation_deg: f64) -> Result<Similarity3<f64>> {
-    let path = dir.join(CROP_FILE);
-    let crop: Crop = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?,
-    )
-    .with_context(|| format!("{}: not a crop record", path.display()))?;
-    let view = OrbitView {
-        elevation_deg,
-        azimuth_deg: 0.0,
-        radius: SV3D_RADIUS,
-    };
-    // Any size does: only the field of view enters.
-    Ok(crop.to_photo_frame(&view.camera(Intrinsics::from_fov(SV3D_FOV_DEG, 576, 576))))
 }
 
 pub fn run(args: PrepareArgs) -> Result<ExitCode> {

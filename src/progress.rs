@@ -1,6 +1,6 @@
 //! The command line's one view of the pipeline's events ([`Event`]). On a terminal (standard error)
 //! each running stage is a line of its own: a spinner from its start, a bar from its first step.
-//! Elsewhere (a log file, CI, a benchmark script) plain lines ([`line`]): step lines thinned out
+//! Elsewhere (a log file, CI, a benchmark script) plain lines ([`Event::line`]): step lines thinned out
 //! so that a log stays short, and no line for a stage's start, so that a stage that fails on bad
 //! input leaves the one `error:` line the command line promises.
 //!
@@ -54,7 +54,7 @@ impl Progress {
                     } => steps.due(*stage, *step, *total, Instant::now()),
                     _ => true,
                 };
-                if due && let Some(text) = line(event) {
+                if due && let Some(text) = event.line() {
                     print(event, &text);
                 }
             }
@@ -99,9 +99,9 @@ impl Progress {
                         bar.set_position(*step);
                         bar.reset_eta();
                     }
-                    bar.set_message(step_text(*loss, *psnr, detail.as_deref()));
+                    bar.set_message(Event::step_text(*loss, *psnr, detail.as_deref()));
                 }
-                Event::Frame { .. } => {}
+                Event::Frame { .. } | Event::Publishing { .. } => {}
                 _ => {
                     if let Event::StageSkipped { stage } | Event::StageFinished { stage, .. } =
                         event
@@ -114,7 +114,7 @@ impl Progress {
                             s != stage
                         });
                     }
-                    if let Some(text) = line(event) {
+                    if let Some(text) = event.line() {
                         multi.suspend(|| print(event, &text));
                     }
                 }
@@ -151,54 +151,6 @@ fn print(event: &Event, text: &str) {
     }
 }
 
-/// An event as one plain line, or `None` for one that has none: a stage's start (its end says
-/// it ran) and a frame written.
-fn line(event: &Event) -> Option<String> {
-    Some(match event {
-        Event::StageStarted { .. } | Event::Frame { .. } => return None,
-        Event::StageSkipped { stage } => format!("{stage:<8} up to date, skipped"),
-        Event::StageFinished { stage, seconds } => format!("{stage:<8} done in {seconds:.2} s"),
-        Event::Resumed {
-            step,
-            seconds,
-            from,
-            ..
-        } => format!(
-            "resuming from step {step} ({seconds:.0} s trained) in {}",
-            from.display()
-        ),
-        Event::Step {
-            stage,
-            step,
-            total,
-            loss,
-            psnr,
-            detail,
-        } => {
-            let text = step_text(*loss, *psnr, detail.as_deref());
-            if text.is_empty() {
-                format!("{stage} {step}/{total}")
-            } else {
-                format!("{stage} {step}/{total}: {text}")
-            }
-        }
-        Event::Warning { message, .. } => format!("warning: {message}"),
-    })
-}
-
-/// What a step says besides its count: `loss 0.01234, PSNR 19.1 dB, …`, each part where given.
-fn step_text(loss: Option<f64>, psnr: Option<f64>, detail: Option<&str>) -> String {
-    let parts: Vec<String> = [
-        loss.map(|l| format!("loss {l:.5}")),
-        psnr.map(|p| format!("PSNR {p:.1} dB")),
-        detail.map(str::to_string),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    parts.join(", ")
-}
-
 /// Which step lines a log gets: a stage's first step, then each step that reaches the next tenth
 /// of its total (its last step among them), or that comes [`StepLines::EVERY`] after the last line
 /// (a time budget may end a stage long before its step total).
@@ -230,91 +182,6 @@ impl StepLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    #[test]
-    fn each_event_is_one_plain_line() {
-        let line_of = |event: Event| line(&event);
-        assert_eq!(
-            line_of(Event::StageSkipped {
-                stage: Stage::Prepare
-            })
-            .unwrap(),
-            "prepare  up to date, skipped"
-        );
-        assert_eq!(
-            line_of(Event::StageFinished {
-                stage: Stage::Coarse,
-                seconds: 12.3456,
-            })
-            .unwrap(),
-            "coarse   done in 12.35 s"
-        );
-        assert_eq!(line_of(Event::StageStarted { stage: Stage::Fine }), None);
-        assert_eq!(
-            line_of(Event::Step {
-                stage: Stage::Coarse,
-                step: 300,
-                total: 1000,
-                loss: Some(0.0123456),
-                psnr: Some(19.08),
-                detail: Some("4096 rays".into()),
-            })
-            .unwrap(),
-            "coarse 300/1000: loss 0.01235, PSNR 19.1 dB, 4096 rays"
-        );
-        // The shape benchmark scripts grep for each orbit part's time.
-        assert_eq!(
-            line_of(Event::Step {
-                stage: Stage::Orbit,
-                step: 3,
-                total: 7,
-                loss: None,
-                psnr: None,
-                detail: Some("UNet step 1/1 in 12.50 s".into()),
-            })
-            .unwrap(),
-            "orbit 3/7: UNet step 1/1 in 12.50 s"
-        );
-        assert_eq!(
-            line_of(Event::Step {
-                stage: Stage::Fine,
-                step: 5,
-                total: 10,
-                loss: None,
-                psnr: None,
-                detail: None,
-            })
-            .unwrap(),
-            "fine 5/10"
-        );
-        assert_eq!(
-            line_of(Event::Resumed {
-                stage: Stage::Coarse,
-                step: 60,
-                seconds: 12.4,
-                from: PathBuf::from("out/checkpoint"),
-            })
-            .unwrap(),
-            "resuming from step 60 (12 s trained) in out/checkpoint"
-        );
-        assert_eq!(
-            line_of(Event::Warning {
-                stage: Some(Stage::Orbit),
-                message: "SV3D on the CPU takes hours".into(),
-            })
-            .unwrap(),
-            "warning: SV3D on the CPU takes hours"
-        );
-        assert_eq!(
-            line_of(Event::Frame {
-                stage: Stage::Orbit,
-                index: 0,
-                path: PathBuf::from("orbit.tmp/000.png"),
-            }),
-            None
-        );
-    }
 
     #[test]
     fn a_log_gets_a_step_line_per_tenth_or_per_half_minute() {

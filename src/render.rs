@@ -1,32 +1,24 @@
 //! `orbitmesh render`: a mesh seen from an orbit of cameras, as RGBA frames and camera files.
 
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use image::codecs::png::PngEncoder;
-use image::{ImageEncoder, RgbaImage};
+use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_geom::frame::normalising_transform;
+use orbitmesh_pipeline::stages::scan::{Extras, SSAA, render_orbit};
 use orbitmesh_pipeline::{StagedFolder, encode_png, save};
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
 };
 use orbitmesh_render::raster::MAX_SIDE;
-use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
 use orbitmesh_render::sheet::contact_sheet;
-use orbitmesh_render::{
-    Background, Camera, OrbitView, Rasterizer, Scene, VisibilityBuffer, open_rasterizer,
-};
-use rayon::prelude::*;
+use orbitmesh_render::{Background, Scene, open_rasterizer};
 
 use crate::input::{DeviceArg, UpArg, load_mesh};
-
-/// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
-const SSAA: u32 = 2;
 
 #[derive(Args)]
 #[command(
@@ -99,94 +91,6 @@ fn parse_background(s: &str) -> Result<Background, String> {
     }
 }
 
-/// One colour picture of `scene` from `camera`, 4× supersampled.
-pub fn render_view(
-    scene: &Scene,
-    camera: &Camera,
-    background: Background,
-    rasterizer: &Rasterizer,
-) -> Result<RgbaImage> {
-    let ssaa = Camera {
-        intrinsics: camera.intrinsics.scaled(SSAA),
-        ..*camera
-    };
-    let vis = rasterizer.rasterize(scene, &ssaa)?;
-    Ok(shade_rgba(scene, &vis, &ssaa, SSAA, background))
-}
-
-/// Renders `scene` from every view into `dir` as 000.png… (4× supersampled, frames in parallel)
-/// with cameras.json and transforms.json; `per_frame` runs after each frame is written, with its
-/// camera and file name. Returns the frames and their pictures, in view order.
-pub fn render_orbit(
-    scene: &Scene,
-    views: &[OrbitView],
-    intrinsics: Intrinsics,
-    background: Background,
-    rasterizer: &Rasterizer,
-    dir: &Path,
-    per_frame: impl Fn(&Camera, &str) -> Result<()> + Sync,
-) -> Result<Vec<(OrbitFrame, RgbaImage)>> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    // Frames in parallel (each one's rasterizing and shading are parallel too): the serial parts
-    // of one frame, PNG encoding above all, overlap with the work of another.
-    let rendered: Vec<(OrbitFrame, RgbaImage)> = views
-        .par_iter()
-        .enumerate()
-        .map(|(k, view)| {
-            let cam = view.camera(intrinsics);
-            let rgba = render_view(scene, &cam, background, rasterizer)?;
-            let file = format!("{k:03}.png");
-            save(&dir.join(&file), &encode_png(&rgba)?)?;
-            per_frame(&cam, &file)?;
-            let frame = OrbitFrame {
-                file,
-                view: Some(*view),
-                camera: cam,
-            };
-            Ok((frame, rgba))
-        })
-        .collect::<Result<_>>()?;
-    let frames: Vec<OrbitFrame> = rendered.iter().map(|(f, _)| f.clone()).collect();
-    camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
-    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
-    Ok(rendered)
-}
-
-/// The depth and normal pictures of one frame, from a visibility buffer at the frame's resolution.
-fn write_geometry(
-    args: &RenderArgs,
-    dir: &Path,
-    scene: &Scene,
-    vis: &VisibilityBuffer,
-    file: &str,
-) -> Result<()> {
-    if args.depth {
-        let depth = depth_image(vis);
-        // The encoder takes samples in native byte order and writes PNG's big-endian itself.
-        let raw: Vec<u8> = depth
-            .as_raw()
-            .iter()
-            .flat_map(|v| v.to_ne_bytes())
-            .collect();
-        let mut bytes = Vec::new();
-        PngEncoder::new(Cursor::new(&mut bytes)).write_image(
-            &raw,
-            depth.width(),
-            depth.height(),
-            image::ExtendedColorType::L16,
-        )?;
-        save(&dir.join("depth").join(file), &bytes)?;
-    }
-    if args.normals {
-        save(
-            &dir.join("normal").join(file),
-            &encode_png(&normal_image(scene, vis))?,
-        )?;
-    }
-    Ok(())
-}
-
 pub fn run(args: RenderArgs) -> Result<ExitCode> {
     if args.res == 0 || args.res > MAX_SIDE / SSAA {
         bail!("--res {}: must be 1 to {}", args.res, MAX_SIDE / SSAA);
@@ -215,20 +119,11 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
     }
     let intrinsics = Intrinsics::from_fov(args.fov, args.res, args.res);
     let staged = StagedFolder::new(&args.out)?;
-    let dir = staged.path();
-    for (flag, sub) in [(args.depth, "depth"), (args.normals, "normal")] {
-        if flag {
-            std::fs::create_dir_all(dir.join(sub))
-                .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-        }
-    }
 
     let bar = ProgressBar::new(azimuths.len() as u64).with_style(
         ProgressStyle::with_template("rendering {bar:30} {pos}/{len} frames  {elapsed_precise}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    // Frames in parallel (each one's rasterizing and shading are parallel too): the serial parts
-    // of one frame, PNG encoding above all, overlap with the work of another.
     let started = Instant::now();
     let views = camera::orbit(&azimuths, args.elevation, args.radius);
     let rendered = render_orbit(
@@ -237,15 +132,12 @@ pub fn run(args: RenderArgs) -> Result<ExitCode> {
         intrinsics,
         args.background,
         &rasterizer,
-        dir,
-        |camera, file| {
-            if args.depth || args.normals {
-                let vis = rasterizer.rasterize(&scene, camera)?;
-                write_geometry(&args, dir, &scene, &vis, file)?;
-            }
-            bar.inc(1);
-            Ok(())
+        staged.path(),
+        Extras {
+            depth: args.depth,
+            normals: args.normals,
         },
+        || bar.inc(1),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();

@@ -213,3 +213,54 @@ fn a_killed_bench_reruns_only_the_unfinished_objects() {
         );
     }
 }
+
+/// `bench` runs each object through the pipeline's stage folders, as `mesh` does: killed in an
+/// object's fine stage, a rerun redoes that stage and what follows, not the stages before it.
+#[test]
+fn a_bench_killed_in_the_fine_stage_reruns_only_the_unfinished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gso = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/gso-mini");
+    for name in ["GSO_bead_bowl", "utah_teapot"] {
+        let meshes = data.join(name).join("meshes");
+        std::fs::create_dir_all(&meshes).unwrap();
+        for file in std::fs::read_dir(gso.join(name).join("meshes")).unwrap() {
+            let file = file.unwrap().path();
+            std::fs::copy(&file, meshes.join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = dir.path().join("out");
+    let mut args = oracle_bench(&data, &out, "1").to_vec();
+    args[14] = "40";
+    let first = out.join("GSO_bead_bowl");
+    let mut child = crate::common::command()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::common::wait_for(&first.join("fine.tmp"), &mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!first.join("fine").exists() && !first.join("metrics.json").exists());
+    let record = |stage: &str| std::fs::read(first.join(stage).join("stage.json")).unwrap();
+    let finished = [("orbit", record("orbit")), ("coarse", record("coarse"))];
+
+    let run = orbitmesh(&args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    for (stage, before) in finished {
+        assert_eq!(
+            record(stage),
+            before,
+            "{stage} was finished and must not rerun"
+        );
+    }
+    let fine: serde_json::Value = serde_json::from_slice(&record("fine")).unwrap();
+    assert_eq!(fine["details"]["steps"], 40);
+    for name in ["GSO_bead_bowl", "utah_teapot"] {
+        for stage in ["orbit", "coarse", "fine"] {
+            assert!(out.join(name).join(stage).join("stage.json").is_file());
+        }
+        assert!(out.join(name).join("metrics.json").is_file());
+    }
+}

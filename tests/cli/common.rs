@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// A safetensors file cut short: its header length promises more than the file holds.
 pub fn write_truncated_safetensors(path: &Path) {
@@ -106,4 +107,22 @@ pub fn write_plain_photo(path: &Path) {
         .to_rgb8()
         .save(path)
         .unwrap();
+}
+
+/// Waits until `path` exists, failing if `child` ends first or two minutes pass.
+pub fn wait_for(path: &Path, child: &mut std::process::Child) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {} appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

@@ -2,9 +2,8 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use crate::common::{assert_input_error, eval_report, orbitmesh, text};
+use crate::common::{assert_input_error, eval_report, orbitmesh, text, wait_for};
 use image::{Rgba, RgbaImage};
 
 /// An orange disc on white.
@@ -98,24 +97,6 @@ fn spawn_quietly(args: &[&str]) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Waits until `path` exists, failing if `child` ends first or two minutes pass.
-fn wait_for(path: &Path, child: &mut std::process::Child) {
-    let started = Instant::now();
-    while !path.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{} never appeared",
-            path.display()
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before {} appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]

@@ -49,6 +49,14 @@ pub enum InflateProfile {
 }
 
 impl InflateProfile {
+    /// Its name on the command line and in stage records.
+    pub fn name(self) -> &'static str {
+        match self {
+            InflateProfile::Round => "round",
+            InflateProfile::Revolved => "revolved",
+        }
+    }
+
     /// Each pixel's height over the plane through the object, in grid pixels, 0 on the outline.
     fn heights(self, mask: &[bool], n: usize) -> Vec<f32> {
         match self {

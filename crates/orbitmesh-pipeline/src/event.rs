@@ -55,6 +55,10 @@ pub enum Event {
     StageStarted { stage: Stage },
     /// The stage's folder is current (same settings, same inputs): it does not run.
     StageSkipped { stage: Stage },
+    /// The stage's work is done and its results are being moved into place (its folder renamed,
+    /// the output file written): a front end that ends the process at once on an interruption
+    /// waits for the next event, so that nothing is left half replaced.
+    Publishing { stage: Stage },
     /// The stage's folder is published, after `seconds` of work.
     StageFinished { stage: Stage, seconds: f64 },
     /// The stage goes on from a checkpoint in `from`, at `step`, `seconds` of work already done.
@@ -86,6 +90,59 @@ pub enum Event {
         stage: Option<Stage>,
         message: String,
     },
+}
+
+impl Event {
+    /// The event as one plain line for people (a log, a terminal without bars), or `None` for one
+    /// that has none: a stage's start (its end says
+    /// it ran), a frame written and a stage being published.
+    pub fn line(&self) -> Option<String> {
+        Some(match self {
+            Event::StageStarted { .. } | Event::Frame { .. } | Event::Publishing { .. } => {
+                return None;
+            }
+            Event::StageSkipped { stage } => format!("{stage:<8} up to date, skipped"),
+            Event::StageFinished { stage, seconds } => format!("{stage:<8} done in {seconds:.2} s"),
+            Event::Resumed {
+                step,
+                seconds,
+                from,
+                ..
+            } => format!(
+                "resuming from step {step} ({seconds:.0} s trained) in {}",
+                from.display()
+            ),
+            Event::Step {
+                stage,
+                step,
+                total,
+                loss,
+                psnr,
+                detail,
+            } => {
+                let text = Event::step_text(*loss, *psnr, detail.as_deref());
+                if text.is_empty() {
+                    format!("{stage} {step}/{total}")
+                } else {
+                    format!("{stage} {step}/{total}: {text}")
+                }
+            }
+            Event::Warning { message, .. } => format!("warning: {message}"),
+        })
+    }
+
+    /// What a step says besides its count: `loss 0.01234, PSNR 19.1 dB, …`, each part where given.
+    pub fn step_text(loss: Option<f64>, psnr: Option<f64>, detail: Option<&str>) -> String {
+        let parts: Vec<String> = [
+            loss.map(|l| format!("loss {l:.5}")),
+            psnr.map(|p| format!("PSNR {p:.1} dB")),
+            detail.map(str::to_string),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        parts.join(", ")
+    }
 }
 
 /// A front end's answer to an event. The stages act on it at each [`Event::Step`]: a front end
@@ -155,6 +212,90 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&warning).unwrap(),
             json!({ "event": "warning", "stage": null, "message": "careful" })
+        );
+    }
+
+    #[test]
+    fn each_event_is_one_plain_line() {
+        let line_of = |event: Event| event.line();
+        assert_eq!(
+            line_of(Event::StageSkipped {
+                stage: Stage::Prepare
+            })
+            .unwrap(),
+            "prepare  up to date, skipped"
+        );
+        assert_eq!(
+            line_of(Event::StageFinished {
+                stage: Stage::Coarse,
+                seconds: 12.3456,
+            })
+            .unwrap(),
+            "coarse   done in 12.35 s"
+        );
+        assert_eq!(line_of(Event::StageStarted { stage: Stage::Fine }), None);
+        assert_eq!(
+            line_of(Event::Step {
+                stage: Stage::Coarse,
+                step: 300,
+                total: 1000,
+                loss: Some(0.0123456),
+                psnr: Some(19.08),
+                detail: Some("4096 rays".into()),
+            })
+            .unwrap(),
+            "coarse 300/1000: loss 0.01235, PSNR 19.1 dB, 4096 rays"
+        );
+        // The shape benchmark scripts grep for each orbit part's time.
+        assert_eq!(
+            line_of(Event::Step {
+                stage: Stage::Orbit,
+                step: 3,
+                total: 7,
+                loss: None,
+                psnr: None,
+                detail: Some("UNet step 1/1 in 12.50 s".into()),
+            })
+            .unwrap(),
+            "orbit 3/7: UNet step 1/1 in 12.50 s"
+        );
+        assert_eq!(
+            line_of(Event::Step {
+                stage: Stage::Fine,
+                step: 5,
+                total: 10,
+                loss: None,
+                psnr: None,
+                detail: None,
+            })
+            .unwrap(),
+            "fine 5/10"
+        );
+        assert_eq!(
+            line_of(Event::Resumed {
+                stage: Stage::Coarse,
+                step: 60,
+                seconds: 12.4,
+                from: PathBuf::from("out/checkpoint"),
+            })
+            .unwrap(),
+            "resuming from step 60 (12 s trained) in out/checkpoint"
+        );
+        assert_eq!(
+            line_of(Event::Warning {
+                stage: Some(Stage::Orbit),
+                message: "SV3D on the CPU takes hours".into(),
+            })
+            .unwrap(),
+            "warning: SV3D on the CPU takes hours"
+        );
+        assert_eq!(
+            line_of(Event::Frame {
+                stage: Stage::Orbit,
+                index: 0,
+                path: PathBuf::from("orbit.tmp/000.png"),
+            }),
+            None
         );
     }
 

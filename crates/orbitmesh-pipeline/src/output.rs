@@ -33,6 +33,20 @@ pub fn save(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes `value` as pretty JSON through a temporary file renamed into place.
+pub fn save_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| PipelineError::Record {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    save(path, text.as_bytes())
+}
+
+/// Makes `dir` and its parents.
+pub fn make_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(PipelineError::io(dir, "cannot create the folder"))
+}
+
 /// An output folder written under a temporary name beside it and moved into place by `publish`,
 /// so a failed command leaves neither an empty nor a partial folder. Dropped unpublished, the
 /// temporary folder is removed.

@@ -1,11 +1,19 @@
 //! The bench's picture of per-object Chamfer: one horizontal bar per object, the paper's
 //! reference figures as vertical lines, drawn with plotters.
 
-use anyhow::{Result, anyhow};
 use image::RgbImage;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
+
+use crate::BenchError;
+
+type Result<T> = std::result::Result<T, BenchError>;
+
+/// A plotters error, saying which part of the chart it drew.
+fn chart_error<E: std::fmt::Display>(part: &'static str) -> impl Fn(E) -> BenchError {
+    move |e| BenchError::Chart(format!("{part}: {e}"))
+}
 
 const BAR: RGBColor = RGBColor(52, 101, 164);
 const WIDTH: u32 = 900;
@@ -17,7 +25,7 @@ pub fn chamfer_chart(
 ) -> Result<RgbImage> {
     // plotters' ab_glyph text knows only the fonts registered with it; registering again replaces.
     register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-        .map_err(|_| anyhow!("the embedded DejaVu Sans font did not parse"))?;
+        .map_err(|_| BenchError::Chart("the embedded DejaVu Sans font did not parse".into()))?;
     let n = objects.len().max(1);
     // plotters counts segments from the bottom; the first object goes on top.
     let slot = |i: usize| n - 1 - i;
@@ -48,7 +56,7 @@ pub fn chamfer_chart(
             .x_label_area_size(36)
             .y_label_area_size(label_width)
             .build_cartesian_2d(0.0..x_max, (0..n - 1).into_segmented())
-            .map_err(|e| anyhow!("chart: {e}"))?;
+            .map_err(chart_error("plot"))?;
         chart
             .configure_mesh()
             .disable_y_mesh()
@@ -62,7 +70,7 @@ pub fn chamfer_chart(
             .x_desc("Chamfer distance (gso protocol)")
             .label_style(("sans-serif", 13))
             .draw()
-            .map_err(|e| anyhow!("chart axes: {e}"))?;
+            .map_err(chart_error("axes"))?;
         chart
             .draw_series(objects.iter().enumerate().filter_map(|(i, (_, c))| {
                 let c = c.filter(|c| c.is_finite())?;
@@ -76,7 +84,7 @@ pub fn chamfer_chart(
                 bar.set_margin(5, 5, 0, 0);
                 Some(bar)
             }))
-            .map_err(|e| anyhow!("chart bars: {e}"))?;
+            .map_err(chart_error("bars"))?;
         chart
             .draw_series(objects.iter().enumerate().map(|(i, (_, c))| {
                 let text = match c {
@@ -90,7 +98,7 @@ pub fn chamfer_chart(
                     ("sans-serif", 12),
                 )
             }))
-            .map_err(|e| anyhow!("chart values: {e}"))?;
+            .map_err(chart_error("values"))?;
         // The references' key goes under the plot, where it cannot hide a bar.
         let mut x = 60;
         for (k, (label, value)) in references.iter().enumerate() {
@@ -101,7 +109,7 @@ pub fn chamfer_chart(
             ];
             chart
                 .draw_series(LineSeries::new(line, colour.stroke_width(2)))
-                .map_err(|e| anyhow!("chart references: {e}"))?;
+                .map_err(chart_error("references"))?;
             let key = format!("{label} {value}");
             legend
                 .draw(&PathElement::new(
@@ -109,12 +117,12 @@ pub fn chamfer_chart(
                     colour.stroke_width(3),
                 ))
                 .and_then(|_| legend.draw(&Text::new(key.clone(), (x + 24, 5), ("sans-serif", 13))))
-                .map_err(|e| anyhow!("chart key: {e}"))?;
+                .map_err(chart_error("key"))?;
             x += 40 + 8 * key.chars().count() as i32;
         }
-        root.present().map_err(|e| anyhow!("chart: {e}"))?;
+        root.present().map_err(chart_error("plot"))?;
     }
-    RgbImage::from_raw(WIDTH, height, pixels).ok_or_else(|| anyhow!("chart buffer size"))
+    RgbImage::from_raw(WIDTH, height, pixels).ok_or_else(|| BenchError::Chart("buffer size".into()))
 }
 
 #[cfg(test)]

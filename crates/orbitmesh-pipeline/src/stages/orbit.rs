@@ -1,0 +1,205 @@
+//! The orbit stage: frames around the object, from a generator or imported.
+
+use std::path::Path;
+
+use image::RgbaImage;
+use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
+use orbitmesh_orbit::{Inflate, OrbitGenerator, OrbitProgress, Sv3dGenerator};
+use orbitmesh_render::Rasterizer;
+use orbitmesh_render::camera::{
+    self, Intrinsics, OrbitFrame, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS,
+};
+use orbitmesh_sv3d::SampleOptions;
+use serde_json::{Value, json};
+
+use crate::error::{PipelineError, Result};
+use crate::event::{Event, Flow, OnEvent, Stage};
+use crate::output::{encode_png, make_folder, save};
+use crate::plan::{GeneratorConfig, OrbitConfig, tensor_device};
+
+/// Reads a prepared image, checking it is one (square).
+pub fn read_prepared(path: &Path) -> Result<RgbaImage> {
+    let image = image::open(path)
+        .map_err(|e| PipelineError::input(path, format!("not a readable image ({e})")))?
+        .to_rgba8();
+    if image.width() != image.height() {
+        return Err(PipelineError::input(
+            path,
+            format!(
+                "{}×{} is not square; make it with `orbitmesh prepare`",
+                image.width(),
+                image.height()
+            ),
+        ));
+    }
+    Ok(image)
+}
+
+/// Loads the generator; SV3D runs on the rasterizer's GPU when it has one, else the CPU (with a
+/// warning through `on_event`).
+pub fn open_generator(
+    config: &GeneratorConfig,
+    rasterizer: &Rasterizer,
+    on_event: OnEvent<'_>,
+) -> Result<Box<dyn OrbitGenerator>> {
+    Ok(match config {
+        GeneratorConfig::Inflate { profile } => Box::new(Inflate {
+            profile: *profile,
+            ..Default::default()
+        }),
+        GeneratorConfig::Sv3d {
+            weights,
+            steps,
+            seed,
+            decode_chunk,
+            precision,
+        } => {
+            let options = SampleOptions {
+                steps: *steps,
+                seed: *seed,
+                decode_chunk: *decode_chunk,
+                ..Default::default()
+            };
+            let generator = Sv3dGenerator::load(
+                weights,
+                &tensor_device(rasterizer),
+                precision.dtype(rasterizer),
+                options,
+            )?;
+            if matches!(rasterizer, Rasterizer::Cpu) {
+                on_event(&Event::Warning {
+                    stage: Some(Stage::Orbit),
+                    message: "SV3D on the CPU takes hours for one orbit; use --device gpu where \
+                              there is one"
+                        .to_string(),
+                });
+            }
+            Box::new(generator)
+        }
+    })
+}
+
+/// Generates the orbit of the prepared image (read from `prepared`) into `dir`: frames,
+/// cameras.json, transforms.json. Reports each part of the generation as a step (its time in the
+/// detail: `UNet step 3/50 in 1.20 s`), the generator's warnings and each frame as it is written.
+/// A generator cannot be stopped inside: a stop asked for at a part takes effect once it returns,
+/// before any frame is written. Returns what the stage record keeps (the generator, labelled).
+pub fn orbit_into(
+    prepared: &Path,
+    image: &RgbaImage,
+    settings: &OrbitConfig,
+    generator: &dyn OrbitGenerator,
+    rasterizer: &Rasterizer,
+    dir: &Path,
+    on_event: OnEvent<'_>,
+) -> Result<Value> {
+    let input = OrbitView {
+        elevation_deg: settings.input_elevation_deg,
+        azimuth_deg: 0.0,
+        radius: SV3D_RADIUS,
+    };
+    let views = camera::orbit(
+        &camera::even_azimuths(settings.frames),
+        settings.elevation_deg,
+        SV3D_RADIUS,
+    );
+    let intrinsics = Intrinsics::from_fov(SV3D_FOV_DEG, settings.res, settings.res);
+    let mut flow = Flow::Continue;
+    let mut on_part = |p: OrbitProgress| {
+        let answer = on_event(&Event::Step {
+            stage: Stage::Orbit,
+            step: p.done as u64,
+            total: p.total as u64,
+            loss: None,
+            psnr: None,
+            detail: Some(format!("{} in {:.2} s", p.part, p.seconds)),
+        });
+        if answer == Flow::Stop {
+            flow = Flow::Stop;
+        }
+    };
+    let generated = generator
+        .generate(image, input, &views, intrinsics, rasterizer, &mut on_part)
+        .map_err(|source| PipelineError::Generator {
+            path: prepared.to_path_buf(),
+            source,
+        })?;
+    flow.proceed()?;
+    for w in generated.warnings {
+        on_event(&Event::Warning {
+            stage: Some(Stage::Orbit),
+            message: w,
+        });
+    }
+    make_folder(dir)?;
+    let mut frames = Vec::new();
+    for (k, (img, view)) in generated.frames.iter().zip(&views).enumerate() {
+        let file = write_frame(dir, img, k, on_event)?;
+        frames.push(OrbitFrame {
+            file,
+            view: Some(*view),
+            camera: view.camera(intrinsics),
+        });
+    }
+    camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
+    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
+    Ok(json!({
+        "generator": generator.name(),
+        "description": generator.describe(),
+        "rasterizer": rasterizer.name(),
+        "frames": frames.len(),
+    }))
+}
+
+/// Writes frame `index` of an orbit into `dir` and reports it; returns its file name.
+fn write_frame(
+    dir: &Path,
+    image: &RgbaImage,
+    index: usize,
+    on_event: OnEvent<'_>,
+) -> Result<String> {
+    let file = format!("{index:03}.png");
+    let path = dir.join(&file);
+    save(&path, &encode_png(image)?)?;
+    on_event(&Event::Frame {
+        stage: Stage::Orbit,
+        index,
+        path,
+    });
+    Ok(file)
+}
+
+/// Imports an orbit made elsewhere from `from` into `dir` (frames with alpha, camera files),
+/// reporting each frame as it is written.
+pub fn import_into(
+    from: &Path,
+    order: OrbitOrder,
+    dir: &Path,
+    on_event: OnEvent<'_>,
+) -> Result<Value> {
+    let imported = import_frames(from, order)?;
+    make_folder(dir)?;
+    let mut frames = Vec::new();
+    for (k, f) in imported.iter().enumerate() {
+        let file = write_frame(dir, &f.image, k, on_event)?;
+        frames.push(OrbitFrame {
+            file,
+            view: f.view,
+            camera: f.camera,
+        });
+    }
+    if frames.iter().all(|f| f.view.is_some()) {
+        camera::write_cameras_json(&dir.join("cameras.json"), &frames)?;
+    }
+    camera::write_transforms_json(&dir.join("transforms.json"), &frames)?;
+    let sources: Vec<_> = imported
+        .iter()
+        .map(|f| f.source.display().to_string())
+        .collect();
+    Ok(json!({
+        "generator": "frames",
+        "description": "frames: an orbit imported from existing images",
+        "from": from,
+        "sources": sources,
+    }))
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_pipeline::{
     CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Overrides, Photo, Plan,
@@ -97,41 +97,7 @@ pub struct MeshArgs {
 
 pub fn run(args: MeshArgs) -> Result<ExitCode> {
     // Everything that can be checked before the long work is checked first.
-    let ext = args
-        .out
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_lowercase);
-    if !matches!(ext.as_deref(), Some("glb" | "obj" | "ply")) {
-        bail!(
-            "{}: the output must be .glb, .obj or .ply",
-            args.out.display()
-        );
-    }
     let generator = args.generator.config()?;
-    let parent = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        bail!("{}: no such folder for the output", parent.display());
-    }
-    if args.out.is_dir() {
-        bail!("{}: is a folder, not a mesh file", args.out.display());
-    }
-    // The output is written last: a folder that cannot take it must fail now, not after the
-    // long stages.
-    tempfile::NamedTempFile::new_in(&parent).with_context(|| {
-        format!(
-            "{}: cannot write the output into this folder",
-            parent.display()
-        )
-    })?;
-    if let Some(size) = args.size
-        && !(size.is_finite() && size > 0.0)
-    {
-        bail!("--size must be a positive number of metres");
-    }
     if args.size.is_some() && matches!(args.frame, FrameArg::Input) {
         bail!("--size rescales the object frame; --frame input keeps the photo's scale");
     }
@@ -139,8 +105,6 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         .work
         .clone()
         .unwrap_or_else(|| args.out.with_extension("work"));
-    std::fs::create_dir_all(&work)
-        .with_context(|| format!("{}: cannot create the work folder", work.display()))?;
     // The handler first: a test (or a user) who sees the lock may interrupt.
     interrupt::resume_hint_on_sigint(&work);
 

@@ -26,6 +26,9 @@ pub enum PipelineError {
     /// whose settings are wrong).
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
+    /// A setting out of its range, not about any file.
+    #[error("{0}")]
+    Invalid(String),
     /// The photo, its mask or the segmenter (orbitmesh-segment's error names the file).
     #[error(transparent)]
     Prepare(#[from] orbitmesh_segment::PrepareError),

@@ -1,7 +1,7 @@
 //! A run's plan: every stage's settings, made from one [`Preset`] and the user's [`Overrides`],
 //! declared once here for every front end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
 use orbitmesh_dmtet::RefineConfig;
@@ -12,6 +12,7 @@ use orbitmesh_render::{DeviceChoice, Rasterizer};
 use orbitmesh_segment::PrepareOptions;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::error::{PipelineError, Result};
 use crate::stages::coarse::CoarseMethod;
 
 /// How much work each stage does.
@@ -241,6 +242,51 @@ pub struct ExportConfig {
     pub size: Option<f64>,
     /// The file written (.glb, .obj or .ply), if any.
     pub out: Option<PathBuf>,
+}
+
+impl ExportConfig {
+    /// Checks what can be checked of the output before the long stages: its format, its folder
+    /// and that the folder takes a file, the size.
+    pub fn check(&self) -> Result<()> {
+        if let Some(size) = self.size
+            && !(size.is_finite() && size > 0.0)
+        {
+            return Err(PipelineError::Invalid(
+                "--size must be a positive number of metres".into(),
+            ));
+        }
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
+        let ext = out
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase);
+        if !matches!(ext.as_deref(), Some("glb" | "obj" | "ply")) {
+            return Err(PipelineError::input(
+                out,
+                "the output must be .glb, .obj or .ply",
+            ));
+        }
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !parent.is_dir() {
+            return Err(PipelineError::input(
+                parent,
+                "no such folder for the output",
+            ));
+        }
+        if out.is_dir() {
+            return Err(PipelineError::input(out, "is a folder, not a mesh file"));
+        }
+        tempfile::NamedTempFile::new_in(parent).map_err(PipelineError::io(
+            parent,
+            "cannot write the output into this folder",
+        ))?;
+        Ok(())
+    }
 }
 
 /// Side of the fine stage's texture.

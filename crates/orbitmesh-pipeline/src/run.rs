@@ -70,13 +70,14 @@ fn stage_fingerprint(settings: &impl Serialize, inputs: &[PathBuf]) -> Result<Va
 /// resumable). Then the export: the mesh simplified to the budget, placed in the plan's frame,
 /// written whole or not at all.
 pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
-    let invalid = |message: &str| PipelineError::input(work, message.to_string());
+    let invalid = |message: &str| PipelineError::Invalid(message.to_string());
     if plan.photo.is_none() && matches!(plan.orbit, OrbitSource::Generate(_)) {
         return Err(invalid("a generated orbit needs a photo"));
     }
     if plan.photo.is_none() && plan.export.frame == MeshFrame::Input {
         return Err(invalid("the photo's frame needs a photo"));
     }
+    plan.export.check()?;
     crate::output::make_folder(work)?;
     let _lock = lock_work_folder(work)?;
 

@@ -8,9 +8,8 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_bench::pairs::{PairEval, evaluate_pairs, read_pairs};
-use orbitmesh_geom::eval::{Alignment, Metrics};
 use orbitmesh_geom::io::write_atomic;
-use orbitmesh_geom::{Align, EvalFrame, EvalOptions, EvalReport, Sampling};
+use orbitmesh_geom::{Align, EvalFrame, EvalOptions, Sampling};
 
 use crate::input::{DeviceArg, UpArg};
 
@@ -135,7 +134,9 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         bail!("eval needs PRED and GT, or --batch PAIRS.csv");
     };
     let report = args.pair_eval().evaluate(pred, gt, &warn)?;
-    print_table(pred, gt, &report);
+    println!("pred  {}", pred.display());
+    println!("gt    {}", gt.display());
+    print!("{}", report.table());
     if let Some(json) = &args.json {
         let body = serde_json::json!({
             "pred": pred, "gt": gt, "protocol": "gso", "report": report,
@@ -146,69 +147,6 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         })?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn rows(m: &Metrics) -> Vec<(String, String)> {
-    let mut r = vec![
-        ("chamfer".into(), format!("{:.6}", m.points.chamfer)),
-        (
-            "chamfer_l2_squared".into(),
-            format!("{:.3e}", m.points.chamfer_l2_squared),
-        ),
-    ];
-    for f in &m.points.fscores {
-        r.push((
-            format!("fscore@{}", f.tau),
-            format!(
-                "{:.4}  (precision {:.4}, recall {:.4})",
-                f.fscore, f.precision, f.recall
-            ),
-        ));
-    }
-    r.push((
-        "volume_iou".into(),
-        m.volume_iou.map_or("skipped".into(), |v| format!("{v:.4}")),
-    ));
-    r.push((
-        "normal_consistency".into(),
-        format!("{:.4}", m.points.normal_consistency),
-    ));
-    r
-}
-
-fn print_table(pred: &Path, gt: &Path, report: &EvalReport) {
-    println!("pred  {}", pred.display());
-    println!("gt    {}", gt.display());
-    println!(
-        "{} points per mesh, seed {}, gso protocol (ground truth's normalised frame)",
-        report.points, report.seed
-    );
-    let before = rows(&report.metrics);
-    match &report.aligned {
-        None => {
-            for (k, v) in before {
-                println!("  {k:<20} {v}");
-            }
-        }
-        Some(Alignment {
-            metrics,
-            scale,
-            iterations,
-            rms,
-            ..
-        }) => {
-            println!("  {:<20} {:<44} after ICP", "", "as given");
-            for ((k, v), (_, a)) in before.into_iter().zip(rows(metrics)) {
-                println!("  {k:<20} {v:<44} {a}");
-            }
-            println!("  ICP: scale {scale:.4}, {iterations} iterations, rms {rms:.5}");
-        }
-    }
-    let s = &report.seconds;
-    println!(
-        "  seconds: sample {:.3}, nearest neighbours {:.3}, volume IoU {:.3}, align {:.3}",
-        s.sample, s.query, s.iou, s.align
-    );
 }
 
 fn run_batch(pairs_path: &Path, args: &EvalArgs) -> Result<ExitCode> {

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_geom::io::{write_glb, write_obj, write_ply};
+use orbitmesh_geom::io::{Format as MeshFormat, write_for_engines_as};
 
-use crate::input::{UpArg, load_mesh};
+use crate::input::{EngineArgs, UpArg, load_mesh};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -20,8 +20,9 @@ enum Format {
 #[derive(Args)]
 #[command(
     after_help = "GLB is written Y up (glTF's convention) with normals and the textures \
-embedded; OBJ and PLY stay Z up like every orbitmesh mesh. glTF units are metres: --size gives the \
-object's longest side in metres."
+embedded; OBJ and PLY stay Z up like every orbitmesh mesh unless --up y. glTF units are metres: \
+--size gives the object's longest side in metres, --pivot base stands it on the origin, --lods N \
+adds levels of detail at halving face budgets."
 )]
 pub struct ExportArgs {
     /// The mesh to convert
@@ -34,7 +35,7 @@ pub struct ExportArgs {
     format: Option<Format>,
     /// Up axis of the input file
     #[arg(long, value_enum, default_value = "z")]
-    up: UpArg,
+    input_up: UpArg,
     /// Centre the bounding box at the origin and scale its longest side to 1 first
     #[arg(long)]
     normalise: bool,
@@ -44,6 +45,8 @@ pub struct ExportArgs {
     /// Decimate to at most this many faces (quadric simplification)
     #[arg(long, value_parser = clap::value_parser!(u64).range(4..))]
     faces: Option<u64>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
@@ -69,7 +72,14 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     {
         bail!("--size must be a positive number of metres");
     }
-    let mut mesh = load_mesh(&args.mesh, args.up)?;
+    let format = match format {
+        Format::Glb => MeshFormat::Glb,
+        Format::Obj => MeshFormat::Obj,
+        Format::Ply => MeshFormat::Ply,
+    };
+    let engine = args.engine.options();
+    engine.check_as(&args.out, format)?;
+    let mut mesh = load_mesh(&args.mesh, args.input_up)?;
     if args.normalise {
         mesh.transform(&normalising_transform(&mesh.bounds()));
     }
@@ -79,11 +89,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     if let Some(size) = args.size {
         mesh.scale_longest_side_to(size);
     }
-    match format {
-        Format::Glb => write_glb(&args.out, &mesh, 1.0)?,
-        Format::Obj => write_obj(&args.out, &mesh)?,
-        Format::Ply => write_ply(&args.out, &mesh)?,
+    if let Some(pivot) = args.engine.pivot() {
+        mesh.move_pivot_to_origin(pivot);
     }
+    write_for_engines_as(&args.out, format, &mesh, &engine)?;
     println!(
         "{} vertices, {} faces -> {}",
         mesh.positions.len(),

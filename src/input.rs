@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use clap::ValueEnum;
-use orbitmesh_geom::{TriMesh, UpAxis, read_mesh};
+use clap::{Args, ValueEnum};
+use orbitmesh_geom::io::EngineOptions;
+use orbitmesh_geom::{Pivot, TriMesh, UpAxis, read_mesh};
 use orbitmesh_pipeline::{CoarseChoice, Precision, Preset};
 use orbitmesh_render::DeviceChoice;
 
@@ -82,6 +83,50 @@ impl From<PresetArg> for Preset {
             PresetArg::Default => Preset::Default,
             PresetArg::Best => Preset::Best,
         }
+    }
+}
+
+/// Where an exported object's origin goes.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PivotArg {
+    /// The centre of its base: the object stands on the ground plane over the origin
+    Base,
+    /// The centre of its bounding box
+    Centre,
+}
+
+/// How `mesh` and `export` lay a file out for game engines.
+#[derive(Args)]
+pub struct EngineArgs {
+    /// Levels of detail in the GLB: LOD0 at the face budget, each next at half the faces of the
+    /// one before (nodes <name>_LOD0, <name>_LOD1, …, and the MSFT_lod extension)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
+    lods: u64,
+    /// Where the origin goes [default: where the frame puts it]
+    #[arg(long, value_enum)]
+    pivot: Option<PivotArg>,
+    /// Up axis of the written file [default: y for .glb, as glTF requires; z for .obj and .ply]
+    #[arg(long, value_enum)]
+    up: Option<UpArg>,
+    /// PBR roughness of the GLB's material (its metallic is 0)
+    #[arg(long, default_value_t = 1.0)]
+    roughness: f32,
+}
+
+impl EngineArgs {
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions {
+            lods: self.lods as usize,
+            up: self.up.map(UpAxis::from),
+            roughness: self.roughness,
+        }
+    }
+
+    pub fn pivot(&self) -> Option<Pivot> {
+        self.pivot.map(|p| match p {
+            PivotArg::Base => Pivot::Base,
+            PivotArg::Centre => Pivot::Centre,
+        })
     }
 }
 

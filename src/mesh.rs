@@ -13,7 +13,7 @@ use orbitmesh_pipeline::{
 use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
 use orbitmesh_segment::PrepareOptions;
 
-use crate::input::{CoarseArg, DeviceArg, PresetArg, parse_seconds};
+use crate::input::{CoarseArg, DeviceArg, EngineArgs, PresetArg, parse_seconds};
 use crate::interrupt;
 use crate::orbit::{GeneratorArgs, OrderArg};
 use crate::prepare::SegmenterArgs;
@@ -93,6 +93,8 @@ pub struct MeshArgs {
     /// Face budget of the output (quadric decimation)
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
     faces: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub fn run(args: MeshArgs) -> Result<ExitCode> {
@@ -145,7 +147,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             FrameArg::Input => MeshFrame::Input,
         },
         size: args.size,
+        pivot: args.engine.pivot(),
         out: Some(args.out.clone()),
+        engine: args.engine.options(),
     };
     let plan = Plan::new(
         args.preset.into(),

@@ -8,10 +8,9 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_orbit::InflateProfile;
 use orbitmesh_orbit::frames::OrbitOrder;
-use orbitmesh_pipeline::stages::orbit::{import_into, open_generator, orbit_into, read_prepared};
+use orbitmesh_pipeline::stages::orbit::{orbit_fingerprint, read_prepared, write_orbit};
 use orbitmesh_pipeline::{
-    GeneratorConfig, OrbitConfig, StageRecord, StagedFolder, files_in, fingerprint,
-    write_stage_record,
+    GeneratorConfig, OrbitConfig, OrbitSource, StageRecord, StagedFolder, write_stage_record,
 };
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
 use orbitmesh_render::open_rasterizer;
@@ -186,70 +185,53 @@ impl OrderArg {
 }
 
 pub fn run(args: OrbitArgs) -> Result<ExitCode> {
-    let mut progress = Progress::new();
-    if let Some(from) = &args.from_frames {
-        let started = Instant::now();
-        let staged = StagedFolder::new(&args.out)?;
-        let order = args.orbit_order.order(args.elevation);
-        let details = import_into(from, order, staged.path(), &mut |e| progress.on_event(e))?;
-        let settings = serde_json::json!({ "generator": "frames", "order": format!("{order:?}") });
-        let files = files_in(from)?;
-        let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-        let fp = fingerprint(&settings, &inputs)?;
-        let seconds = started.elapsed().as_secs_f64();
-        let record = StageRecord::new("orbit", fp, details, seconds);
-        write_stage_record(staged.path(), &record)?;
-        staged.publish()?;
-        drop(progress);
-        println!(
-            "{} frames imported from {} into {}",
-            files.len(),
-            from.display(),
-            args.out.display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let Some(prepared) = &args.prepared else {
-        bail!("give PREPARED (a prepared image) or --from-frames DIR");
+    let (source, prepared) = match (&args.from_frames, &args.prepared) {
+        (Some(from), _) => {
+            let order = args.orbit_order.order(args.elevation);
+            let source = OrbitSource::Import {
+                dir: from.clone(),
+                order,
+            };
+            (source, Path::new(""))
+        }
+        (None, Some(prepared)) => {
+            // The input is checked before the (possibly slow) device is opened.
+            read_prepared(prepared)?;
+            (
+                OrbitSource::Generate(args.generator.config()?),
+                prepared.as_path(),
+            )
+        }
+        (None, None) => bail!("give PREPARED (a prepared image) or --from-frames DIR"),
     };
-    let config = args.generator.config()?;
     let settings = OrbitConfig {
         frames: args.frames as usize,
         elevation_deg: args.elevation,
         input_elevation_deg: args.input_elevation,
         res: args.res,
     };
-    // The input is checked before the (possibly slow) device is opened.
-    let image = read_prepared(prepared)?;
     let rasterizer = open_rasterizer(args.device.into())?;
     let started = Instant::now();
-    let generator = open_generator(&config, &rasterizer, &mut |e| progress.on_event(e))?;
     let staged = StagedFolder::new(&args.out)?;
-    let details = orbit_into(
-        prepared,
-        &image,
+    let mut progress = Progress::new();
+    let details = write_orbit(
+        &source,
         &settings,
-        generator.as_ref(),
+        prepared,
         &rasterizer,
         staged.path(),
         &mut |e| progress.on_event(e),
     )?;
+    drop(progress);
     let seconds = started.elapsed().as_secs_f64();
-    let mut inputs: Vec<&Path> = vec![prepared];
-    inputs.extend(args.generator.weights.as_deref());
-    let fp = fingerprint(
-        &serde_json::json!({ "generator": config, "orbit": settings }),
-        &inputs,
-    )?;
+    let fp = orbit_fingerprint(&source, &settings, prepared)?;
     let record = StageRecord::new("orbit", fp, details.clone(), seconds);
     write_stage_record(staged.path(), &record)?;
     staged.publish()?;
-    drop(progress);
     println!(
-        "{} frames in {} from {} ({seconds:.2} s)",
-        settings.frames,
+        "{} in {} ({seconds:.2} s)",
+        details["description"].as_str().unwrap_or("?"),
         args.out.display(),
-        details["description"].as_str().unwrap_or("?")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 mod common;
 
 mod bench;
+mod engines;
 mod eval;
 mod full_disk;
 mod hull;

@@ -318,7 +318,9 @@ fn run_object(
         faces: 100_000,
         frame,
         size: None,
+        pivot: None,
         out: None,
+        engine: Default::default(),
     };
     let plan = Plan::new(
         config.preset,

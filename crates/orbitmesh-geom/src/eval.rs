@@ -1,5 +1,6 @@
 //! `evaluate`: the whole `gso` protocol for one prediction against one ground truth.
 
+use std::fmt::Write;
 use std::time::Instant;
 
 use nalgebra::Similarity3;
@@ -104,6 +105,79 @@ pub struct EvalReport {
     /// With `Align::Icp`: the alignment found and the metrics after it.
     pub aligned: Option<Alignment>,
     pub seconds: Timings,
+}
+
+impl EvalReport {
+    /// The report as a table for people: each metric as given (and after ICP when aligned), the
+    /// alignment, the time each part took.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} points per mesh, seed {}, gso protocol (ground truth's normalised frame)",
+            self.points, self.seed
+        );
+        let before = rows(&self.metrics);
+        match &self.aligned {
+            None => {
+                for (k, v) in before {
+                    let _ = writeln!(out, "  {k:<20} {v}");
+                }
+            }
+            Some(Alignment {
+                metrics,
+                scale,
+                iterations,
+                rms,
+                ..
+            }) => {
+                let _ = writeln!(out, "  {:<20} {:<44} after ICP", "", "as given");
+                for ((k, v), (_, a)) in before.into_iter().zip(rows(metrics)) {
+                    let _ = writeln!(out, "  {k:<20} {v:<44} {a}");
+                }
+                let _ = writeln!(
+                    out,
+                    "  ICP: scale {scale:.4}, {iterations} iterations, rms {rms:.5}"
+                );
+            }
+        }
+        let s = &self.seconds;
+        let _ = writeln!(
+            out,
+            "  seconds: sample {:.3}, nearest neighbours {:.3}, volume IoU {:.3}, align {:.3}",
+            s.sample, s.query, s.iou, s.align
+        );
+        out
+    }
+}
+
+/// Each metric and its value as the table shows it.
+fn rows(m: &Metrics) -> Vec<(String, String)> {
+    let mut r = vec![
+        ("chamfer".into(), format!("{:.6}", m.points.chamfer)),
+        (
+            "chamfer_l2_squared".into(),
+            format!("{:.3e}", m.points.chamfer_l2_squared),
+        ),
+    ];
+    for f in &m.points.fscores {
+        r.push((
+            format!("fscore@{}", f.tau),
+            format!(
+                "{:.4}  (precision {:.4}, recall {:.4})",
+                f.fscore, f.precision, f.recall
+            ),
+        ));
+    }
+    r.push((
+        "volume_iou".into(),
+        m.volume_iou.map_or("skipped".into(), |v| format!("{v:.4}")),
+    ));
+    r.push((
+        "normal_consistency".into(),
+        format!("{:.4}", m.points.normal_consistency),
+    ));
+    r
 }
 
 fn measure(

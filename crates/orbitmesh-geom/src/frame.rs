@@ -27,6 +27,16 @@ impl UpAxis {
     }
 }
 
+/// Where an exported object's origin is, as game engines place objects by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pivot {
+    /// The centre of its bounding box.
+    Centre,
+    /// The centre of its base: the object stands on the ground plane (z = 0) over the origin.
+    Base,
+}
+
 /// The transform that centres `bounds` at the origin and scales its longest side to 1. A
 /// degenerate box (a point) is only centred.
 pub fn normalising_transform(bounds: &Aabb) -> Similarity3<f64> {
@@ -64,6 +74,21 @@ impl TriMesh {
         }
     }
 
+    /// Moves the mesh (Z up) so that `pivot` is at the origin.
+    pub fn move_pivot_to_origin(&mut self, pivot: Pivot) {
+        let b = self.bounds();
+        let c = b.centre();
+        let z = match pivot {
+            Pivot::Centre => c[2],
+            Pivot::Base => b.min[2],
+        };
+        self.transform(&Similarity3::from_parts(
+            Vector3::new(-c[0], -c[1], -z).into(),
+            UnitQuaternion::identity(),
+            1.0,
+        ));
+    }
+
     /// Turns the mesh into the object frame (Z up, centred, longest side 1) and returns the
     /// transform applied, so a caller can map results back.
     pub fn normalise(&mut self, up: UpAxis) -> Similarity3<f64> {
@@ -78,6 +103,18 @@ impl TriMesh {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pivot_at_the_base_stands_the_object_on_the_origin() {
+        let mut mesh = crate::shapes::cuboid([1.0, 2.0, 3.0], [3.0, 6.0, 4.0]);
+        let mut centred = mesh.clone();
+        mesh.move_pivot_to_origin(Pivot::Base);
+        let b = mesh.bounds();
+        assert_eq!((b.min, b.max), ([-1.0, -2.0, 0.0], [1.0, 2.0, 1.0]));
+        centred.move_pivot_to_origin(Pivot::Centre);
+        let b = centred.bounds();
+        assert_eq!((b.min, b.max), ([-1.0, -2.0, -0.5], [1.0, 2.0, 0.5]));
+    }
 
     #[test]
     fn y_up_turns_y_into_z_and_z_into_minus_y() {

@@ -17,7 +17,7 @@ pub mod winding;
 
 pub use error::{GeomError, Result};
 pub use eval::{Align, EvalFrame, EvalOptions, EvalReport, evaluate, evaluate_with};
-pub use frame::UpAxis;
+pub use frame::{Pivot, UpAxis};
 pub use io::{MeshFile, read_mesh, write_mesh};
 pub use mesh::{Aabb, Material, TriMesh, triangle_area};
 pub use metrics::{chamfer_distance, volume_iou};

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
 use orbitmesh_dmtet::RefineConfig;
+use orbitmesh_geom::Pivot;
+use orbitmesh_geom::io::EngineOptions;
 use orbitmesh_orbit::InflateProfile;
 use orbitmesh_orbit::frames::OrbitOrder;
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
@@ -240,8 +242,12 @@ pub struct ExportConfig {
     pub frame: MeshFrame,
     /// The longest side in metres, if not the frame's own.
     pub size: Option<f64>,
+    /// Where the origin goes (after `size`), if not where the frame puts it.
+    pub pivot: Option<Pivot>,
     /// The file written (.glb, .obj or .ply), if any.
     pub out: Option<PathBuf>,
+    /// Levels of detail, up axis and material of the file.
+    pub engine: EngineOptions,
 }
 
 impl ExportConfig {
@@ -285,6 +291,7 @@ impl ExportConfig {
             parent,
             "cannot write the output into this folder",
         ))?;
+        self.engine.check(out)?;
         Ok(())
     }
 }

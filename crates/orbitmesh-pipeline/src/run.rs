@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_geom::{TriMesh, read_mesh, write_mesh};
+use orbitmesh_geom::io::write_for_engines;
+use orbitmesh_geom::{TriMesh, read_mesh};
 use orbitmesh_render::{colour_from_frames, open_rasterizer, read_orbit};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -13,9 +14,9 @@ use crate::error::{PipelineError, Result};
 use crate::event::{Event, OnEvent, Stage};
 use crate::plan::{GeneratorConfig, MeshFrame, OrbitSource, Plan};
 use crate::stages::fine::{Sv3dGuide, refine_into};
-use crate::stages::orbit::{import_into, open_generator, orbit_into, read_prepared};
+use crate::stages::orbit::{orbit_fingerprint, write_orbit};
 use crate::stages::prepare::{CROP_FILE, photo_frame, prepare_into};
-use crate::work::{StageRun, files_in, fingerprint, lock_work_folder};
+use crate::work::{StageRun, fingerprint, lock_work_folder};
 
 /// What a run made: the exported mesh (in the plan's frame, also written to the plan's output
 /// file if it names one) and the stage folders it came from.
@@ -106,44 +107,26 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
 
     let rasterizer = open_rasterizer(plan.device)?;
     let orbit_dir = work.join("orbit");
-    let (fp, outputs) = match &plan.orbit {
-        OrbitSource::Generate(generator) => {
-            let mut inputs = vec![prepare_dir.join("stage.json")];
-            if let GeneratorConfig::Sv3d { weights, .. } = generator {
-                inputs.push(weights.clone());
-            }
-            let settings = json!({ "generator": generator, "orbit": plan.orbit_config });
-            (stage_fingerprint(&settings, &inputs)?, "transforms.json")
-        }
-        OrbitSource::Import { dir, order } => {
-            let settings = json!({ "generator": "frames", "order": format!("{order:?}") });
-            (
-                stage_fingerprint(&settings, &files_in(dir)?)?,
-                "transforms.json",
-            )
-        }
-    };
     run_stage(
         &orbit_dir,
         Stage::Orbit,
-        &fp,
-        &[outputs],
+        &orbit_fingerprint(
+            &plan.orbit,
+            &plan.orbit_config,
+            &prepare_dir.join("stage.json"),
+        )?,
+        &["transforms.json"],
         false,
         on_event,
-        |dir, on_event| match &plan.orbit {
-            OrbitSource::Generate(config) => {
-                let generator = open_generator(config, &rasterizer, on_event)?;
-                orbit_into(
-                    &prepared,
-                    &read_prepared(&prepared)?,
-                    &plan.orbit_config,
-                    generator.as_ref(),
-                    &rasterizer,
-                    dir,
-                    on_event,
-                )
-            }
-            OrbitSource::Import { dir: from, order } => import_into(from, *order, dir, on_event),
+        |dir, on_event| {
+            write_orbit(
+                &plan.orbit,
+                &plan.orbit_config,
+                &prepared,
+                &rasterizer,
+                dir,
+                on_event,
+            )
         },
     )?;
 
@@ -229,11 +212,14 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
     if let Some(size) = plan.export.size {
         mesh.scale_longest_side_to(size);
     }
+    if let Some(pivot) = plan.export.pivot {
+        mesh.move_pivot_to_origin(pivot);
+    }
     if let Some(out) = &plan.export.out {
         on_event(&Event::Publishing {
             stage: Stage::Export,
         });
-        write_mesh(out, &mesh)?;
+        write_for_engines(out, &mesh, &plan.export.engine)?;
     }
     on_event(&Event::StageFinished {
         stage: Stage::Export,

@@ -70,67 +70,77 @@ fn floats<const N: usize>(v: &[[f32; N]]) -> Vec<u8> {
     v.iter().flatten().flat_map(|f| f.to_le_bytes()).collect()
 }
 
-/// Writes `mesh` (Z up, in the object frame) as GLB, Y up, scaled by `scale` (metres per unit).
-pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
-    mesh.validate(path)?;
-    // Z up → Y up: −90° about X, (x, y, z) → (x, z, −y).
-    let positions: Vec<[f32; 3]> = mesh
-        .positions
-        .iter()
-        .map(|p| [p[0] * scale, p[2] * scale, -p[1] * scale])
-        .collect();
-    // The same turn for the normals; glTF wants unit normals, so vertices without one get +Y.
-    let normals: Vec<[f32; 3]> = mesh
-        .vertex_normals()
-        .into_iter()
-        .map(|n| {
-            if n == [0.0; 3] {
-                [0.0, 1.0, 0.0]
-            } else {
-                [n[0], n[2], -n[1]]
-            }
-        })
-        .collect();
-    let mut lo = [f32::INFINITY; 3];
-    let mut hi = [f32::NEG_INFINITY; 3];
-    for p in &positions {
-        for k in 0..3 {
-            lo[k] = lo[k].min(p[k]);
-            hi[k] = hi[k].max(p[k]);
+/// How [`write_glb_lods`] names and dresses a file for an engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlbOptions {
+    /// The object's name: its node's and its mesh's; with several levels of detail, level `i` is
+    /// the node `<name>_LOD<i>` (the naming Unity's and Unreal's importers make LOD groups of).
+    pub name: String,
+    /// Metres per unit.
+    pub scale: f32,
+    /// The materials' PBR roughness; metallic is 0 (a scan's colour is a dielectric's).
+    pub roughness: f32,
+}
+
+impl Default for GlbOptions {
+    fn default() -> Self {
+        GlbOptions {
+            name: "orbitmesh".into(),
+            scale: 1.0,
+            roughness: 1.0,
         }
     }
+}
 
+/// Writes `mesh` (Z up, in the object frame) as GLB, Y up, scaled by `scale` (metres per unit).
+pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
+    let options = GlbOptions {
+        scale,
+        ..Default::default()
+    };
+    write_glb_lods(path, std::slice::from_ref(mesh), &options)
+}
+
+/// Screen coverage below which level `i` of `levels` gives way to the next (MSFT_lod's hint):
+/// halving faces suit halving on-screen size; the last level stays down to nothing.
+fn screen_coverage(i: usize, levels: usize) -> f64 {
+    if i + 1 == levels {
+        0.0
+    } else {
+        0.5f64.powi(i as i32 + 1)
+    }
+}
+
+/// Writes levels of detail of one object (Z up, in the object frame; the same materials, finest
+/// first) as one GLB, Y up. One level is one node named `options.name`; several are the nodes
+/// `<name>_LOD0`, `<name>_LOD1`, …: LOD0 under a node named `<name>` in the scene, naming the
+/// others through the MSFT_lod extension with their screen-coverage hints
+/// (`MSFT_screencoverage`), for viewers that switch levels themselves.
+pub fn write_glb_lods(path: &Path, lods: &[TriMesh], options: &GlbOptions) -> Result<()> {
+    let Some(first) = lods.first() else {
+        return Err(GeomError::Invalid {
+            path: path.to_path_buf(),
+            message: "no mesh to write".into(),
+        });
+    };
+    for mesh in lods {
+        mesh.validate(path)?;
+        if mesh.materials.len() != first.materials.len() {
+            return Err(GeomError::Invalid {
+                path: path.to_path_buf(),
+                message: "levels of detail must share their materials".into(),
+            });
+        }
+    }
     let mut root = json::Root::default();
     root.asset.generator = Some(format!("orbitmesh {}", env!("CARGO_PKG_VERSION")));
     let mut bin = Bin { bytes: Vec::new() };
-    use json::accessor::{ComponentType as C, Type as T};
-    use json::buffer::Target;
-    let n = positions.len();
-    let view = bin.push(&mut root, &floats(&positions), Some(Target::ArrayBuffer));
-    let pos = accessor(&mut root, view, n, C::F32, T::Vec3, Some((lo, hi)));
-    let view = bin.push(&mut root, &floats(&normals), Some(Target::ArrayBuffer));
-    let nrm = accessor(&mut root, view, n, C::F32, T::Vec3, None);
-    let mut attributes = BTreeMap::new();
-    attributes.insert(Valid(json::mesh::Semantic::Positions), pos);
-    attributes.insert(Valid(json::mesh::Semantic::Normals), nrm);
-    if let Some(uvs) = &mesh.uvs {
-        // glTF's texture origin is the top-left corner, OBJ's the bottom-left.
-        let flipped: Vec<[f32; 2]> = uvs.iter().map(|t| [t[0], 1.0 - t[1]]).collect();
-        let view = bin.push(&mut root, &floats(&flipped), Some(Target::ArrayBuffer));
-        let acc = accessor(&mut root, view, n, C::F32, T::Vec2, None);
-        attributes.insert(Valid(json::mesh::Semantic::TexCoords(0)), acc);
-    }
-    if let Some(colors) = &mesh.colors {
-        let view = bin.push(&mut root, &floats(colors), Some(Target::ArrayBuffer));
-        let acc = accessor(&mut root, view, n, C::F32, T::Vec3, None);
-        attributes.insert(Valid(json::mesh::Semantic::Colors(0)), acc);
-    }
 
-    // One material per orbitmesh material; textures embedded as they are (PNG or JPEG) or
-    // re-encoded to PNG.
+    // One material per orbitmesh material, shared by every level; textures embedded as they are
+    // (PNG or JPEG) or re-encoded to PNG.
     let mut materials = Vec::new();
-    for m in &mesh.materials {
-        let texture = match (&m.diffuse_texture, &mesh.uvs) {
+    for m in &first.materials {
+        let texture = match (&m.diffuse_texture, &first.uvs) {
             (Some(file), Some(_)) => Some(embed_image(&mut root, &mut bin, file)?),
             _ => None,
         };
@@ -147,66 +157,63 @@ pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
                     extras: Default::default(),
                 }),
                 metallic_factor: json::material::StrengthFactor(0.0),
-                roughness_factor: json::material::StrengthFactor(1.0),
+                roughness_factor: json::material::StrengthFactor(options.roughness),
                 ..Default::default()
             },
             ..Default::default()
         }));
     }
 
-    // One primitive per material used (or one for all faces).
-    let groups: Vec<(Option<usize>, Vec<[u32; 3]>)> = if mesh.face_materials.is_empty() {
-        vec![(None, mesh.faces.clone())]
-    } else {
-        (0..mesh.materials.len())
-            .map(|m| {
-                let faces = mesh
-                    .faces
-                    .iter()
-                    .zip(&mesh.face_materials)
-                    .filter(|(_, fm)| **fm as usize == m)
-                    .map(|(f, _)| *f)
-                    .collect();
-                (Some(m), faces)
-            })
-            .filter(|(_, f): &(_, Vec<_>)| !f.is_empty())
-            .collect()
+    let node = |root: &mut json::Root, name: String, mesh, children| {
+        root.push(json::Node {
+            mesh,
+            name: Some(name),
+            children,
+            ..Default::default()
+        })
     };
-    let mut primitives = Vec::new();
-    for (material, faces) in groups {
-        let indices: Vec<u8> = faces
+    let top = if lods.len() == 1 {
+        let mesh = push_mesh(
+            &mut root,
+            &mut bin,
+            first,
+            &materials,
+            options,
+            &options.name,
+        );
+        node(&mut root, options.name.clone(), Some(mesh), None)
+    } else {
+        let levels: Vec<json::Index<json::Node>> = lods
             .iter()
-            .flatten()
-            .flat_map(|i| i.to_le_bytes())
+            .enumerate()
+            .map(|(i, lod)| {
+                let name = format!("{}_LOD{i}", options.name);
+                let mesh = push_mesh(&mut root, &mut bin, lod, &materials, options, &name);
+                node(&mut root, name, Some(mesh), None)
+            })
             .collect();
-        let view = bin.push(&mut root, &indices, Some(Target::ElementArrayBuffer));
-        let idx = accessor(&mut root, view, faces.len() * 3, C::U32, T::Scalar, None);
-        primitives.push(json::mesh::Primitive {
-            attributes: attributes.clone(),
-            extensions: Default::default(),
-            extras: Default::default(),
-            indices: Some(idx),
-            material: material.map(|m| materials[m]),
-            mode: Valid(json::mesh::Mode::Triangles),
-            targets: None,
-        });
-    }
-    let gmesh = root.push(json::Mesh {
-        extensions: Default::default(),
-        extras: Default::default(),
-        name: Some("orbitmesh".into()),
-        primitives,
-        weights: None,
-    });
-    let node = root.push(json::Node {
-        mesh: Some(gmesh),
-        ..Default::default()
-    });
+        let lod0 = &mut root.nodes[levels[0].value()];
+        let ids: Vec<usize> = levels[1..].iter().map(|n| n.value()).collect();
+        let mut others = serde_json::Map::new();
+        others.insert("MSFT_lod".into(), serde_json::json!({ "ids": ids }));
+        lod0.extensions = Some(json::extensions::scene::Node { others });
+        let coverage: Vec<f64> = (0..lods.len())
+            .map(|i| screen_coverage(i, lods.len()))
+            .collect();
+        lod0.extras = serde_json::value::to_raw_value(
+            &serde_json::json!({ "MSFT_screencoverage": coverage }),
+        )
+        .ok();
+        root.extensions_used.push("MSFT_lod".into());
+        // The coarser levels hang from no node: MSFT_lod names them as LOD0's stand-ins, and a
+        // viewer that does not read it draws LOD0 alone.
+        node(&mut root, options.name.clone(), None, Some(vec![levels[0]]))
+    };
     let scene = root.push(json::Scene {
         extensions: Default::default(),
         extras: Default::default(),
         name: None,
-        nodes: vec![node],
+        nodes: vec![top],
     });
     root.scene = Some(scene);
     while !bin.bytes.len().is_multiple_of(4) {
@@ -242,6 +249,113 @@ pub fn write_glb(path: &Path, mesh: &TriMesh, scale: f32) -> Result<()> {
         message: format!("GLB container: {e}"),
     })?;
     write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
+}
+
+/// Adds `mesh` (Z up) to `root` as a glTF mesh named `name`, Y up: its vertex attributes and one
+/// primitive per material it uses.
+fn push_mesh(
+    root: &mut json::Root,
+    bin: &mut Bin,
+    mesh: &TriMesh,
+    materials: &[json::Index<json::Material>],
+    options: &GlbOptions,
+    name: &str,
+) -> json::Index<json::Mesh> {
+    let scale = options.scale;
+    // Z up → Y up: −90° about X, (x, y, z) → (x, z, −y).
+    let positions: Vec<[f32; 3]> = mesh
+        .positions
+        .iter()
+        .map(|p| [p[0] * scale, p[2] * scale, -p[1] * scale])
+        .collect();
+    // The same turn for the normals; glTF wants unit normals, so vertices without one get +Y.
+    let normals: Vec<[f32; 3]> = mesh
+        .vertex_normals()
+        .into_iter()
+        .map(|n| {
+            if n == [0.0; 3] {
+                [0.0, 1.0, 0.0]
+            } else {
+                [n[0], n[2], -n[1]]
+            }
+        })
+        .collect();
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for p in &positions {
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+
+    use json::accessor::{ComponentType as C, Type as T};
+    use json::buffer::Target;
+    let n = positions.len();
+    let view = bin.push(root, &floats(&positions), Some(Target::ArrayBuffer));
+    let pos = accessor(root, view, n, C::F32, T::Vec3, Some((lo, hi)));
+    let view = bin.push(root, &floats(&normals), Some(Target::ArrayBuffer));
+    let nrm = accessor(root, view, n, C::F32, T::Vec3, None);
+    let mut attributes = BTreeMap::new();
+    attributes.insert(Valid(json::mesh::Semantic::Positions), pos);
+    attributes.insert(Valid(json::mesh::Semantic::Normals), nrm);
+    if let Some(uvs) = &mesh.uvs {
+        // glTF's texture origin is the top-left corner, OBJ's the bottom-left.
+        let flipped: Vec<[f32; 2]> = uvs.iter().map(|t| [t[0], 1.0 - t[1]]).collect();
+        let view = bin.push(root, &floats(&flipped), Some(Target::ArrayBuffer));
+        let acc = accessor(root, view, n, C::F32, T::Vec2, None);
+        attributes.insert(Valid(json::mesh::Semantic::TexCoords(0)), acc);
+    }
+    if let Some(colors) = &mesh.colors {
+        let view = bin.push(root, &floats(colors), Some(Target::ArrayBuffer));
+        let acc = accessor(root, view, n, C::F32, T::Vec3, None);
+        attributes.insert(Valid(json::mesh::Semantic::Colors(0)), acc);
+    }
+
+    // One primitive per material used (or one for all faces).
+    let groups: Vec<(Option<usize>, Vec<[u32; 3]>)> = if mesh.face_materials.is_empty() {
+        vec![(None, mesh.faces.clone())]
+    } else {
+        (0..mesh.materials.len())
+            .map(|m| {
+                let faces = mesh
+                    .faces
+                    .iter()
+                    .zip(&mesh.face_materials)
+                    .filter(|(_, fm)| **fm as usize == m)
+                    .map(|(f, _)| *f)
+                    .collect();
+                (Some(m), faces)
+            })
+            .filter(|(_, f): &(_, Vec<_>)| !f.is_empty())
+            .collect()
+    };
+    let mut primitives = Vec::new();
+    for (material, faces) in groups {
+        let indices: Vec<u8> = faces
+            .iter()
+            .flatten()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        let view = bin.push(root, &indices, Some(Target::ElementArrayBuffer));
+        let idx = accessor(root, view, faces.len() * 3, C::U32, T::Scalar, None);
+        primitives.push(json::mesh::Primitive {
+            attributes: attributes.clone(),
+            extensions: Default::default(),
+            extras: Default::default(),
+            indices: Some(idx),
+            material: material.map(|m| materials[m]),
+            mode: Valid(json::mesh::Mode::Triangles),
+            targets: None,
+        });
+    }
+    root.push(json::Mesh {
+        extensions: Default::default(),
+        extras: Default::default(),
+        name: Some(name.to_string()),
+        primitives,
+        weights: None,
+    })
 }
 
 /// Refuses what the gltf crates panic on (both found by the fuzzer): a primitive whose attributes

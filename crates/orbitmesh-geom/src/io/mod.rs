@@ -1,6 +1,7 @@
 //! Reading meshes from disk (OBJ+MTL, PLY, OFF, gzipped or not, GSO object folders) and writing
 //! them (OBJ+MTL+textures, PLY), always through a temporary file that is renamed into place.
 
+mod engine;
 mod glb;
 mod obj;
 mod off;
@@ -13,7 +14,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{GeomError, Result};
 use crate::mesh::TriMesh;
 
-pub use glb::write_glb;
+pub use engine::{EngineOptions, write_for_engines, write_for_engines_as};
+pub use glb::{GlbOptions, write_glb, write_glb_lods};
 pub use obj::write_obj;
 pub use ply::write_ply;
 
@@ -26,8 +28,9 @@ pub struct MeshFile {
     pub warnings: Vec<String>,
 }
 
+/// A mesh file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Obj,
     Ply,
     Off,

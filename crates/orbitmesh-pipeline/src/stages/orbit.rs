@@ -1,6 +1,6 @@
 //! The orbit stage: frames around the object, from a generator or imported.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::RgbaImage;
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use crate::error::{PipelineError, Result};
 use crate::event::{Event, Flow, OnEvent, Stage};
 use crate::output::{encode_png, make_folder, save};
-use crate::plan::{GeneratorConfig, OrbitConfig, tensor_device};
+use crate::plan::{GeneratorConfig, OrbitConfig, OrbitSource, tensor_device};
+use crate::work::{files_in, fingerprint};
 
 /// Reads a prepared image, checking it is one (square).
 pub fn read_prepared(path: &Path) -> Result<RgbaImage> {
@@ -77,6 +78,60 @@ pub fn open_generator(
             Box::new(generator)
         }
     })
+}
+
+/// The orbit stage's fingerprint: the generator's settings and the orbit's, with the bytes of
+/// `prepared` (the prepared image, or in a work folder the prepare stage's record, which holds
+/// the photo's hash) and of SV3D's weights; for imported frames, their bytes.
+pub fn orbit_fingerprint(
+    source: &OrbitSource,
+    config: &OrbitConfig,
+    prepared: &Path,
+) -> Result<Value> {
+    match source {
+        OrbitSource::Generate(generator) => {
+            let mut inputs = vec![prepared];
+            if let GeneratorConfig::Sv3d { weights, .. } = generator {
+                inputs.push(weights);
+            }
+            fingerprint(&json!({ "generator": generator, "orbit": config }), &inputs)
+        }
+        OrbitSource::Import { dir, order } => {
+            let files = files_in(dir)?;
+            let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            let settings = json!({ "generator": "frames", "order": format!("{order:?}") });
+            fingerprint(&settings, &inputs)
+        }
+    }
+}
+
+/// Writes the orbit of `source` into `dir`: generated from the prepared image at `prepared`
+/// ([`orbit_into`]) or imported ([`import_into`]). Returns what the stage record keeps.
+pub fn write_orbit(
+    source: &OrbitSource,
+    config: &OrbitConfig,
+    prepared: &Path,
+    rasterizer: &Rasterizer,
+    dir: &Path,
+    on_event: OnEvent<'_>,
+) -> Result<Value> {
+    match source {
+        OrbitSource::Generate(generator) => {
+            // The input is checked before the (possibly slow) generator is loaded.
+            let image = read_prepared(prepared)?;
+            let generator = open_generator(generator, rasterizer, on_event)?;
+            orbit_into(
+                prepared,
+                &image,
+                config,
+                generator.as_ref(),
+                rasterizer,
+                dir,
+                on_event,
+            )
+        }
+        OrbitSource::Import { dir: from, order } => import_into(from, *order, dir, on_event),
+    }
 }
 
 /// Generates the orbit of the prepared image (read from `prepared`) into `dir`: frames,

@@ -1,0 +1,111 @@
+//! Files for game engines, checked in a real client: every GLB the export writes is imported
+//! into Blender (`blender -b`, Debian's `blender` and `python3-numpy`), which must find its
+//! levels of detail, their face counts, the material with its texture, the size and the pivot.
+//! Without Blender the test skips with a line saying so; CI installs it and sets
+//! ORBITMESH_REQUIRE_BLENDER_TESTS=1, so that a skip fails.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{orbitmesh, text};
+
+/// What Blender made of a GLB: one entry per object.
+fn blender_import(glb: &Path) -> Option<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/blender_import.py");
+    let run = Command::new("blender")
+        .args(["-b", "--factory-startup", "--python"])
+        .arg(&script)
+        .arg("--")
+        .arg(glb)
+        .output();
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => {
+            let line = format!(
+                "skipped: Blender cannot be run ({e}); install it: apt-get install blender \
+                 python3-numpy"
+            );
+            if std::env::var("ORBITMESH_REQUIRE_BLENDER_TESTS").is_ok_and(|v| v == "1") {
+                panic!("{line}, and ORBITMESH_REQUIRE_BLENDER_TESTS=1 forbids skipping");
+            }
+            eprintln!("{line}");
+            return None;
+        }
+    };
+    let out = text(&run.stdout);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("BLENDER_IMPORT "))
+        .unwrap_or_else(|| panic!("Blender imported nothing: {out}\n{}", text(&run.stderr)));
+    Some(serde_json::from_str(line).unwrap())
+}
+
+fn object<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no object {name} in {report}"))
+}
+
+#[test]
+fn exported_glbs_import_into_blender_with_their_levels_size_and_pivot() {
+    let dir = tempfile::tempdir().unwrap();
+    let bowl = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/gso-mini/GSO_bead_bowl");
+    let glb = dir.path().join("bowl.glb");
+    let run = orbitmesh(&[
+        "export",
+        bowl.to_str().unwrap(),
+        "-o",
+        glb.to_str().unwrap(),
+        "--normalise",
+        "--faces",
+        "5000",
+        "--lods",
+        "3",
+        "--pivot",
+        "base",
+        "--size",
+        "0.3",
+        "--roughness",
+        "0.6",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let Some(report) = blender_import(&glb) else {
+        return;
+    };
+    // LOD0 under the object's node; the coarser levels (MSFT_lod's stand-ins) beside it.
+    assert_eq!(object(&report, "bowl_LOD0")["parent"], "bowl");
+    let faces: Vec<u64> = (0..3)
+        .map(|i| {
+            object(&report, &format!("bowl_LOD{i}"))["faces"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(faces[0] <= 5000 && faces[0] >= 4000, "{faces:?}");
+    for i in 1..3 {
+        let half = faces[i - 1] / 2;
+        assert!(
+            faces[i] <= half + 1 && faces[i] * 10 >= half * 8,
+            "{faces:?}"
+        );
+    }
+    let lod0 = object(&report, "bowl_LOD0");
+    let (min, max) = (&lod0["min"], &lod0["max"]);
+    let side = |k: usize| max[k].as_f64().unwrap() - min[k].as_f64().unwrap();
+    let longest = (0..3).map(side).fold(0.0, f64::max);
+    // Blender is Z up: --size to a millimetre, the base on the ground, centred over the origin.
+    assert!((longest - 0.3).abs() < 1e-3, "{lod0}");
+    assert!(min[2].as_f64().unwrap().abs() < 1e-3, "{lod0}");
+    for k in 0..2 {
+        let centre = (min[k].as_f64().unwrap() + max[k].as_f64().unwrap()) / 2.0;
+        assert!(centre.abs() < 1e-3, "{lod0}");
+    }
+    let material = &lod0["materials"][0];
+    assert_eq!(material["name"], "bowl");
+    assert_eq!(material["base_color_texture"], true);
+    assert!((material["roughness"].as_f64().unwrap() - 0.6).abs() < 1e-6);
+    assert_eq!(material["metallic"], 0.0);
+}

@@ -322,7 +322,9 @@ fn ctrl_c_in_each_stage_leaves_a_work_folder_that_resumes_to_the_same_mesh() {
     let d = dir.path();
     let photo = d.join("photo.png");
     write_photo(&photo);
-    let reference = d.join("reference.glb");
+    // The same file name as the interrupted run's: the GLB names its object after the file.
+    std::fs::create_dir(d.join("reference")).unwrap();
+    let reference = d.join("reference/ball.glb");
     let whole = orbitmesh(&fast_mesh(&photo, &reference, "60"));
     assert!(whole.status.success(), "{}", text(&whole.stderr));
 

@@ -8,9 +8,8 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_bench::{BenchConfig, BenchEvent, Summary, merge, run_bench};
-use orbitmesh_pipeline::Overrides;
 
-use crate::input::{CoarseArg, DeviceArg, PresetArg, UpArg, parse_seconds};
+use crate::input::{PlanArgs, UpArg};
 use crate::orbit::{DEFAULT_PROFILE, ProfileArg};
 
 #[derive(Args)]
@@ -46,26 +45,11 @@ pub struct BenchArgs {
     /// Up axis of the scans (GSO: z)
     #[arg(long, value_enum, default_value = "z")]
     up: UpArg,
-    /// How much work each stage does
-    #[arg(long, value_enum, default_value = "default")]
-    preset: PresetArg,
-    /// The coarse stage's method
-    #[arg(long, value_enum, default_value = "auto")]
-    coarse: CoarseArg,
-    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default),
-    /// 600 (best)]
-    #[arg(long, value_parser = parse_seconds)]
-    nerf_seconds: Option<f64>,
-    /// Steps of the DMTet fine stage on each object; 0 evaluates the coarse mesh [default: 150
-    /// (fast), 600 (default), 1200 (best)]
-    #[arg(long)]
-    fine_steps: Option<usize>,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// Surface samples per mesh for the metrics
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1000..))]
     points: u64,
-    /// Where to rasterize
-    #[arg(long, value_enum, default_value = "auto")]
-    device: DeviceArg,
     /// Objects benchmarked at once; the cores are shared out among them
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     jobs: u64,
@@ -104,18 +88,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         bail!("bench needs DATASET and --out");
     };
     let config = BenchConfig {
-        preset: args.preset.into(),
-        overrides: Overrides {
-            coarse: args.coarse.into(),
-            nerf_seconds: args.nerf_seconds,
-            hull_resolution: None,
-            fine_steps: args.fine_steps,
-        },
+        preset: args.plan.preset(),
+        overrides: args.plan.overrides(None),
         oracle: args.oracle,
         profile: args.profile.into(),
         up: args.up.into(),
         points: args.points as usize,
-        device: args.device.into(),
+        device: args.plan.device.into(),
         jobs: args.jobs as usize,
         shard: args.shard,
     };

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use orbitmesh_geom::io::EngineOptions;
 use orbitmesh_geom::{Pivot, TriMesh, UpAxis, read_mesh};
-use orbitmesh_pipeline::{CoarseChoice, Precision, Preset};
+use orbitmesh_pipeline::{CoarseChoice, Overrides, Precision, Preset};
 use orbitmesh_render::DeviceChoice;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,6 +82,44 @@ impl From<PresetArg> for Preset {
             PresetArg::Fast => Preset::Fast,
             PresetArg::Default => Preset::Default,
             PresetArg::Best => Preset::Best,
+        }
+    }
+}
+
+/// How much work the stages of `mesh` and `bench` do, and where: a preset and what changes it.
+#[derive(Args)]
+pub struct PlanArgs {
+    /// How much work each stage does
+    #[arg(long, value_enum, default_value = "default")]
+    preset: PresetArg,
+    /// The coarse stage's method
+    #[arg(long, value_enum, default_value = "auto")]
+    coarse: CoarseArg,
+    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default),
+    /// 600 (best)]
+    #[arg(long, value_parser = parse_seconds)]
+    nerf_seconds: Option<f64>,
+    /// Steps of the DMTet fine stage; 0 skips it (the coarse mesh is exported, or measured)
+    /// [default: 150 (fast), 600 (default), 1200 (best)]
+    #[arg(long)]
+    fine_steps: Option<usize>,
+    /// Where to rasterize
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+}
+
+impl PlanArgs {
+    pub fn preset(&self) -> Preset {
+        self.preset.into()
+    }
+
+    /// The overrides of the preset, with the hull's grid if given.
+    pub fn overrides(&self, hull_resolution: Option<usize>) -> Overrides {
+        Overrides {
+            coarse: self.coarse.into(),
+            nerf_seconds: self.nerf_seconds,
+            hull_resolution,
+            fine_steps: self.fine_steps,
         }
     }
 }

@@ -7,13 +7,11 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use orbitmesh_pipeline::{
-    CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Overrides, Photo, Plan,
-};
+use orbitmesh_pipeline::{CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Photo, Plan};
 use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
 use orbitmesh_segment::PrepareOptions;
 
-use crate::input::{CoarseArg, DeviceArg, EngineArgs, PresetArg, parse_seconds};
+use crate::input::{DeviceArg, EngineArgs, PlanArgs};
 use crate::interrupt;
 use crate::orbit::{GeneratorArgs, OrderArg};
 use crate::prepare::SegmenterArgs;
@@ -64,19 +62,8 @@ pub struct MeshArgs {
     /// How --frames are posed
     #[arg(long, value_enum, default_value = "sv3d")]
     orbit_order: OrderArg,
-    /// Where to rasterize
-    #[arg(long, value_enum, default_value = "auto")]
-    device: DeviceArg,
-    /// How much work each stage does
-    #[arg(long, value_enum, default_value = "default")]
-    preset: PresetArg,
-    /// The coarse stage's method
-    #[arg(long, value_enum, default_value = "auto")]
-    coarse: CoarseArg,
-    /// Training time of the NeRF in seconds [default: the preset's: 90 (fast), 300 (default),
-    /// 600 (best)]
-    #[arg(long, value_parser = parse_seconds)]
-    nerf_seconds: Option<f64>,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// Grid points per side of the visual hull [default: from the preset]
     #[arg(long, value_parser = clap::value_parser!(u64).range(16..=512))]
     resolution: Option<u64>,
@@ -86,10 +73,6 @@ pub struct MeshArgs {
     /// The output's frame
     #[arg(long, value_enum, default_value = "object", conflicts_with = "frames")]
     frame: FrameArg,
-    /// Steps of the DMTet fine stage; 0 skips it and exports the coarse mesh [default: 150
-    /// (fast), 600 (default), 1200 (best)]
-    #[arg(long)]
-    fine_steps: Option<usize>,
     /// Face budget of the output (quadric decimation)
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
     faces: u64,
@@ -113,7 +96,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     // IS-Net runs on the CPU unless a GPU is asked for: probing for one here would come before
     // the photo's checks.
     let choice = args.segmenter.choose(|| {
-        Ok(match args.device {
+        Ok(match args.plan.device {
             DeviceArg::Gpu => burn::tensor::Device::wgpu(Default::default()),
             DeviceArg::Cpu | DeviceArg::Auto => burn::tensor::Device::flex(),
         })
@@ -134,12 +117,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
             order: args.orbit_order.order(SV3D_ELEVATION_DEG),
         },
     };
-    let overrides = Overrides {
-        coarse: args.coarse.into(),
-        nerf_seconds: args.nerf_seconds,
-        hull_resolution: args.resolution.map(|r| r as usize),
-        fine_steps: args.fine_steps,
-    };
+    let overrides = args.plan.overrides(args.resolution.map(|r| r as usize));
     let export = ExportConfig {
         faces: args.faces as usize,
         frame: match args.frame {
@@ -152,12 +130,12 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
         engine: args.engine.options(),
     };
     let plan = Plan::new(
-        args.preset.into(),
+        args.plan.preset(),
         &overrides,
         Some(photo),
         orbit,
         export,
-        args.device.into(),
+        args.plan.device.into(),
     );
     let started = Instant::now();
     let mut progress = Progress::new();

@@ -1,6 +1,6 @@
 //! `orbitmesh orbit`: frames around the object of a prepared image, from an orbit generator.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -192,15 +192,13 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
                 dir: from.clone(),
                 order,
             };
-            (source, Path::new(""))
+            (source, None)
         }
         (None, Some(prepared)) => {
             // The input is checked before the (possibly slow) device is opened.
             read_prepared(prepared)?;
-            (
-                OrbitSource::Generate(args.generator.config()?),
-                prepared.as_path(),
-            )
+            let source = OrbitSource::Generate(args.generator.config()?);
+            (source, Some(prepared.as_path()))
         }
         (None, None) => bail!("give PREPARED (a prepared image) or --from-frames DIR"),
     };

@@ -113,7 +113,7 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
         &orbit_fingerprint(
             &plan.orbit,
             &plan.orbit_config,
-            &prepare_dir.join("stage.json"),
+            Some(&prepare_dir.join("stage.json")),
         )?,
         &["transforms.json"],
         false,
@@ -122,7 +122,7 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
             write_orbit(
                 &plan.orbit,
                 &plan.orbit_config,
-                &prepared,
+                Some(&prepared),
                 &rasterizer,
                 dir,
                 on_event,

@@ -82,15 +82,16 @@ pub fn open_generator(
 
 /// The orbit stage's fingerprint: the generator's settings and the orbit's, with the bytes of
 /// `prepared` (the prepared image, or in a work folder the prepare stage's record, which holds
-/// the photo's hash) and of SV3D's weights; for imported frames, their bytes.
+/// the photo's hash; needed for a generated orbit only) and of SV3D's weights; for imported
+/// frames, their bytes.
 pub fn orbit_fingerprint(
     source: &OrbitSource,
     config: &OrbitConfig,
-    prepared: &Path,
+    prepared: Option<&Path>,
 ) -> Result<Value> {
     match source {
         OrbitSource::Generate(generator) => {
-            let mut inputs = vec![prepared];
+            let mut inputs = vec![needs_prepared(prepared)?];
             if let GeneratorConfig::Sv3d { weights, .. } = generator {
                 inputs.push(weights);
             }
@@ -105,18 +106,25 @@ pub fn orbit_fingerprint(
     }
 }
 
+/// The prepared image a generated orbit needs.
+fn needs_prepared(prepared: Option<&Path>) -> Result<&Path> {
+    prepared
+        .ok_or_else(|| PipelineError::Invalid("a generated orbit needs a prepared image".into()))
+}
+
 /// Writes the orbit of `source` into `dir`: generated from the prepared image at `prepared`
 /// ([`orbit_into`]) or imported ([`import_into`]). Returns what the stage record keeps.
 pub fn write_orbit(
     source: &OrbitSource,
     config: &OrbitConfig,
-    prepared: &Path,
+    prepared: Option<&Path>,
     rasterizer: &Rasterizer,
     dir: &Path,
     on_event: OnEvent<'_>,
 ) -> Result<Value> {
     match source {
         OrbitSource::Generate(generator) => {
+            let prepared = needs_prepared(prepared)?;
             // The input is checked before the (possibly slow) generator is loaded.
             let image = read_prepared(prepared)?;
             let generator = open_generator(generator, rasterizer, on_event)?;

@@ -46,15 +46,7 @@ impl TriMesh {
     /// The edges with the vertices welded by position (a UV seam splits vertices, not the
     /// surface): how many border one face (holes, cracks) and how many more than two.
     pub fn open_and_non_manifold_edges(&self) -> (usize, usize) {
-        let mut ids = std::collections::HashMap::new();
-        let welded: Vec<usize> = self
-            .positions
-            .iter()
-            .map(|p| {
-                let next = ids.len();
-                *ids.entry(p.map(f32::to_bits)).or_insert(next)
-            })
-            .collect();
+        let welded = welded_ids(&self.positions);
         let mut edges: std::collections::HashMap<(usize, usize), usize> = Default::default();
         for f in &self.faces {
             for k in 0..3 {
@@ -158,18 +150,23 @@ impl TriMesh {
     }
 }
 
-/// Removes the simplifier's folds: faces over the same three points (vertices welded by
-/// position) as another. Back to back (opposite windings) a pair encloses nothing and both go; the
-/// same way round, one stays.
-fn remove_folds(positions: &[[f32; 3]], faces: &mut Vec<[u32; 3]>, materials: &mut Vec<u32>) {
+/// Each vertex's id with the vertices welded by position: vertices split along a UV seam share one.
+fn welded_ids(positions: &[[f32; 3]]) -> Vec<usize> {
     let mut ids = std::collections::HashMap::new();
-    let welded: Vec<usize> = positions
+    positions
         .iter()
         .map(|p| {
             let next = ids.len();
             *ids.entry(p.map(f32::to_bits)).or_insert(next)
         })
-        .collect();
+        .collect()
+}
+
+/// Removes the simplifier's folds: faces over the same three points (vertices welded by
+/// position) as another. Back to back (opposite windings) a pair encloses nothing and both go; the
+/// same way round, one stays.
+fn remove_folds(positions: &[[f32; 3]], faces: &mut Vec<[u32; 3]>, materials: &mut Vec<u32>) {
+    let welded = welded_ids(positions);
     // Each face by its sorted welded corners, with its winding: whether sorting kept the cycle.
     let mut by_corners: std::collections::HashMap<[usize; 3], (Vec<usize>, Vec<usize>)> =
         Default::default();

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_bench::{BenchConfig, BenchEvent, Summary, merge, run_bench};
 
 use crate::input::{PlanArgs, UpArg};
-use crate::orbit::{DEFAULT_PROFILE, ProfileArg};
+use crate::orbit::{ProfileArg, inflate_profile};
 
 #[derive(Args)]
 #[command(
@@ -39,9 +39,9 @@ pub struct BenchArgs {
     /// Use renders of the scan as the orbit (the 3D stages alone)
     #[arg(long)]
     oracle: bool,
-    /// Depth profile of the inflate orbit's proxy
-    #[arg(long, value_enum, default_value_t = DEFAULT_PROFILE, conflicts_with = "oracle")]
-    profile: ProfileArg,
+    /// Depth profile of the inflate orbit's proxy [default: revolved]
+    #[arg(long, value_enum, conflicts_with = "oracle")]
+    profile: Option<ProfileArg>,
     /// Up axis of the scans (GSO: z)
     #[arg(long, value_enum, default_value = "z")]
     up: UpArg,
@@ -91,7 +91,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         preset: args.plan.preset(),
         overrides: args.plan.overrides(None),
         oracle: args.oracle,
-        profile: args.profile.into(),
+        profile: inflate_profile(args.profile),
         up: args.up.into(),
         points: args.points as usize,
         device: args.plan.device.into(),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
 use orbitmesh_orbit::InflateProfile;
 use orbitmesh_orbit::frames::OrbitOrder;
@@ -26,10 +27,6 @@ pub enum GeneratorArg {
     Sv3d,
 }
 
-/// Revolved is the default: on gso-mini's three objects it measured closer to the scans than the
-/// round profile (hull only, bowl 0.048 against 0.088 Chamfer), and no worse on the others.
-pub const DEFAULT_PROFILE: ProfileArg = ProfileArg::Revolved;
-
 /// The depth profile of the inflate generator's proxy.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProfileArg {
@@ -37,6 +34,11 @@ pub enum ProfileArg {
     Round,
     /// Each row of the silhouette a slice of a solid of revolution: as deep as it is wide
     Revolved,
+}
+
+/// The profile asked for, else the pipeline's default.
+pub fn inflate_profile(profile: Option<ProfileArg>) -> InflateProfile {
+    profile.map_or(GeneratorConfig::INFLATE_PROFILE, Into::into)
 }
 
 impl From<ProfileArg> for InflateProfile {
@@ -65,14 +67,14 @@ pub struct GeneratorArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Sampling steps of --generator sv3d
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub steps: u64,
+    #[arg(long, default_value_t = GeneratorConfig::SV3D_STEPS, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    pub steps: usize,
     /// Seed of --generator sv3d's noise
-    #[arg(long, default_value_t = 23)]
+    #[arg(long, default_value_t = GeneratorConfig::SV3D_SEED)]
     pub seed: u64,
     /// Frames decoded at once by --generator sv3d (fewer: less memory)
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=21))]
-    pub decode_chunk: u64,
+    #[arg(long, default_value_t = GeneratorConfig::SV3D_DECODE_CHUNK, value_parser = RangedU64ValueParser::<usize>::new().range(1..=21))]
+    pub decode_chunk: usize,
     /// Float type of --generator sv3d's weights
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
@@ -85,10 +87,6 @@ impl GeneratorArgs {
         } else {
             GeneratorArg::Inflate
         })
-    }
-
-    fn profile(&self) -> ProfileArg {
-        self.profile.unwrap_or(DEFAULT_PROFILE)
     }
 
     /// Fails at once when the generator cannot run (SV3D without weights), before any work.
@@ -116,13 +114,13 @@ impl GeneratorArgs {
         Ok(match (self.generator(), &self.weights) {
             (GeneratorArg::Sv3d, Some(weights)) => GeneratorConfig::Sv3d {
                 weights: weights.clone(),
-                steps: self.steps as usize,
+                steps: self.steps,
                 seed: self.seed,
-                decode_chunk: self.decode_chunk as usize,
+                decode_chunk: self.decode_chunk,
                 precision: self.precision.into(),
             },
             _ => GeneratorConfig::Inflate {
-                profile: self.profile().into(),
+                profile: inflate_profile(self.profile),
             },
         })
     }

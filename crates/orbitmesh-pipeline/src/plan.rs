@@ -167,6 +167,37 @@ pub enum GeneratorConfig {
     },
 }
 
+impl GeneratorConfig {
+    /// SV3D's sampling steps unless a user asks otherwise (the official sampler's 50).
+    pub const SV3D_STEPS: usize = 50;
+    /// The seed of SV3D's noise unless a user asks otherwise.
+    pub const SV3D_SEED: u64 = 23;
+    /// Frames SV3D decodes at once unless a user asks otherwise: a third of the orbit.
+    pub const SV3D_DECODE_CHUNK: usize = 7;
+    /// The inflate baseline's profile unless a user asks otherwise: on gso-mini's three objects
+    /// the revolved profile measured closer to the scans than the round one (hull only, bowl
+    /// 0.048 against 0.088 Chamfer), and no worse on the others.
+    pub const INFLATE_PROFILE: InflateProfile = InflateProfile::Revolved;
+
+    /// SV3D with `weights` and the default settings.
+    pub fn sv3d(weights: PathBuf) -> Self {
+        GeneratorConfig::Sv3d {
+            weights,
+            steps: Self::SV3D_STEPS,
+            seed: Self::SV3D_SEED,
+            decode_chunk: Self::SV3D_DECODE_CHUNK,
+            precision: Precision::Auto,
+        }
+    }
+
+    /// The inflate baseline with the default profile.
+    pub fn inflate() -> Self {
+        GeneratorConfig::Inflate {
+            profile: Self::INFLATE_PROFILE,
+        }
+    }
+}
+
 fn profile_name<S: Serializer>(profile: &InflateProfile, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(profile.name())
 }

@@ -14,6 +14,7 @@ mod prepare;
 mod progress;
 mod refine;
 mod render;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Install the optional learned models (the IS-Net background remover)
     Models(models::ModelsArgs),
+    /// A local web app and HTTP API: photos in, meshes out, live progress, a 3D viewer
+    Serve(serve::ServeArgs),
 }
 
 /// Bad input and failed commands exit with 2 (as clap does for bad arguments); a panic would be a
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Refine(args) => refine::run(args),
         Command::Export(args) => export::run(args),
         Command::Models(args) => models::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -16,4 +16,5 @@ mod prepare;
 mod refine;
 mod render;
 mod segment;
+mod serve;
 mod sv3d;

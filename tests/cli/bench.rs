@@ -47,6 +47,20 @@ fn bench_survives_a_corrupt_object_resumes_and_merges_shards() {
             .unwrap()
             .contains("| a_ball |")
     );
+    // report.html: the table, the failure, and each measured object's scan and mesh as GLBs
+    // (base64 of "glTF" starts "Z2xUR") in its pair of viewers, the viewer itself inlined.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<td>a_ball</td>") && html.contains("failed: "));
+    assert_eq!(
+        html.matches("<model-viewer src=\"data:model/gltf-binary;base64,Z2xUR")
+            .count(),
+        4
+    );
+    assert!(!html.contains("<script type=\"module\" src="));
+    for object in ["a_ball", "c_box"] {
+        let glb = orbitmesh_geom::read_mesh(&out.join(object).join("mesh.glb")).unwrap();
+        assert!((100..=20_000).contains(&glb.mesh.faces.len()));
+    }
 
     // An interrupted bench: one object's result missing. The rerun redoes only that one.
     let kept = out.join("c_box/metrics.json");

@@ -2,9 +2,11 @@
 //! its conditioning view (or with the oracle, its orbit) rendered, the pipeline run on it in the
 //! object's folder through [`orbitmesh_pipeline::run`] (so its stage folders resume as `mesh`'s
 //! do), the mesh measured against the scan by the `gso` protocol, and a report: results.csv,
-//! summary.json, report.md, chamfer.png and one sheet.png per object.
+//! summary.json, report.md, report.html (with 3D viewers), chamfer.png and one sheet.png per
+//! object.
 
 mod chart;
+mod html;
 pub mod pairs;
 mod report;
 
@@ -339,6 +341,7 @@ fn run_object(
     })?;
     let mesh = outputs.mesh;
     write_sheet(dir, &scene, &mesh, &input, &outputs.orbit, rasterizer)?;
+    html::write_object_glbs(dir, &normalised, &mesh)?;
     let opts = EvalOptions {
         points: config.points,
         frame: EvalFrame::PredictionNormalised,

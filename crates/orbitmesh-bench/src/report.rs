@@ -1,5 +1,5 @@
-//! The bench's report: results.csv, summary.json, report.md and chamfer.png from the objects'
-//! rows, and the merge of sharded runs' outputs.
+//! The bench's report: results.csv, summary.json, report.md, report.html and chamfer.png from
+//! the objects' rows, and the merge of sharded runs' outputs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use orbitmesh_pipeline::{encode_png, save, save_json};
 use serde_json::{Value, json};
 
 use crate::chart::chamfer_chart;
+use crate::html;
 use crate::{BenchError, Result};
 
 /// The SV3D paper's Chamfer figures on GSO, drawn beside ours (not measured here).
@@ -218,6 +219,37 @@ pub(crate) fn write_report(out: &Path, rows: &[Row], mode: &str) -> Result<Summa
         mean("volume_iou")
     );
     save(&out.join("report.md"), md.as_bytes())?;
+    let cell =
+        |m: &BTreeMap<String, f64>, c: &str, digits: usize| format!("{:.*}", digits, value(m, c));
+    let mut table = String::from(
+        "<table><tr><th>object</th><th>Chamfer ↓</th><th>F@0.01 ↑</th><th>F@0.05 ↑</th>\
+         <th>volume IoU ↑</th><th>seconds</th></tr>\n",
+    );
+    for row in rows {
+        let name = html::escape(&row.name);
+        table += &match &row.values {
+            Ok(m) => format!(
+                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                cell(m, "chamfer", 4),
+                cell(m, "fscore@0.01", 3),
+                cell(m, "fscore@0.05", 3),
+                cell(m, "volume_iou", 3),
+                cell(m, "seconds", 1),
+            ),
+            Err(e) => format!(
+                "<tr><td>{name}</td><td colspan=\"5\">failed: {}</td></tr>\n",
+                html::escape(e)
+            ),
+        };
+    }
+    table += &format!(
+        "<tr><th>mean</th><th>{:.4}</th><th>{:.3}</th><th>{:.3}</th><th>{:.3}</th><th></th></tr></table>",
+        mean("chamfer"),
+        mean("fscore@0.01"),
+        mean("fscore@0.05"),
+        mean("volume_iou")
+    );
+    html::write_html(out, rows, mode, &table)?;
     let chamfers: Vec<(String, Option<f64>)> = rows
         .iter()
         .map(|r| {

@@ -117,8 +117,8 @@ pub fn post_job(client: &Agent, url: &str, image: &Path, options: &str) -> Strin
     body["id"].as_str().unwrap().to_string()
 }
 
-/// Follows the job's server-sent events until `stop` says so or the stream ends (after a
-/// finished job's last event); returns them.
+/// Follows the job's server-sent events until `stop` says so or the stream ends (its `end`
+/// event, after a finished job's last); returns them.
 pub fn follow_events(
     client: &Agent,
     url: &str,
@@ -133,6 +133,10 @@ pub fn follow_events(
     let mut events = Vec::new();
     for line in BufReader::new(response.into_body().into_reader()).lines() {
         let line = line.unwrap();
+        // The server's last event, after a finished job's last line.
+        if line == "event: end" {
+            break;
+        }
         if let Some(data) = line.strip_prefix("data: ") {
             let event: Value = serde_json::from_str(data).unwrap();
             let done = stop(&event);
@@ -310,6 +314,59 @@ fn a_server_killed_mid_job_finishes_it_after_a_restart() {
 }
 
 #[test]
+fn a_cancelled_job_stops_at_its_next_step_and_resumes_from_its_stage_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("work"), &[]);
+    let client = client();
+    let id = post_job(
+        &client,
+        &server.url,
+        &example_photo(),
+        r#"{"preset": "fast"}"#,
+    );
+    follow_events(&client, &server.url, &id, |e| {
+        e["event"] == "step" && e["stage"] == "fine" && e["step"].as_u64() >= Some(5)
+    });
+    let mut response = client
+        .delete(format!("{}/api/jobs/{id}", server.url))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let body: Value = response.body_mut().read_json().unwrap();
+    assert_eq!(body["cancelling"], true);
+    let events = follow_events(&client, &server.url, &id, |_| false);
+    assert_eq!(events.last().unwrap()["state"], "cancelled", "{events:?}");
+    assert_eq!(finished_stages(&events), ["prepare", "orbit", "coarse"]);
+    let status = get_json(&client, &server.url, &format!("/api/jobs/{id}"));
+    assert_eq!(status["state"], "cancelled");
+    assert!(
+        !status["files"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("model.glb"))
+    );
+
+    let response = client
+        .post(format!("{}/api/jobs/{id}/resume", server.url))
+        .send_empty()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let events = follow_events(&client, &server.url, &id, |_| false);
+    assert_eq!(events.last().unwrap()["state"], "done", "{events:?}");
+    let resumed = events
+        .iter()
+        .rposition(|e| e["event"] == "job" && e["state"] == "queued")
+        .unwrap();
+    let skipped: Vec<&str> = events[resumed..]
+        .iter()
+        .filter(|e| e["event"] == "stage_skipped")
+        .filter_map(|e| e["stage"].as_str())
+        .collect();
+    assert_eq!(skipped, ["prepare", "orbit", "coarse"]);
+    assert_eq!(finished_stages(&events[resumed..]), ["fine", "export"]);
+}
+
+#[test]
 fn twenty_jobs_posted_at_once_all_finish_in_order_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("work"), &["--jobs", "1"]);
@@ -414,6 +471,8 @@ fn the_page_in_headless_chromium_makes_a_mesh_and_shows_it() {
     assert!(report["prepared"].as_u64() > Some(0), "{report}");
     assert_eq!(report["downloads"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(report["jobs_listed"], 1, "{report}");
+    // A server without SV3D's weights offers no SV3D.
+    assert_eq!(report["sv3d_choice_shown"], false, "{report}");
     // The viewer is one flat colour until the mesh is drawn in it.
     let shot = image::open(&screenshot).unwrap().to_luma8();
     let n = shot.pixels().len() as f64;

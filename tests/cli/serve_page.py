@@ -54,6 +54,7 @@ try:
         "downloads": [a.get_attribute("download")
                       for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")],
         "jobs_listed": len(driver.find_elements(By.CSS_SELECTOR, "#jobs a")),
+        "sv3d_choice_shown": driver.find_element(By.ID, "generator-label").is_displayed(),
     }
     print(json.dumps(report))
 finally:

@@ -40,6 +40,11 @@ async function init() {
     if (e.dataTransfer.files.length) choose(e.dataTransfer.files[0]);
   });
   $("job-form").addEventListener("submit", submit);
+  $("resume").addEventListener("click", async () => {
+    if (!current) return;
+    const id = current.id;
+    try { await api(`api/jobs/${id}/resume`, { method: "POST" }); open(id); } catch (e) { $("job-error").textContent = e.message; }
+  });
   $("cancel").addEventListener("click", async () => {
     if (!current) return;
     try { await api(`api/jobs/${current.id}`, { method: "DELETE" }); } catch (e) { $("job-error").textContent = e.message; }
@@ -111,6 +116,8 @@ function open(id) {
   // A stream that reconnects starts again from the job's first event.
   source.onopen = () => { if (opened) resetView(id); opened = true; };
   source.onmessage = (message) => handle(id, JSON.parse(message.data));
+  // The server's last event: the job is over and every event was sent.
+  source.addEventListener("end", () => { source.close(); refreshJobs(); });
   for (const a of $("jobs").querySelectorAll("a")) a.classList.toggle("current", a.dataset.id === id);
 }
 
@@ -122,8 +129,9 @@ function setState(state, error) {
   $("job-state").textContent = state;
   document.body.dataset.jobState = state;
   $("cancel").hidden = FINAL.includes(state);
+  $("resume").hidden = !["failed", "cancelled"].includes(state);
   if (state === "failed") $("job-error").textContent = `Failed: ${error}`;
-  if (state === "cancelled") $("job-error").textContent = "Cancelled. Its work folder is kept: the finished stages are not run again.";
+  if (state === "cancelled") $("job-error").textContent = "Cancelled. Its work folder is kept: resumed, it skips the stages it finished.";
 }
 
 function handle(id, event) {
@@ -172,10 +180,7 @@ function handle(id, event) {
     case "job":
       setState(event.state, event.error);
       if (event.state === "done") showResult(id);
-      if (FINAL.includes(event.state)) {
-        current.source.close();
-        refreshJobs();
-      }
+      if (event.state === "queued") $("job-error").textContent = "";
       break;
   }
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde_json::{Value, json};
@@ -73,6 +73,7 @@ pub fn router(jobs: Arc<Jobs>, config: Arc<ServeConfig>) -> Router {
         .route("/api/config", get(server_config))
         .route("/api/jobs", get(list).post(create))
         .route("/api/jobs/{id}", get(status).delete(cancel))
+        .route("/api/jobs/{id}/resume", post(resume))
         .route("/api/jobs/{id}/events", get(events))
         .route("/api/jobs/{id}/files/{*name}", get(file))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or API route") })
@@ -308,6 +309,25 @@ async fn cancel(
     }
 }
 
+/// `POST /api/jobs/{id}/resume`: a cancelled or failed job queued again, to go on from its
+/// stage folders.
+async fn resume(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = job_or_404(&app, &id)?;
+    match app.jobs.resume(&job) {
+        JobState::Cancelled | JobState::Failed => Ok(Json(json!({ "id": id, "state": "queued" }))),
+        other => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job `{id}` is {}: only a cancelled or failed job resumes",
+                serde_json::to_value(other)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("busy")
+            ),
+        )),
+    }
+}
+
 /// `GET /api/jobs/{id}/files/{name}`: one of the job's files ([`Job::file`]).
 async fn file(
     State(app): State<App>,
@@ -351,8 +371,8 @@ fn content_type(path: &std::path::Path) -> &'static str {
     }
 }
 
-/// `GET /api/jobs/{id}/events`: the job's events as server-sent events, from its first; the
-/// stream ends after the event of a finished job's end.
+/// `GET /api/jobs/{id}/events`: the job's events as server-sent events, from its first; once
+/// the job is over and every line is sent, an `end` event, and the stream ends.
 async fn events(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -365,6 +385,7 @@ async fn events(
         lines: job.subscribe(),
         job,
         done: false,
+        ended: false,
     };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         loop {
@@ -372,7 +393,12 @@ async fn events(
                 return Some((Ok(SseEvent::default().data(line)), tail));
             }
             if tail.done {
-                return None;
+                // One `end` event, so a page closes its stream rather than reconnect to it.
+                if tail.ended {
+                    return None;
+                }
+                tail.ended = true;
+                return Some((Ok(SseEvent::default().event("end").data("{}")), tail));
             }
             // Seen before the file is read: a line written after this wakes `changed`.
             tail.lines.borrow_and_update();
@@ -394,6 +420,7 @@ struct Tail {
     lines: watch::Receiver<u64>,
     job: Arc<Job>,
     done: bool,
+    ended: bool,
 }
 
 impl Tail {
@@ -705,6 +732,18 @@ mod tests {
                 .unwrap()
                 .contains("already cancelled")
         );
+        // A cancelled job resumes (queued again); a queued one does not.
+        let resume = |id: &str| {
+            HttpRequest::post(format!("/api/jobs/{id}/resume"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, body) = send(&router, resume("000001")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("is queued"),
+            "{body}"
+        );
         // Its events end with its end.
         let response = router
             .clone()
@@ -731,8 +770,18 @@ mod tests {
             [
                 json!({"event": "job", "state": "queued", "error": null}),
                 json!({"event": "job", "state": "cancelled", "error": null}),
+                json!({}),
             ]
         );
+        assert!(text.contains("event: end\n"), "{text}");
+        // Resumed, it is queued again, behind the others.
+        let (status, body) = send(&router, resume("000002")).await;
+        assert_eq!(
+            (status, body["state"].clone()),
+            (StatusCode::OK, json!("queued"))
+        );
+        let (_, job) = send(&router, get("/api/jobs/000002")).await;
+        assert_eq!(job["state"], "queued");
     }
 
     #[tokio::test]

@@ -342,6 +342,21 @@ impl Jobs {
         state
     }
 
+    /// Queues a cancelled or failed job again (at the end of the queue): its run goes on from
+    /// its stage folders. Returns the state it was in; only those two change.
+    pub fn resume(&self, job: &Arc<Job>) -> JobState {
+        let all = lock(&self.all);
+        let state = job.state();
+        if matches!(state, JobState::Cancelled | JobState::Failed) {
+            job.cancel.store(false, Ordering::SeqCst);
+            job.set_state(JobState::Queued, None);
+            lock(&self.queue).push_back(job.clone());
+            drop(all);
+            self.wake.notify_one();
+        }
+        state
+    }
+
     /// Runs one job through the pipeline and publishes its files.
     fn run(&self, job: &Arc<Job>) {
         if job.state() != JobState::Queued {

@@ -173,6 +173,33 @@ fn finished_stages(events: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// A server on a new work folder (in the returned folder, to keep while it runs) and the id of
+/// the job of bunny.png with `options` posted to it.
+fn server_with_a_job(options: &str) -> (tempfile::TempDir, ServerProcess, Agent, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("work"), &[]);
+    let client = client();
+    let id = post_job(&client, &server.url, &example_photo(), options);
+    (dir, server, client, id)
+}
+
+/// Asserts that a job stopped in its fine stage, then queued again (after a restart, or resumed),
+/// is done, and that its second run skipped the stages the first finished and ran the rest.
+fn assert_went_on_from_the_fine_stage(events: &[Value]) {
+    assert_eq!(events.last().unwrap()["state"], "done", "{events:?}");
+    let again = events
+        .iter()
+        .rposition(|e| e["event"] == "job" && e["state"] == "queued")
+        .unwrap();
+    let skipped: Vec<&str> = events[again..]
+        .iter()
+        .filter(|e| e["event"] == "stage_skipped")
+        .filter_map(|e| e["stage"].as_str())
+        .collect();
+    assert_eq!(skipped, ["prepare", "orbit", "coarse"]);
+    assert_eq!(finished_stages(&events[again..]), ["fine", "export"]);
+}
+
 /// Checks a GLB with the Khronos validator CI installs (`GLTF_VALIDATOR_DIR`, as
 /// scripts/validate-gltf.mjs takes it): 0 errors and 0 warnings. Without it the check is skipped
 /// with a line saying so; CI sets ORBITMESH_REQUIRE_GLTF_VALIDATOR=1, so there a skip fails.
@@ -204,15 +231,7 @@ pub fn assert_valid_gltf(glb: &Path) {
 
 #[test]
 fn a_photo_posted_to_the_api_streams_every_stage_and_downloads_as_a_valid_glb() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&dir.path().join("work"), &[]);
-    let client = client();
-    let id = post_job(
-        &client,
-        &server.url,
-        &example_photo(),
-        r#"{"preset": "fast", "format": "glb"}"#,
-    );
+    let (dir, server, client, id) = server_with_a_job(r#"{"preset": "fast", "format": "glb"}"#);
     let events = follow_events(&client, &server.url, &id, |_| false);
     assert_eq!(finished_stages(&events), STAGES, "{events:?}");
     assert_eq!(
@@ -292,19 +311,7 @@ fn a_server_killed_mid_job_finishes_it_after_a_restart() {
     let listed = get_json(&client, &server.url, "/api/jobs");
     assert_eq!(listed[0]["id"], id.as_str());
     let events = follow_events(&client, &server.url, &id, |_| false);
-    assert_eq!(events.last().unwrap()["state"], "done", "{events:?}");
-    // After the restart the finished stages are skipped, the fine stage runs again.
-    let restart = events
-        .iter()
-        .rposition(|e| e["event"] == "job" && e["state"] == "queued")
-        .unwrap();
-    let skipped: Vec<&str> = events[restart..]
-        .iter()
-        .filter(|e| e["event"] == "stage_skipped")
-        .filter_map(|e| e["stage"].as_str())
-        .collect();
-    assert_eq!(skipped, ["prepare", "orbit", "coarse"]);
-    assert_eq!(finished_stages(&events[restart..]), ["fine", "export"]);
+    assert_went_on_from_the_fine_stage(&events);
     let glb = get_bytes(
         &client,
         &server.url,
@@ -315,15 +322,7 @@ fn a_server_killed_mid_job_finishes_it_after_a_restart() {
 
 #[test]
 fn a_cancelled_job_stops_at_its_next_step_and_resumes_from_its_stage_folders() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&dir.path().join("work"), &[]);
-    let client = client();
-    let id = post_job(
-        &client,
-        &server.url,
-        &example_photo(),
-        r#"{"preset": "fast"}"#,
-    );
+    let (_dir, server, client, id) = server_with_a_job(r#"{"preset": "fast"}"#);
     follow_events(&client, &server.url, &id, |e| {
         e["event"] == "step" && e["stage"] == "fine" && e["step"].as_u64() >= Some(5)
     });
@@ -352,18 +351,7 @@ fn a_cancelled_job_stops_at_its_next_step_and_resumes_from_its_stage_folders() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let events = follow_events(&client, &server.url, &id, |_| false);
-    assert_eq!(events.last().unwrap()["state"], "done", "{events:?}");
-    let resumed = events
-        .iter()
-        .rposition(|e| e["event"] == "job" && e["state"] == "queued")
-        .unwrap();
-    let skipped: Vec<&str> = events[resumed..]
-        .iter()
-        .filter(|e| e["event"] == "stage_skipped")
-        .filter_map(|e| e["stage"].as_str())
-        .collect();
-    assert_eq!(skipped, ["prepare", "orbit", "coarse"]);
-    assert_eq!(finished_stages(&events[resumed..]), ["fine", "export"]);
+    assert_went_on_from_the_fine_stage(&events);
 }
 
 #[test]

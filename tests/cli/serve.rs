@@ -481,3 +481,18 @@ fn the_page_in_headless_chromium_makes_a_mesh_and_shows_it() {
         "the viewer looks blank (variance {variance:.1})"
     );
 }
+
+#[test]
+fn serve_refuses_an_address_other_machines_reach_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let run = crate::common::orbitmesh(&[
+        "serve",
+        "--addr",
+        "0.0.0.0:0",
+        "--work",
+        work.to_str().unwrap(),
+    ]);
+    crate::common::assert_input_error(&run, "--token");
+    assert!(!work.exists());
+}

@@ -1,5 +1,6 @@
 //! `orbitmesh serve`: the web app and HTTP API of crates/orbitmesh-serve on a local port.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,14 +112,25 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             if counts.is_empty() { "" } else { "; jobs: " },
             counts.join(", ")
         );
-        axum::serve(listener, server.router())
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("the server stopped")
-    })?;
-    Ok(ExitCode::SUCCESS)
+        // Ctrl-C ends the process at once, running jobs with it, as a kill would: their stage
+        // folders are published whole or not at all, so the next server finishes them. (A
+        // graceful stop would wait for every open event stream, that is for every job.)
+        tokio::select! {
+            served = axum::serve(listener, server.router()) => {
+                served.context("the server stopped")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            _ = tokio::signal::ctrl_c() => {
+                // Not println!: standard output may be a pipe its reader has closed.
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "orbitmesh serve: stopped; unfinished jobs go on when it starts again on {}",
+                    args.work.display()
+                );
+                Ok(ExitCode::from(130))
+            }
+        }
+    })
 }
 
 #[cfg(test)]

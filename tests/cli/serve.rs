@@ -496,3 +496,37 @@ fn serve_refuses_an_address_other_machines_reach_without_a_token() {
     crate::common::assert_input_error(&run, "--token");
     assert!(!work.exists());
 }
+
+#[test]
+fn ctrl_c_stops_the_server_at_once_with_a_job_running_and_its_stream_open() {
+    let (_dir, mut server, client, id) = server_with_a_job(r#"{"preset": "fast"}"#);
+    // A page's stream stays open while its job runs.
+    let stream = client
+        .get(format!("{}/api/jobs/{id}/events", server.url))
+        .call()
+        .unwrap();
+    let started = Instant::now();
+    while get_json(&client, &server.url, &format!("/api/jobs/{id}"))["progress"]["stage"] != "fine"
+    {
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "still running 10 s after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    drop(stream);
+}

@@ -661,8 +661,8 @@ mod tests {
             assert_eq!(ok, StatusCode::OK, "{what}");
             assert_eq!(list, json!([]), "{what}");
         }
-        // Nothing written but the (empty) jobs folder.
-        assert_eq!(files_under(parent.path()), Vec::<String>::new());
+        // Nothing written but the server's lock and the (empty) jobs folder.
+        assert_eq!(files_under(parent.path()), ["work/serve.lock"]);
         assert!(parent.path().join("work/jobs").is_dir());
     }
 

@@ -174,6 +174,9 @@ impl Job {
 pub struct Jobs {
     /// `<work>/jobs`.
     dir: PathBuf,
+    /// Held while the server runs: a second server on the same work folder would run its jobs
+    /// too.
+    _lock: std::fs::File,
     config: ServeConfig,
     all: Mutex<BTreeMap<String, Arc<Job>>>,
     queue: Mutex<VecDeque<Arc<Job>>>,
@@ -189,6 +192,29 @@ impl Jobs {
             &dir,
             "cannot make the work folder's jobs folder",
         ))?;
+        let lock_path = config.work.join("serve.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(ServeError::io(
+                &lock_path,
+                "cannot open the work folder's lock",
+            ))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ServeError::Invalid(format!(
+                    "{}: another orbitmesh serve uses this work folder; stop it or give --work \
+                     another folder",
+                    config.work.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(ServeError::io(&lock_path, "cannot lock the work folder")(e));
+            }
+        }
         let mut all = BTreeMap::new();
         let mut queue = VecDeque::new();
         let entries =
@@ -218,6 +244,7 @@ impl Jobs {
         }
         Ok(Arc::new(Jobs {
             dir,
+            _lock: lock,
             config: config.clone(),
             all: Mutex::new(all),
             queue: Mutex::new(queue),
@@ -483,4 +510,28 @@ fn write_obj_zip(mesh: &orbitmesh_geom::TriMesh, path: &Path) -> Result<(), Stri
     }
     tmp.persist(path).map_err(|e| e.error.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbitmesh_render::DeviceChoice;
+
+    #[test]
+    fn one_server_per_work_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServeConfig {
+            work: dir.path().join("work"),
+            jobs: 1,
+            token: None,
+            max_upload: 1 << 20,
+            weights: None,
+            device: DeviceChoice::Cpu,
+        };
+        let first = Jobs::open(&config).unwrap();
+        let err = Jobs::open(&config).err().unwrap().to_string();
+        assert!(err.contains("another orbitmesh serve"), "{err}");
+        drop(first);
+        assert!(Jobs::open(&config).is_ok());
+    }
 }

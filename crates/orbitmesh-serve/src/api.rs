@@ -662,7 +662,7 @@ mod tests {
             assert_eq!(list, json!([]), "{what}");
         }
         // Nothing written but the server's lock and the (empty) jobs folder.
-        assert_eq!(files_under(parent.path()), ["work/serve.lock"]);
+        assert_eq!(files_under(parent.path()), ["work/.lock"]);
         assert!(parent.path().join("work/jobs").is_dir());
     }
 

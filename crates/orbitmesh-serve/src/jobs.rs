@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use orbitmesh_pipeline::{Event, Flow, PipelineError, Stage, one_line, save, save_json};
+use orbitmesh_pipeline::{
+    Event, Flow, PipelineError, Stage, lock_work_folder, one_line, save, save_json,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -192,29 +194,8 @@ impl Jobs {
             &dir,
             "cannot make the work folder's jobs folder",
         ))?;
-        let lock_path = config.work.join("serve.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(ServeError::io(
-                &lock_path,
-                "cannot open the work folder's lock",
-            ))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(ServeError::Invalid(format!(
-                    "{}: another orbitmesh serve uses this work folder; stop it or give --work \
-                     another folder",
-                    config.work.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(ServeError::io(&lock_path, "cannot lock the work folder")(e));
-            }
-        }
+        // The pipeline's own lock, on the server's work folder.
+        let lock = lock_work_folder(&config.work).map_err(|e| ServeError::Invalid(one_line(&e)))?;
         let mut all = BTreeMap::new();
         let mut queue = VecDeque::new();
         let entries =
@@ -530,7 +511,7 @@ mod tests {
         };
         let first = Jobs::open(&config).unwrap();
         let err = Jobs::open(&config).err().unwrap().to_string();
-        assert!(err.contains("another orbitmesh serve"), "{err}");
+        assert!(err.contains("another orbitmesh run"), "{err}");
         drop(first);
         assert!(Jobs::open(&config).is_ok());
     }

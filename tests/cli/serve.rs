@@ -408,8 +408,9 @@ fn twenty_jobs_posted_at_once_all_finish_in_order_with_bounded_memory() {
 
 /// The page in a real browser: headless Chromium (Debian's `chromium` and `chromium-driver`,
 /// driven through WebDriver by `python3-selenium`) uploads a photo and waits for the job; the
-/// stage list must show every stage done, the orbit's frames must appear, and the 3D viewer must
-/// show the mesh (a screenshot of it far from one flat colour; kept as
+/// stage list must show every stage done, the orbit's frames must appear, a photo with no
+/// object must end in a job the page shows failed with its error, and the 3D viewer must show
+/// the mesh (a screenshot of it far from one flat colour; kept as
 /// `target/tmp/serve-page-viewer.png`). Skipped, with a line, without those packages; CI sets
 /// ORBITMESH_REQUIRE_BROWSER_TESTS=1, so there a skip fails.
 #[test]
@@ -437,11 +438,17 @@ fn the_page_in_headless_chromium_makes_a_mesh_and_shows_it() {
     let server = ServerProcess::start(&dir.path().join("work"), &[]);
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page-viewer.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/serve_page.py");
+    // A plain white photo: no object in it, so its job fails in the prepare stage.
+    let blank = dir.path().join("blank.png");
+    image::RgbImage::from_pixel(64, 64, image::Rgb([255, 255, 255]))
+        .save(&blank)
+        .unwrap();
     let run = std::process::Command::new(python)
         .arg(script)
         .arg(&server.url)
         .arg(example_photo())
         .arg(&screenshot)
+        .arg(&blank)
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&run.stdout);
@@ -461,6 +468,13 @@ fn the_page_in_headless_chromium_makes_a_mesh_and_shows_it() {
     assert_eq!(report["jobs_listed"], 1, "{report}");
     // A server without SV3D's weights offers no SV3D.
     assert_eq!(report["sv3d_choice_shown"], false, "{report}");
+    // A failed job says so, with why.
+    assert_eq!(report["failed_state"], "failed", "{report}");
+    let error = report["failed_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Failed: ") && error.contains("mask is empty"),
+        "{report}"
+    );
     // The viewer is one flat colour until the mesh is drawn in it.
     let shot = image::open(&screenshot).unwrap().to_luma8();
     let n = shot.pixels().len() as f64;

@@ -1,8 +1,9 @@
 """Drives the page of `orbitmesh serve` in headless Chromium (Debian's chromium and
 chromium-driver, through python3-selenium): uploads a photo, waits for the job to end, and
-prints what the page shows as one JSON object; saves a screenshot of the 3D viewer.
+prints what the page shows as one JSON object; saves a screenshot of the 3D viewer. Then uploads
+BAD_PHOTO, whose job fails, and adds what the page says of it.
 
-    /usr/bin/python3 tests/cli/serve_page.py URL PHOTO SCREENSHOT.png
+    /usr/bin/python3 tests/cli/serve_page.py URL PHOTO SCREENSHOT.png BAD_PHOTO
 """
 
 import json
@@ -14,7 +15,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-url, photo, screenshot = sys.argv[1:4]
+url, photo, screenshot, bad_photo = sys.argv[1:5]
 options = webdriver.ChromeOptions()
 options.binary_location = "/usr/bin/chromium"
 # No GPU here: WebGL through SwiftShader, Chromium's CPU renderer.
@@ -56,6 +57,13 @@ try:
         "jobs_listed": len(driver.find_elements(By.CSS_SELECTOR, "#jobs a")),
         "sv3d_choice_shown": driver.find_element(By.ID, "generator-label").is_displayed(),
     }
+    # A job that fails: the page says so, with the pipeline's error.
+    driver.find_element(By.ID, "image").send_keys(bad_photo)
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, 120, poll_frequency=0.5).until(
+        lambda d: body.get_attribute("data-job-state") == "failed")
+    report["failed_state"] = driver.find_element(By.ID, "job-state").text
+    report["failed_error"] = driver.find_element(By.ID, "job-error").text
     print(json.dumps(report))
 finally:
     driver.quit()

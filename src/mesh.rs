@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use orbitmesh_pipeline::{CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Photo, Plan};
+use orbitmesh_pipeline::{
+    CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Photo, Plan, segmenter_device,
+};
 use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
 use orbitmesh_segment::PrepareOptions;
 
-use crate::input::{DeviceArg, EngineArgs, PlanArgs};
+use crate::input::{EngineArgs, PlanArgs};
 use crate::interrupt;
 use crate::orbit::{GeneratorArgs, OrderArg};
 use crate::prepare::SegmenterArgs;
@@ -93,14 +95,9 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     // The handler first: a test (or a user) who sees the lock may interrupt.
     interrupt::resume_hint_on_sigint(&work);
 
-    // IS-Net runs on the CPU unless a GPU is asked for: probing for one here would come before
-    // the photo's checks.
-    let choice = args.segmenter.choose(|| {
-        Ok(match args.plan.device {
-            DeviceArg::Gpu => burn::tensor::Device::wgpu(Default::default()),
-            DeviceArg::Cpu | DeviceArg::Auto => burn::tensor::Device::flex(),
-        })
-    })?;
+    let choice = args
+        .segmenter
+        .choose(|| Ok(segmenter_device(args.plan.device.into())))?;
     let photo = Photo {
         image: args.image.clone(),
         options: PrepareOptions {

@@ -89,15 +89,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let counts: Vec<String> = server
             .counts()
             .iter()
-            .map(|(state, n)| {
-                format!(
-                    "{n} {}",
-                    serde_json::to_value(state)
-                        .unwrap_or_default()
-                        .as_str()
-                        .unwrap_or("")
-                )
-            })
+            .map(|(state, n)| format!("{n} {}", state.name()))
             .collect();
         println!(
             "orbitmesh serve: http://{addr}/{} (work folder {}, {} job{} at a time{}{})",

@@ -32,7 +32,7 @@ pub use event::{Event, Flow, OnEvent, Stage};
 pub use output::{StagedFolder, encode_png, make_folder, save, save_json};
 pub use plan::{
     CoarseChoice, ExportConfig, FINE_TEXTURE, FineConfig, GeneratorConfig, MeshFrame, OrbitConfig,
-    OrbitSource, Overrides, Photo, Plan, Precision, Preset, tensor_device,
+    OrbitSource, Overrides, Photo, Plan, Precision, Preset, segmenter_device, tensor_device,
 };
 pub use run::{Outputs, run, run_stage};
 pub use stages::coarse::CoarseMethod;

@@ -144,6 +144,15 @@ pub fn tensor_device(rasterizer: &Rasterizer) -> burn::tensor::Device {
     }
 }
 
+/// The device IS-Net runs on for `device`: the GPU only where one is asked for, since probing for
+/// one would come before the photo's checks.
+pub fn segmenter_device(device: DeviceChoice) -> burn::tensor::Device {
+    match device {
+        DeviceChoice::Gpu => burn::tensor::Device::wgpu(Default::default()),
+        DeviceChoice::Cpu | DeviceChoice::Auto => burn::tensor::Device::flex(),
+    }
+}
+
 /// Which generator makes the orbit, with its settings. Serialised into the orbit stage's
 /// fingerprint without the weights' path: their bytes are one of its inputs, so a checkpoint
 /// moved elsewhere keeps the stage current.

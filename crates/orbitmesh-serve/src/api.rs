@@ -22,7 +22,7 @@ use crate::ServeConfig;
 use crate::jobs::{EVENTS, Job, JobState, Jobs};
 use crate::options::JobOptions;
 use crate::page;
-use crate::upload::{check_file_name, check_image};
+use crate::upload::{Rejected, check_file_name, check_image};
 
 #[derive(Clone)]
 struct App {
@@ -50,6 +50,15 @@ impl ApiError {
 
     fn bad(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<Rejected> for ApiError {
+    fn from(rejected: Rejected) -> Self {
+        match rejected {
+            Rejected::Unsupported(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+            Rejected::Invalid(m) => ApiError::bad(m),
+        }
     }
 }
 
@@ -248,7 +257,7 @@ async fn create(
     }
     let (file_name, bytes) =
         image.ok_or_else(|| ApiError::bad("no `image` part: send the photo as `image`"))?;
-    check_file_name(&file_name).map_err(|r| ApiError::bad(r.0))?;
+    check_file_name(&file_name)?;
     if bytes.len() > app.config.max_upload {
         return Err(too_large());
     }
@@ -260,15 +269,7 @@ async fn create(
     let checked = bytes.clone();
     let format = tokio::task::spawn_blocking(move || check_image(&checked))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the check panicked"))?
-        .map_err(|r| {
-            let status = if r.0.contains("not a PNG") {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            ApiError::new(status, r.0)
-        })?;
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the check panicked"))??;
     let extension = format.extensions_str()[0];
     let jobs = app.jobs.clone();
     let job =
@@ -298,13 +299,7 @@ async fn cancel(
         )),
         done => Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!(
-                "job `{id}` is already {}",
-                serde_json::to_value(done)
-                    .unwrap_or_default()
-                    .as_str()
-                    .unwrap_or("over")
-            ),
+            format!("job `{id}` is already {}", done.name()),
         )),
     }
 }
@@ -319,10 +314,7 @@ async fn resume(State(app): State<App>, Path(id): Path<String>) -> Result<Json<V
             StatusCode::CONFLICT,
             format!(
                 "job `{id}` is {}: only a cancelled or failed job resumes",
-                serde_json::to_value(other)
-                    .unwrap_or_default()
-                    .as_str()
-                    .unwrap_or("busy")
+                other.name()
             ),
         )),
     }

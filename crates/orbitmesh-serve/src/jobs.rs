@@ -34,6 +34,17 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Its name, as the API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether the job will not change any more.
     pub fn is_final(self) -> bool {
         matches!(

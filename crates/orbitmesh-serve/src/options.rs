@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use orbitmesh_geom::io::EngineOptions;
 use orbitmesh_pipeline::{
     ExportConfig, GeneratorConfig, MeshFrame, OrbitSource, Overrides, Photo, Plan, Preset,
+    segmenter_device,
 };
-use orbitmesh_render::DeviceChoice;
 use orbitmesh_segment::{PrepareOptions, Segmenter, install};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -172,10 +172,7 @@ impl JobOptions {
             (SegmenterOption::Auto | SegmenterOption::Isnet, Some(weights)) => (
                 Segmenter::Isnet {
                     weights,
-                    device: match config.device {
-                        DeviceChoice::Gpu => burn::tensor::Device::wgpu(Default::default()),
-                        DeviceChoice::Cpu | DeviceChoice::Auto => burn::tensor::Device::flex(),
-                    },
+                    device: segmenter_device(config.device),
                 },
                 false,
             ),
@@ -220,6 +217,7 @@ impl JobOptions {
 mod tests {
     use super::*;
     use orbitmesh_pipeline::CoarseChoice;
+    use orbitmesh_render::DeviceChoice;
 
     #[test]
     fn options_are_one_flat_object_with_defaults() {

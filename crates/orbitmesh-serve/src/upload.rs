@@ -13,14 +13,19 @@ const MAX_DECODE_BYTES: u64 = 512 << 20;
 
 /// A problem with an upload, said as the API's error says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected(pub String);
+pub enum Rejected {
+    /// Not a PNG, JPEG or WebP image.
+    Unsupported(String),
+    /// A name, size or content the server does not take.
+    Invalid(String),
+}
 
 /// Checks the name the upload came with: a photo's name, never a path (the name is only shown:
 /// the photo is stored as `input.<ext>`, but a client sending `../` is either broken or
 /// hostile, and is told so).
 pub fn check_file_name(name: &str) -> Result<(), Rejected> {
-    if name.contains(['/', '\\', '\0']) || name == ".." || name.starts_with("..") {
-        return Err(Rejected(format!(
+    if name.contains(['/', '\\', '\0']) || name.starts_with("..") {
+        return Err(Rejected::Invalid(format!(
             "image: the file name `{}` names a folder; send a file name only",
             name.escape_default()
         )));
@@ -32,18 +37,18 @@ pub fn check_file_name(name: &str) -> Result<(), Rejected> {
 /// pixels a side by its header, and decodable whole within [`MAX_DECODE_BYTES`].
 pub fn check_image(bytes: &[u8]) -> Result<ImageFormat, Rejected> {
     if bytes.is_empty() {
-        return Err(Rejected("image: the file is empty".into()));
+        return Err(Rejected::Invalid("image: the file is empty".into()));
     }
     let format = image::guess_format(bytes)
         .ok()
         .filter(|f| matches!(f, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP))
-        .ok_or_else(|| Rejected("image: not a PNG, JPEG or WebP image".into()))?;
+        .ok_or_else(|| Rejected::Unsupported("image: not a PNG, JPEG or WebP image".into()))?;
     let reader = || ImageReader::with_format(Cursor::new(bytes), format);
     let (width, height) = reader()
         .into_dimensions()
-        .map_err(|e| Rejected(format!("image: cannot read its header ({e})")))?;
+        .map_err(|e| Rejected::Invalid(format!("image: cannot read its header ({e})")))?;
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
-        return Err(Rejected(format!(
+        return Err(Rejected::Invalid(format!(
             "image: {width}×{height} pixels; at most {MAX_SIDE} pixels a side"
         )));
     }
@@ -55,7 +60,7 @@ pub fn check_image(bytes: &[u8]) -> Result<ImageFormat, Rejected> {
     reader.limits(limits);
     reader
         .decode()
-        .map_err(|e| Rejected(format!("image: cannot decode it ({e})")))?;
+        .map_err(|e| Rejected::Invalid(format!("image: cannot decode it ({e})")))?;
     Ok(format)
 }
 
@@ -63,6 +68,12 @@ pub fn check_image(bytes: &[u8]) -> Result<ImageFormat, Rejected> {
 pub(crate) mod tests {
     use super::*;
     use image::{Rgba, RgbaImage};
+
+    fn message(rejected: Rejected) -> String {
+        match rejected {
+            Rejected::Unsupported(m) | Rejected::Invalid(m) => m,
+        }
+    }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -105,7 +116,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_photos_are_named() {
-        let err = |bytes: &[u8]| check_image(bytes).unwrap_err().0;
+        let err = |bytes: &[u8]| message(check_image(bytes).unwrap_err());
         assert!(err(b"").contains("empty"));
         assert!(err(b"hello, not an image").contains("not a PNG"));
         let huge = err(&png_header_claiming(60_000));
@@ -121,7 +132,7 @@ pub(crate) mod tests {
         assert!(check_file_name("bunny.png").is_ok());
         assert!(check_file_name("").is_ok());
         for bad in ["../evil.png", "..", "a/b.png", "..\\x.png", "/etc/passwd"] {
-            let err = check_file_name(bad).unwrap_err().0;
+            let err = message(check_file_name(bad).unwrap_err());
             assert!(err.contains("file name"), "{err}");
         }
     }

@@ -1,21 +1,15 @@
-//! Textured output: a UV atlas for the refined surface and its colours baked into an image.
-//!
-//! The atlas comes from `uvunwrap` (pure Rust, in the manner of xatlas: charts by normal-cone
-//! region growing, LSCM + ARAP flattening, shape packing), so no C++ toolchain is needed; the
-//! xatlas bindings on crates.io are unmaintained and build the C++ library from source.
+//! Textured output: a UV atlas for the refined surface (geom's) and the frames' colours baked
+//! into it.
 
-use image::{Rgba, RgbaImage};
+use image::RgbaImage;
 use nalgebra::Vector3;
+use orbitmesh_geom::texture::{PADDING, dilate, for_each_texel, texel_colour, unwrap};
 use orbitmesh_geom::{Material, TriMesh};
 use orbitmesh_render::raster::{NO_TRIANGLE, rasterize_cpu};
 use orbitmesh_render::{OrbitImage, Projection, Scene, VisibilityBuffer};
 use rayon::prelude::*;
 
 use crate::DmtetError;
-
-/// Texels of empty space around each chart, filled by dilation so filtering and mipmaps do not
-/// bleed the background into the seams.
-const PADDING: u32 = 4;
 
 /// A mesh with texture coordinates (OBJ convention: v up) and its texture.
 pub struct Textured {
@@ -41,75 +35,30 @@ pub fn bake(
         .colors
         .as_ref()
         .ok_or_else(|| DmtetError::Refine("baking a texture needs vertex colours".into()))?;
-    let indices: Vec<u32> = mesh.faces.iter().flatten().copied().collect();
-    let options = uvunwrap::Options {
-        density: uvunwrap::Density::Auto { page_size: size },
-        padding: PADDING,
-        ..uvunwrap::Options::default()
-    };
-    let atlas = uvunwrap::generate(
-        &[uvunwrap::MeshInput::new(&mesh.positions, &indices)],
-        &options,
-    )
-    .map_err(|e| DmtetError::Refine(format!("UV atlas: {e}")))?;
-    if atlas.page_count > 1 {
-        return Err(DmtetError::Refine(format!(
-            "the UV atlas needs {} pages of {size}²: use a larger texture",
-            atlas.page_count
-        )));
-    }
-    let out = &atlas.meshes[0];
-    let (w, h) = (atlas.width.max(1), atlas.height.max(1));
-    let texel = |v: &uvunwrap::OutputVertex| [v.uv[0] * w as f32, v.uv[1] * h as f32];
+    let atlas = unwrap(mesh, size).map_err(|e| DmtetError::Refine(e.to_string()))?;
     let projected = ProjectedFrames::new(mesh, frames, headlight)?;
     let normals = mesh.vertex_normals();
     let blend = |b: [f32; 3], values: &[[f32; 3]; 3]| {
         [0, 1, 2].map(|k| b[0] * values[0][k] + b[1] * values[1][k] + b[2] * values[2][k])
     };
-    let mut image = RgbaImage::new(w, h);
-    for face in out.indices.chunks_exact(3) {
-        let v = [0, 1, 2].map(|k| &out.vertices[face[k] as usize]);
-        let corner = v.map(|v| v.xref as usize);
+    let mut texture = RgbaImage::new(size, size);
+    for face in &atlas.mesh.faces {
+        let corner = face.map(|v| atlas.source[v as usize] as usize);
         let (c, p, n) = (
             corner.map(|i| colours[i]),
             corner.map(|i| mesh.positions[i]),
             corner.map(|i| normals[i]),
         );
-        fill_triangle(&mut image, v.map(texel), |b| {
-            projected
+        for_each_texel(size, size, face.map(|v| atlas.texel(v)), |x, y, b| {
+            let colour = projected
                 .colour(blend(b, &p), blend(b, &n))
-                .unwrap_or_else(|| blend(b, &c))
+                .unwrap_or_else(|| blend(b, &c));
+            texture.put_pixel(x, y, texel_colour(colour));
         });
     }
-    dilate(&mut image, 2 * PADDING);
-    // The texture stays square as asked, whatever rows the packer used.
-    let mut texture = RgbaImage::new(size, size);
-    image::imageops::replace(&mut texture, &image, 0, 0);
-    let scale = [w as f32 / size as f32, h as f32 / size as f32];
-    let mut textured = TriMesh::new(
-        out.vertices
-            .iter()
-            .map(|v| mesh.positions[v.xref as usize])
-            .collect(),
-        out.indices
-            .chunks_exact(3)
-            .map(|f| [f[0], f[1], f[2]])
-            .collect(),
-    );
-    textured.uvs = Some(
-        out.vertices
-            .iter()
-            .map(|v| [v.uv[0] * scale[0], 1.0 - v.uv[1] * scale[1]])
-            .collect(),
-    );
-    textured.colors = Some(
-        out.vertices
-            .iter()
-            .map(|v| colours[v.xref as usize])
-            .collect(),
-    );
+    dilate(&mut texture, 2 * PADDING);
     Ok(Textured {
-        mesh: textured,
+        mesh: atlas.mesh,
         texture,
     })
 }
@@ -243,88 +192,6 @@ fn sample(image: &RgbaImage, x: f32, y: f32) -> Option<([f32; 3], f32)> {
         alpha += a;
     }
     (alpha >= 0.5).then(|| (rgb.map(|v| v / alpha), alpha))
-}
-
-/// Sets every texel whose centre lies in the triangle `p` (texel coordinates) to `colour` (0..1)
-/// of the texel centre's barycentric coordinates.
-fn fill_triangle(image: &mut RgbaImage, p: [[f32; 2]; 3], colour: impl Fn([f32; 3]) -> [f32; 3]) {
-    let area =
-        (p[1][0] - p[0][0]) * (p[2][1] - p[0][1]) - (p[1][1] - p[0][1]) * (p[2][0] - p[0][0]);
-    if area.abs() < 1e-12 {
-        return;
-    }
-    let min = |k: usize| p.iter().map(|q| q[k]).fold(f32::INFINITY, f32::min);
-    let max = |k: usize| p.iter().map(|q| q[k]).fold(f32::NEG_INFINITY, f32::max);
-    let (x0, x1) = (
-        (min(0) - 0.5).floor().max(0.0) as u32,
-        (max(0) + 0.5).ceil() as u32,
-    );
-    let (y0, y1) = (
-        (min(1) - 0.5).floor().max(0.0) as u32,
-        (max(1) + 0.5).ceil() as u32,
-    );
-    for y in y0..y1.min(image.height()) {
-        for x in x0..x1.min(image.width()) {
-            let q = [x as f32 + 0.5, y as f32 + 0.5];
-            let edge = |a: [f32; 2], b: [f32; 2]| {
-                ((b[0] - a[0]) * (q[1] - a[1]) - (b[1] - a[1]) * (q[0] - a[0])) / area
-            };
-            let b = [edge(p[1], p[2]), edge(p[2], p[0]), edge(p[0], p[1])];
-            // A little slack so texels on shared edges are not left empty between two faces.
-            if b.iter().any(|&v| v < -1e-4) {
-                continue;
-            }
-            let rgb = colour(b).map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
-            image.put_pixel(x, y, Rgba([rgb[0], rgb[1], rgb[2], 255]));
-        }
-    }
-}
-
-/// Grows the filled (opaque) texels outwards `passes` times, each empty texel taking the mean of
-/// its filled neighbours.
-fn dilate(image: &mut RgbaImage, passes: u32) {
-    let (w, h) = (image.width() as i64, image.height() as i64);
-    for _ in 0..passes {
-        let before = image.clone();
-        let mut changed = false;
-        for y in 0..h {
-            for x in 0..w {
-                if before.get_pixel(x as u32, y as u32)[3] == 255 {
-                    continue;
-                }
-                let mut sum = [0u32; 3];
-                let mut n = 0;
-                for (dx, dy) in [
-                    (-1, 0),
-                    (1, 0),
-                    (0, -1),
-                    (0, 1),
-                    (-1, -1),
-                    (1, 1),
-                    (-1, 1),
-                    (1, -1),
-                ] {
-                    let (nx, ny) = (x + dx, y + dy);
-                    if nx < 0 || ny < 0 || nx >= w || ny >= h {
-                        continue;
-                    }
-                    let p = before.get_pixel(nx as u32, ny as u32);
-                    if p[3] == 255 {
-                        (0..3).for_each(|k| sum[k] += u32::from(p[k]));
-                        n += 1;
-                    }
-                }
-                if n > 0 {
-                    let c = sum.map(|s| (s / n) as u8);
-                    image.put_pixel(x as u32, y as u32, Rgba([c[0], c[1], c[2], 255]));
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -475,16 +342,6 @@ mod tests {
         );
         let (lo, _) = texels(None);
         assert!(lo < 0.5, "as seen, oblique faces come out dark: {lo}");
-    }
-
-    #[test]
-    fn dilation_fills_the_padding_around_charts() {
-        let mut image = RgbaImage::new(9, 9);
-        image.put_pixel(4, 4, Rgba([200, 100, 50, 255]));
-        dilate(&mut image, 2);
-        assert_eq!(image.get_pixel(6, 4), &Rgba([200, 100, 50, 255]));
-        assert_eq!(image.get_pixel(2, 2), &Rgba([200, 100, 50, 255]));
-        assert_eq!(image.get_pixel(7, 4)[3], 0, "only two texels out");
     }
 
     #[test]

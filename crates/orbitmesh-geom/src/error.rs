@@ -31,6 +31,9 @@ pub enum GeomError {
     NonFinite { path: PathBuf, vertex: usize },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// A texture could not be laid out or baked (no file involved yet).
+    #[error("texture: {0}")]
+    Texture(String),
 }
 
 impl GeomError {
@@ -63,9 +66,9 @@ impl GeomError {
         }
     }
 
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
+    /// The file the error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        Some(match self {
             GeomError::Io { path, .. }
             | GeomError::Parse { path, .. }
             | GeomError::UnknownFormat { path }
@@ -73,7 +76,8 @@ impl GeomError {
             | GeomError::IndexOutOfRange { path, .. }
             | GeomError::NonFinite { path, .. }
             | GeomError::Invalid { path, .. } => path,
-        }
+            GeomError::Texture(_) => return None,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Geometry for orbitmesh: triangle meshes and their files, the Z-up object frame, seeded surface
 //! sampling, and the evaluation metrics of the `gso` protocol (DESIGN.md).
 
+pub mod bake;
 mod error;
 pub mod eval;
 pub mod frame;
@@ -13,6 +14,8 @@ pub mod nearest;
 pub mod sample;
 pub mod shapes;
 mod simplify;
+mod tangent;
+pub mod texture;
 pub mod winding;
 
 pub use error::{GeomError, Result};

@@ -2,13 +2,16 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{GeomError, Result};
 
-/// A surface material, as far as orbitmesh uses one: a diffuse colour and an optional diffuse
-/// texture file (resolved to a path that exists when the mesh was read, if it existed).
+/// A surface material, as far as orbitmesh uses one: a diffuse colour, an optional diffuse
+/// texture file and an optional tangent-space normal map (MikkTSpace, green up the image, as
+/// glTF and Blender have it); files resolved to paths that exist when the mesh was read, if
+/// they existed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Material {
     pub name: String,
     pub diffuse: [f32; 3],
     pub diffuse_texture: Option<PathBuf>,
+    pub normal_texture: Option<PathBuf>,
 }
 
 impl Material {
@@ -17,6 +20,7 @@ impl Material {
             name: name.into(),
             diffuse: [1.0; 3],
             diffuse_texture: None,
+            normal_texture: None,
         }
     }
 }
@@ -186,17 +190,32 @@ impl TriMesh {
 
     /// The area-weighted unit normal of each vertex; zero where no face with area touches it.
     pub fn vertex_normals(&self) -> Vec<[f32; 3]> {
+        self.normals_summed_over(&(0..self.positions.len()).collect::<Vec<_>>())
+    }
+
+    /// As [`TriMesh::vertex_normals`], but the vertices at one position share theirs: a UV seam
+    /// splits vertices, not the surface, and must not show in the shading. The normals written
+    /// to files, and those normal maps are baked against.
+    pub fn seamless_normals(&self) -> Vec<[f32; 3]> {
+        self.normals_summed_over(&welded_ids(&self.positions))
+    }
+
+    /// Each vertex's unit normal summed (area-weighted) over the faces of every vertex with the
+    /// same `group` id as it.
+    fn normals_summed_over(&self, group: &[usize]) -> Vec<[f32; 3]> {
         let mut sums = vec![[0.0f64; 3]; self.positions.len()];
         for (f, face) in self.faces.iter().enumerate() {
             let a = area_vector(&self.triangle(f));
             for &v in face {
                 for k in 0..3 {
-                    sums[v as usize][k] += a[k];
+                    sums[group[v as usize]][k] += a[k];
                 }
             }
         }
-        sums.into_iter()
-            .map(|s| {
+        group
+            .iter()
+            .map(|&g| {
+                let s = sums[g];
                 let len = norm(s);
                 if len > 0.0 {
                     s.map(|x| (x / len) as f32)
@@ -213,6 +232,17 @@ impl TriMesh {
             .map(|f| triangle_area(&self.triangle(f)))
             .sum()
     }
+}
+
+/// For each point, an id shared by exactly the points at the same position (the first such
+/// point's index): the vertices welded by position.
+pub(crate) fn welded_ids(positions: &[[f32; 3]]) -> Vec<usize> {
+    let mut ids = std::collections::HashMap::new();
+    positions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| *ids.entry(p.map(f32::to_bits)).or_insert(i))
+        .collect()
 }
 
 pub(crate) fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {

@@ -3,7 +3,7 @@
 
 use meshopt::{SimplifyOptions, VertexDataAdapter};
 
-use crate::mesh::TriMesh;
+use crate::mesh::{TriMesh, welded_ids};
 
 impl TriMesh {
     /// A copy with at most `target_faces` faces (when the simplifier can get there at all),
@@ -148,18 +148,6 @@ impl TriMesh {
             face_materials,
         }
     }
-}
-
-/// Each vertex's id with the vertices welded by position: vertices split along a UV seam share one.
-fn welded_ids(positions: &[[f32; 3]]) -> Vec<usize> {
-    let mut ids = std::collections::HashMap::new();
-    positions
-        .iter()
-        .map(|p| {
-            let next = ids.len();
-            *ids.entry(p.map(f32::to_bits)).or_insert(next)
-        })
-        .collect()
 }
 
 /// Removes the simplifier's folds: faces over the same three points (vertices welded by

@@ -99,7 +99,7 @@ impl PipelineError {
             | PipelineError::Locked { path }
             | PipelineError::Record { path, .. } => Some(path),
             PipelineError::Input { path, .. } | PipelineError::Generator { path, .. } => Some(path),
-            PipelineError::Mesh(e) => Some(e.path()),
+            PipelineError::Mesh(e) => e.path(),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@
 //! with supersampled antialiasing, and the per-pixel geometry buffers.
 
 use image::{ImageBuffer, Luma, Rgba, RgbaImage};
+use orbitmesh_geom::texture::sample;
 use rayon::prelude::*;
 
 use crate::camera::Camera;
@@ -27,11 +28,52 @@ fn lerp3<T: Copy>(
     [0, 1, 2].map(|k| b[0] * a[k] + b[1] * c[k] + b[2] * d[k])
 }
 
-/// |cos| between face `f`'s normal and the camera's view axis: light from the camera, two-sided.
-fn facing(scene: &Scene, camera: &Camera, f: u32) -> f64 {
-    let n = scene.normals[f as usize];
+/// |cos| between the surface normal at barycentrics `b` of face `f` and the camera's view axis:
+/// light from the camera, two-sided.
+fn facing(scene: &Scene, camera: &Camera, f: u32, b: [f32; 3]) -> f64 {
+    let n = shading_normal(scene, f, b);
     let back = camera.camera_to_world.fixed_view::<3, 1>(0, 2);
     (n[0] as f64 * back[0] + n[1] as f64 * back[1] + n[2] as f64 * back[2]).abs()
+}
+
+/// The normal light sees at barycentrics `b` of face `f`: the face's own, or where its material
+/// has a normal map, the map's normal turned out of the tangent frame there (built as a glTF
+/// viewer builds it: the interpolated tangent made perpendicular to the interpolated normal, the
+/// bitangent their cross product times the tangent's sign).
+pub(crate) fn shading_normal(scene: &Scene, f: u32, b: [f32; 3]) -> [f32; 3] {
+    let face = scene.faces[f as usize];
+    let paint = scene.face_paint[f as usize] as usize;
+    let (Some(map), Some(frames), Some(uvs)) = (
+        scene.normal_maps[paint],
+        &scene.tangent_frames,
+        scene.uvs.as_deref(),
+    ) else {
+        return scene.normals[f as usize];
+    };
+    let uv = lerp2(uvs, face, b);
+    let texel = sample(&scene.textures[map], uv[0], uv[1]).map(|c| 2.0 * c - 1.0);
+    let n = normalised(lerp3(&frames.normals, face, b, |n| n));
+    let t = lerp3(&frames.tangents, face, b, |t| [t[0], t[1], t[2]]);
+    let along = n[0] * t[0] + n[1] * t[1] + n[2] * t[2];
+    let t = normalised([0, 1, 2].map(|k| t[k] - along * n[k]));
+    let sign = frames.tangents[face[0] as usize][3];
+    let bt = [
+        n[1] * t[2] - n[2] * t[1],
+        n[2] * t[0] - n[0] * t[2],
+        n[0] * t[1] - n[1] * t[0],
+    ]
+    .map(|c| c * sign);
+    normalised([0, 1, 2].map(|k| texel[0] * t[k] + texel[1] * bt[k] + texel[2] * n[k]))
+}
+
+fn normalised(v: [f32; 3]) -> [f32; 3] {
+    let len = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    if len > 0.0 { v.map(|c| c / len) } else { v }
+}
+
+fn lerp2(values: &[[f32; 2]], face: [u32; 3], b: [f32; 3]) -> [f32; 2] {
+    let [a, c, d] = face.map(|i| values[i as usize]);
+    [0, 1].map(|k| b[0] * a[k] + b[1] * c[k] + b[2] * d[k])
 }
 
 /// The colour of one visible surface point.
@@ -40,21 +82,18 @@ fn surface_colour(scene: &Scene, camera: &Camera, f: u32, bary: [f32; 2]) -> [f3
     let face = scene.faces[f as usize];
     let colour = match &scene.paints[scene.face_paint[f as usize] as usize] {
         Paint::Textured { texture, tint } => {
-            let uvs = scene.uvs.as_deref().unwrap_or_default();
-            let [t0, t1, t2] = face.map(|i| uvs[i as usize]);
-            let u = b[0] * t0[0] + b[1] * t1[0] + b[2] * t2[0];
-            let v = b[0] * t0[1] + b[1] * t1[1] + b[2] * t2[1];
-            let c = scene.textures[*texture].sample(u, v);
+            let [u, v] = lerp2(scene.uvs.as_deref().unwrap_or_default(), face, b);
+            let c = sample(&scene.textures[*texture], u, v);
             [c[0] * tint[0], c[1] * tint[1], c[2] * tint[2]]
         }
         Paint::Flat(c) => *c,
         Paint::VertexColours => lerp3(scene.colors.as_deref().unwrap_or_default(), face, b, |c| c),
         // Headlight on a light grey: shape reads clearly from any view.
-        Paint::Clay => return [(0.8 * (0.25 + 0.75 * facing(scene, camera, f))) as f32; 3],
+        Paint::Clay => return [(0.8 * (0.25 + 0.75 * facing(scene, camera, f, b))) as f32; 3],
     };
     match scene.headlight {
         Some(ambient) => {
-            let light = ambient + (1.0 - ambient) * facing(scene, camera, f) as f32;
+            let light = ambient + (1.0 - ambient) * facing(scene, camera, f, b) as f32;
             colour.map(|c| c * light)
         }
         None => colour,
@@ -163,4 +202,84 @@ pub fn depth_image(vis: &VisibilityBuffer) -> ImageBuffer<Luma<u16>, Vec<u16>> {
             0
         }])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG};
+    use crate::raster::rasterize_cpu;
+    use orbitmesh_geom::{Material, TriMesh};
+
+    /// The plane x = 0 facing +x, u along +y and v along +z (so the tangent is +y and the
+    /// bitangent +z), white, with a normal map of one colour.
+    fn mapped_quad(dir: &std::path::Path, texel: [f32; 3]) -> Scene {
+        let white = dir.join("white.png");
+        RgbaImage::from_pixel(4, 4, Rgba([255; 4]))
+            .save(&white)
+            .unwrap();
+        let map = dir.join("normal.png");
+        let byte = texel.map(|c| ((0.5 * c + 0.5) * 255.0).round() as u8);
+        RgbaImage::from_pixel(4, 4, Rgba([byte[0], byte[1], byte[2], 255]))
+            .save(&map)
+            .unwrap();
+        let mut quad = TriMesh::new(
+            vec![
+                [0.0, -0.5, -0.5],
+                [0.0, 0.5, -0.5],
+                [0.0, 0.5, 0.5],
+                [0.0, -0.5, 0.5],
+            ],
+            vec![[0, 1, 2], [0, 2, 3]],
+        );
+        quad.uvs = Some(vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]);
+        quad.materials = vec![Material {
+            diffuse_texture: Some(white),
+            normal_texture: Some(map),
+            ..Material::new("mapped")
+        }];
+        quad.face_materials = vec![0, 0];
+        let mut warnings = Vec::new();
+        let scene = Scene::new(&quad, &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        scene
+    }
+
+    #[test]
+    fn a_normal_map_turns_the_shading_normal_in_its_tangent_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let tilt = 40f32.to_radians();
+        let (s, c) = tilt.sin_cos();
+        // Red tilts towards the tangent (+y), green towards the bitangent (+z).
+        for (texel, want) in [
+            ([s, 0.0, c], [c, s, 0.0]),
+            ([0.0, s, c], [c, 0.0, s]),
+            ([0.0, 0.0, 1.0], [1.0, 0.0, 0.0]),
+        ] {
+            let scene = mapped_quad(dir.path(), texel);
+            for f in 0..2 {
+                let n = shading_normal(&scene, f, [0.2, 0.3, 0.5]);
+                let off = (0..3).map(|k| (n[k] - want[k]).abs()).fold(0.0, f32::max);
+                assert!(off < 0.01, "{texel:?}: {n:?}, expected {want:?}");
+            }
+        }
+
+        // Lit from the camera (+x), the tilted normal's light is ambient + (1 − ambient)·cos.
+        let mut scene = mapped_quad(dir.path(), [s, 0.0, c]);
+        scene.headlight = Some(0.25);
+        let camera = OrbitView {
+            elevation_deg: 0.0,
+            azimuth_deg: 0.0,
+            radius: 2.0,
+        }
+        .camera(Intrinsics::from_fov(SV3D_FOV_DEG, 64, 64));
+        let vis = rasterize_cpu(&scene, &camera);
+        let image = shade_rgba(&scene, &vis, &camera, 1, Background::Transparent);
+        let centre = image.get_pixel(32, 32)[0];
+        let want = (0.25 + 0.75 * c) * 255.0;
+        assert!(
+            (f32::from(centre) - want).abs() <= 2.0,
+            "{centre} vs {want}"
+        );
+    }
 }

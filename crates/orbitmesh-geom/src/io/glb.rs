@@ -140,14 +140,23 @@ pub fn write_glb_lods(path: &Path, lods: &[TriMesh], options: &GlbOptions) -> Re
     // (PNG or JPEG) or re-encoded to PNG.
     let mut materials = Vec::new();
     for m in &first.materials {
-        let texture = match (&m.diffuse_texture, &first.uvs) {
-            (Some(file), Some(_)) => Some(embed_image(&mut root, &mut bin, file)?),
-            _ => None,
+        let mut embed = |file: &Option<std::path::PathBuf>| match (file, &first.uvs) {
+            (Some(file), Some(_)) => embed_image(&mut root, &mut bin, file).map(Some),
+            _ => Ok(None),
         };
+        let texture = embed(&m.diffuse_texture)?;
+        let normal_texture = embed(&m.normal_texture)?;
         let [r, g, b] = m.diffuse;
         materials.push(root.push(json::Material {
             name: Some(m.name.clone()),
             double_sided: true,
+            normal_texture: normal_texture.map(|index| json::material::NormalTexture {
+                index,
+                scale: 1.0,
+                tex_coord: 0,
+                extensions: Default::default(),
+                extras: Default::default(),
+            }),
             pbr_metallic_roughness: json::material::PbrMetallicRoughness {
                 base_color_factor: json::material::PbrBaseColorFactor([r, g, b, 1.0]),
                 base_color_texture: texture.map(|index| json::texture::Info {
@@ -270,7 +279,7 @@ fn push_mesh(
         .collect();
     // The same turn for the normals; glTF wants unit normals, so vertices without one get +Y.
     let normals: Vec<[f32; 3]> = mesh
-        .vertex_normals()
+        .seamless_normals()
         .into_iter()
         .map(|n| {
             if n == [0.0; 3] {
@@ -305,6 +314,15 @@ fn push_mesh(
         let view = bin.push(root, &floats(&flipped), Some(Target::ArrayBuffer));
         let acc = accessor(root, view, n, C::F32, T::Vec2, None);
         attributes.insert(Valid(json::mesh::Semantic::TexCoords(0)), acc);
+    }
+    // A normal map is read in the tangent space it was baked in: MikkTSpace's, from the same
+    // UVs and normals, turned Y up like them (the bitangent's sign is unchanged by a turn).
+    let normal_mapped = mesh.materials.iter().any(|m| m.normal_texture.is_some());
+    if let Some(tangents) = mesh.tangents().filter(|_| normal_mapped) {
+        let turned: Vec<[f32; 4]> = tangents.iter().map(|t| [t[0], t[2], -t[1], t[3]]).collect();
+        let view = bin.push(root, &floats(&turned), Some(Target::ArrayBuffer));
+        let acc = accessor(root, view, n, C::F32, T::Vec4, None);
+        attributes.insert(Valid(json::mesh::Semantic::Tangents), acc);
     }
     if let Some(colors) = &mesh.colors {
         let view = bin.push(root, &floats(colors), Some(Target::ArrayBuffer));
@@ -592,7 +610,8 @@ mod tests {
         );
         quad.uvs = Some(vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]);
         quad.materials = vec![Material {
-            diffuse_texture: Some(tex),
+            diffuse_texture: Some(tex.clone()),
+            normal_texture: Some(tex),
             ..Material::new("skin")
         }];
         quad.face_materials = vec![0, 0];
@@ -624,6 +643,13 @@ mod tests {
         assert!(normals.iter().all(|n| (n[2].abs() - 1.0).abs() < 1e-6));
         let indices: Vec<u32> = reader.read_indices().unwrap().into_u32().collect();
         assert_eq!(indices, vec![0, 1, 2, 0, 2, 3]);
+        // u runs along x and v up z (Z up): the tangent is +x, and the bitangent, the turned
+        // normal (0, 0, 1) × +x = +y times w, is up the image (+v) with w = +1.
+        let tangents: Vec<[f32; 4]> = reader.read_tangents().unwrap().collect();
+        for t in &tangents {
+            assert!((t[0] - 1.0).abs() < 1e-6 && t[1].abs() < 1e-6 && t[2].abs() < 1e-6);
+            assert_eq!(t[3], 1.0, "{t:?}");
+        }
         let image = gltf.images().next().unwrap();
         match image.source() {
             gltf::image::Source::View { view, mime_type } => {
@@ -640,5 +666,6 @@ mod tests {
                 .base_color_texture()
                 .is_some()
         );
+        assert!(material.normal_texture().is_some());
     }
 }

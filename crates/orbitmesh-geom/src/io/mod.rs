@@ -220,6 +220,7 @@ mod tests {
 
     fn textured_quad(dir: &Path) -> TriMesh {
         let tex = write(dir, "src-texture.png", b"not decoded by the mesh reader");
+        let normals = write(dir, "src-normal.png", b"nor this");
         let mut m = TriMesh::new(
             vec![
                 [0.0, 0.0, 0.0],
@@ -233,6 +234,7 @@ mod tests {
         m.materials = vec![
             Material {
                 diffuse_texture: Some(tex),
+                normal_texture: Some(normals),
                 ..Material::new("skin")
             },
             Material {
@@ -269,12 +271,17 @@ mod tests {
             back.materials[0].diffuse_texture.as_deref(),
             Some(out.join("src-texture.png").as_path())
         );
+        assert_eq!(
+            back.materials[0].normal_texture.as_deref(),
+            Some(out.join("src-normal.png").as_path())
+        );
+        assert_eq!(back.materials[1].normal_texture, None);
         // Nothing temporary left behind.
         let names: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(names.len(), 4, "{names:?}");
     }
 
     #[test]

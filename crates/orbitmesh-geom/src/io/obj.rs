@@ -54,8 +54,8 @@ pub(super) fn read_obj(path: &Path, warnings: &mut Vec<String>) -> Result<TriMes
     let materials: Vec<Material> = materials
         .into_iter()
         .map(|m| {
-            let texture = m.diffuse_texture.as_deref().and_then(|t| {
-                let t = dir.join(t.replace('\\', "/"));
+            let mut texture = |file: Option<&str>| {
+                let t = dir.join(file?.replace('\\', "/"));
                 if t.is_file() {
                     Some(t)
                 } else {
@@ -67,11 +67,12 @@ pub(super) fn read_obj(path: &Path, warnings: &mut Vec<String>) -> Result<TriMes
                     ));
                     None
                 }
-            });
+            };
             Material {
+                diffuse_texture: texture(m.diffuse_texture.as_deref()),
+                normal_texture: texture(m.normal_texture.as_deref()),
                 name: m.name,
                 diffuse: m.diffuse.unwrap_or([1.0; 3]),
-                diffuse_texture: texture,
             }
         })
         .collect();
@@ -142,7 +143,8 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
     for tex in mesh
         .materials
         .iter()
-        .filter_map(|m| m.diffuse_texture.as_ref())
+        .flat_map(|m| [&m.diffuse_texture, &m.normal_texture])
+        .flatten()
     {
         if texture_names.contains_key(tex) {
             continue;
@@ -172,6 +174,10 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
                 if let Some(t) = &m.diffuse_texture {
                     writeln!(w, "map_Kd {}", texture_names[t])?;
                 }
+                // Blender's importer and tobj read map_Bump as the normal map.
+                if let Some(t) = &m.normal_texture {
+                    writeln!(w, "map_Bump {}", texture_names[t])?;
+                }
             }
             Ok(())
         })?;
@@ -197,7 +203,7 @@ pub fn write_obj(path: &Path, mesh: &TriMesh) -> Result<()> {
             }
         }
         // Smooth normals, so importers (Blender's among them) shade the surface without faceting.
-        for [x, y, z] in mesh.vertex_normals() {
+        for [x, y, z] in mesh.seamless_normals() {
             writeln!(w, "vn {x} {y} {z}")?;
         }
         let mut current = None;

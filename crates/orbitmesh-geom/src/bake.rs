@@ -1,0 +1,521 @@
+//! Baking a detailed surface onto a low-poly mesh of it, as Blender's "selected to active" and
+//! xNormal do: a fresh atlas for the low-poly mesh, its base colour taken from the detailed
+//! surface, and a tangent-space normal map (MikkTSpace) of the detailed surface's normals, so the
+//! shading keeps the detail the face budget dropped.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use image::RgbaImage;
+use kiddo::SquaredEuclidean;
+use kiddo::immutable::float::kdtree::ImmutableKdTree;
+use rayon::prelude::*;
+
+use crate::error::{GeomError, Result};
+use crate::io::write_atomic;
+use crate::mesh::{Material, TriMesh, cross, dot, sub, welded_ids};
+use crate::texture::{PADDING, dilate, for_each_texel, sample, texel_colour, unwrap};
+
+/// A low-poly mesh with its baked textures.
+pub struct Baked {
+    /// The low-poly mesh on its own atlas (vertices split at the atlas's seams, faces in their
+    /// order), without colours or materials until [`Baked::save`] attaches them.
+    pub mesh: TriMesh,
+    /// The detailed surface's colour at each texel.
+    pub base_colour: RgbaImage,
+    /// The detailed surface's normal in the low-poly mesh's tangent space, (n + 1) / 2 per
+    /// channel: red along the tangent (+u), green along the bitangent (+v, up the image), blue
+    /// along the low-poly normal. Texels no face covers hold the dilated border.
+    pub normal_map: RgbaImage,
+}
+
+/// The file format baked textures are saved in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextureFormat {
+    Png,
+    /// Smaller files; lossy, which a normal map shows as faint blocks in the shading.
+    Jpeg,
+}
+
+impl TextureFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            TextureFormat::Png => "png",
+            TextureFormat::Jpeg => "jpg",
+        }
+    }
+}
+
+impl Baked {
+    /// Writes the two textures into `dir` as `<stem>_basecolor` and `<stem>_normal` (each under
+    /// a temporary name, then renamed) and returns the mesh with one material using them.
+    pub fn save(&self, dir: &Path, stem: &str, format: TextureFormat) -> Result<TriMesh> {
+        let mut files = Vec::new();
+        for (image, role) in [
+            (&self.base_colour, "basecolor"),
+            (&self.normal_map, "normal"),
+        ] {
+            let path = dir.join(format!("{stem}_{role}.{}", format.extension()));
+            let encoded = encode(image, format).map_err(|message| GeomError::Invalid {
+                path: path.clone(),
+                message,
+            })?;
+            write_atomic(&path, |w| w.write_all(&encoded))?;
+            files.push(path);
+        }
+        let mut mesh = self.mesh.clone();
+        let normal = files.pop();
+        mesh.materials = vec![Material {
+            diffuse_texture: files.pop(),
+            normal_texture: normal,
+            ..Material::new(stem)
+        }];
+        mesh.face_materials = vec![0; mesh.faces.len()];
+        Ok(mesh)
+    }
+}
+
+fn encode(image: &RgbaImage, format: TextureFormat) -> std::result::Result<Vec<u8>, String> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    let result = match format {
+        TextureFormat::Png => image.write_to(&mut bytes, image::ImageFormat::Png),
+        // JPEG has no alpha; the textures are opaque.
+        TextureFormat::Jpeg => image::DynamicImage::ImageRgba8(image.clone())
+            .to_rgb8()
+            .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut bytes, 92,
+            )),
+    };
+    result.map_err(|e| e.to_string())?;
+    Ok(bytes.into_inner())
+}
+
+/// Bakes `high` (the detailed surface: its first material's texture, else its vertex colours,
+/// else its material colours) onto `low` at `size`² texels.
+pub fn bake_onto(low: &TriMesh, high: &TriMesh, size: u32) -> Result<Baked> {
+    let surface = Surface::new(high)?;
+    // The atlas charts the surface, not the old atlas's pieces: weld the split vertices first.
+    let welded = welded(low);
+    let atlas = unwrap(&welded, size)?;
+    let mesh = atlas.mesh;
+    let (normals, tangents) = (
+        mesh.seamless_normals(),
+        mesh.tangents().expect("an atlas has UVs"),
+    );
+    let mut texels = Vec::new();
+    for (f, face) in mesh.faces.iter().enumerate() {
+        let corners = face.map(|v| {
+            let [u, t] = mesh.uvs.as_ref().expect("an atlas has UVs")[v as usize];
+            [u * size as f32, (1.0 - t) * size as f32]
+        });
+        for_each_texel(size, size, corners, |x, y, b| texels.push((x, y, f, b)));
+    }
+    let values: Vec<([f32; 3], [f32; 3])> = texels
+        .par_iter()
+        .with_min_len(256)
+        .map(|&(_, _, f, b)| {
+            let face = mesh.faces[f];
+            let blend = |values: &dyn Fn(usize) -> [f32; 3]| {
+                let c = face.map(|v| values(v as usize));
+                [0, 1, 2].map(|k| b[0] * c[0][k] + b[1] * c[1][k] + b[2] * c[2][k])
+            };
+            let point = blend(&|v| mesh.positions[v]);
+            let normal = normalised(blend(&|v| normals[v]));
+            let tangent = blend(&|v| {
+                let t = tangents[v];
+                [t[0], t[1], t[2]]
+            });
+            let hit = surface.closest(point, normal);
+            let detail = surface.normal(&hit);
+            // The tangent frame as a shader builds it from the interpolated vectors: the
+            // tangent made perpendicular to the normal, the bitangent their cross product times
+            // the sign.
+            let n = normal.map(f64::from);
+            let t = tangent.map(f64::from);
+            let t = normalised_f64(sub(t, n.map(|c| c * dot(n, t))));
+            let sign = f64::from(tangents[face[0] as usize][3]);
+            let bt = cross(n, t).map(|c| c * sign);
+            let h = detail.map(f64::from);
+            let encoded = [dot(h, t), dot(h, bt), dot(h, n)].map(|c| (0.5 * c + 0.5) as f32);
+            (surface.colour(&hit), encoded)
+        })
+        .collect();
+    let mut base_colour = RgbaImage::new(size, size);
+    let mut normal_map = RgbaImage::new(size, size);
+    for (&(x, y, _, _), (colour, normal)) in texels.iter().zip(values) {
+        base_colour.put_pixel(x, y, texel_colour(colour));
+        normal_map.put_pixel(x, y, texel_colour(normal));
+    }
+    dilate(&mut base_colour, 2 * PADDING);
+    dilate(&mut normal_map, 2 * PADDING);
+    Ok(Baked {
+        mesh,
+        base_colour,
+        normal_map,
+    })
+}
+
+/// `mesh`'s positions and faces with the vertices at one position merged.
+fn welded(mesh: &TriMesh) -> TriMesh {
+    let ids = welded_ids(&mesh.positions);
+    let mut index = vec![u32::MAX; mesh.positions.len()];
+    let mut positions = Vec::new();
+    for (v, &id) in ids.iter().enumerate() {
+        if index[id] == u32::MAX {
+            index[id] = positions.len() as u32;
+            positions.push(mesh.positions[v]);
+        }
+    }
+    let faces = mesh
+        .faces
+        .iter()
+        .map(|f| f.map(|v| index[ids[v as usize]]))
+        .collect();
+    TriMesh::new(positions, faces)
+}
+
+fn normalised(v: [f32; 3]) -> [f32; 3] {
+    normalised_f64(v.map(f64::from)).map(|c| c as f32)
+}
+
+fn normalised_f64(v: [f64; 3]) -> [f64; 3] {
+    let len = dot(v, v).sqrt();
+    if len > 0.0 { v.map(|c| c / len) } else { v }
+}
+
+/// A point on the detailed surface: its face and barycentric coordinates there.
+struct Hit {
+    face: usize,
+    bary: [f64; 3],
+}
+
+/// Where a face of the detailed surface gets its colour.
+enum Paint {
+    Texture(RgbaImage),
+    VertexColours,
+    Flat([f32; 3]),
+}
+
+/// The detailed surface, ready for closest-point queries: a k-d tree of its faces' centroids.
+struct Surface<'a> {
+    mesh: &'a TriMesh,
+    tree: ImmutableKdTree<f32, u32, 3, 32>,
+    /// The largest distance from a face's centroid to its corners.
+    reach: f32,
+    normals: Vec<[f32; 3]>,
+    face_normals: Vec<[f32; 3]>,
+    paints: Vec<Paint>,
+}
+
+impl<'a> Surface<'a> {
+    fn new(mesh: &'a TriMesh) -> Result<Self> {
+        if mesh.faces.is_empty() {
+            return Err(GeomError::Texture("the detailed mesh has no faces".into()));
+        }
+        let centroids: Vec<[f32; 3]> = (0..mesh.faces.len())
+            .map(|f| {
+                let t = mesh.triangle(f);
+                [0, 1, 2].map(|k| ((t[0][k] + t[1][k] + t[2][k]) / 3.0) as f32)
+            })
+            .collect();
+        let reach = centroids
+            .iter()
+            .enumerate()
+            .map(|(f, c)| {
+                mesh.faces[f]
+                    .iter()
+                    .map(|&v| {
+                        let p = mesh.positions[v as usize];
+                        (0..3).map(|k| (p[k] - c[k]).powi(2)).sum::<f32>().sqrt()
+                    })
+                    .fold(0.0, f32::max)
+            })
+            .fold(0.0, f32::max);
+        let mut paints: Vec<Paint> = Vec::new();
+        for m in &mesh.materials {
+            paints.push(match (&m.diffuse_texture, &mesh.uvs) {
+                (Some(file), Some(_)) => Paint::Texture(load(file)?),
+                _ if mesh.colors.is_some() => Paint::VertexColours,
+                _ => Paint::Flat(m.diffuse),
+            });
+        }
+        if paints.is_empty() {
+            paints.push(if mesh.colors.is_some() {
+                Paint::VertexColours
+            } else {
+                Paint::Flat([0.8; 3])
+            });
+        }
+        Ok(Surface {
+            mesh,
+            tree: ImmutableKdTree::new_from_slice(&centroids),
+            reach,
+            normals: mesh.seamless_normals(),
+            face_normals: mesh.face_normals(),
+            paints,
+        })
+    }
+
+    /// The closest point of the surface to `point`, among the faces that face the same way as
+    /// `normal` if any is that close (a thin part's far side is as close as its near side).
+    fn closest(&self, point: [f32; 3], normal: [f32; 3]) -> Hit {
+        let nearest = self.tree.nearest_one::<SquaredEuclidean>(&point);
+        // No face whose centroid is further than this can hold a point closer than the nearest
+        // centroid.
+        let radius = nearest.distance.sqrt() + self.reach;
+        let candidates = self
+            .tree
+            .within_unsorted::<SquaredEuclidean>(&point, radius * radius * 1.0001);
+        let p = point.map(f64::from);
+        let mut best: Option<(bool, f64, Hit)> = None;
+        for candidate in candidates {
+            let face = candidate.item as usize;
+            let (q, bary) = closest_on_triangle(p, &self.mesh.triangle(face));
+            let d = sub(q, p);
+            let distance = dot(d, d);
+            let n = self.face_normals[face];
+            let facing = n[0] * normal[0] + n[1] * normal[1] + n[2] * normal[2] >= 0.0;
+            let better = match &best {
+                None => true,
+                Some((best_facing, best_distance, _)) => {
+                    (facing && !best_facing)
+                        || (facing == *best_facing && distance < *best_distance)
+                }
+            };
+            if better {
+                best = Some((facing, distance, Hit { face, bary }));
+            }
+        }
+        best.map(|(_, _, hit)| hit).unwrap_or(Hit {
+            face: nearest.item as usize,
+            bary: [1.0 / 3.0; 3],
+        })
+    }
+
+    /// The surface's smooth normal at `hit`.
+    fn normal(&self, hit: &Hit) -> [f32; 3] {
+        normalised(blend(self.mesh.faces[hit.face], hit.bary, &self.normals))
+    }
+
+    /// The surface's colour (0..1) at `hit`.
+    fn colour(&self, hit: &Hit) -> [f32; 3] {
+        let face = self.mesh.faces[hit.face];
+        let material = self.mesh.face_materials.get(hit.face).copied().unwrap_or(0) as usize;
+        match &self.paints[material.min(self.paints.len() - 1)] {
+            Paint::Texture(image) => {
+                let [u, v] = blend(face, hit.bary, self.mesh.uvs.as_deref().unwrap_or_default());
+                let tint = self.mesh.materials[material].diffuse;
+                let c = sample(image, u, v);
+                [0, 1, 2].map(|k| c[k] * tint[k])
+            }
+            Paint::VertexColours => blend(
+                face,
+                hit.bary,
+                self.mesh.colors.as_deref().unwrap_or_default(),
+            ),
+            Paint::Flat(c) => *c,
+        }
+    }
+}
+
+/// The per-vertex `values` of `face` at barycentric coordinates `bary`.
+fn blend<const N: usize>(face: [u32; 3], bary: [f64; 3], values: &[[f32; N]]) -> [f32; N] {
+    std::array::from_fn(|k| {
+        (0..3)
+            .map(|i| bary[i] as f32 * values[face[i] as usize][k])
+            .sum()
+    })
+}
+
+fn load(file: &PathBuf) -> Result<RgbaImage> {
+    image::open(file)
+        .map(|i| i.to_rgba8())
+        .map_err(|e| GeomError::Invalid {
+            path: file.clone(),
+            message: format!("cannot read the texture: {e}"),
+        })
+}
+
+/// The point of triangle `t` closest to `p`, and its barycentric coordinates (Ericson,
+/// Real-Time Collision Detection, 5.1.5).
+fn closest_on_triangle(p: [f64; 3], t: &[[f64; 3]; 3]) -> ([f64; 3], [f64; 3]) {
+    let [a, b, c] = *t;
+    let (ab, ac, ap) = (sub(b, a), sub(c, a), sub(p, a));
+    let at =
+        |u: f64, v: f64, w: f64| ([0, 1, 2].map(|k| u * a[k] + v * b[k] + w * c[k]), [u, v, w]);
+    let (d1, d2) = (dot(ab, ap), dot(ac, ap));
+    if d1 <= 0.0 && d2 <= 0.0 {
+        return at(1.0, 0.0, 0.0);
+    }
+    let bp = sub(p, b);
+    let (d3, d4) = (dot(ab, bp), dot(ac, bp));
+    if d3 >= 0.0 && d4 <= d3 {
+        return at(0.0, 1.0, 0.0);
+    }
+    let vc = d1 * d4 - d3 * d2;
+    if vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0 {
+        let v = d1 / (d1 - d3);
+        return at(1.0 - v, v, 0.0);
+    }
+    let cp = sub(p, c);
+    let (d5, d6) = (dot(ab, cp), dot(ac, cp));
+    if d6 >= 0.0 && d5 <= d6 {
+        return at(0.0, 0.0, 1.0);
+    }
+    let vb = d5 * d2 - d1 * d6;
+    if vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0 {
+        let w = d2 / (d2 - d6);
+        return at(1.0 - w, 0.0, w);
+    }
+    let va = d3 * d6 - d5 * d4;
+    if va <= 0.0 && (d4 - d3) >= 0.0 && (d5 - d6) >= 0.0 {
+        let w = (d4 - d3) / ((d4 - d3) + (d5 - d6));
+        return at(0.0, 1.0 - w, w);
+    }
+    let denom = va + vb + vc;
+    if denom.abs() < 1e-300 {
+        // A degenerate triangle: its first corner.
+        return at(1.0, 0.0, 0.0);
+    }
+    let (v, w) = (vb / denom, vc / denom);
+    at(1.0 - v - w, v, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shapes::uv_sphere;
+
+    /// Decodes a normal-map texel into the normal it stands for, with the tangent frame of the
+    /// baked mesh at that texel.
+    fn decode(baked: &Baked, x: u32, y: u32, frame: [[f64; 3]; 3]) -> [f64; 3] {
+        let c = baked.normal_map.get_pixel(x, y);
+        let v = [0, 1, 2].map(|k| f64::from(c[k]) / 255.0 * 2.0 - 1.0);
+        normalised_f64(
+            [0, 1, 2].map(|k| v[0] * frame[0][k] + v[1] * frame[1][k] + v[2] * frame[2][k]),
+        )
+    }
+
+    #[test]
+    fn closest_points_on_a_triangle_match_brute_force() {
+        let t = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.2, 0.9, 0.1]];
+        for p in [
+            [0.3, 0.3, 0.5],
+            [-1.0, -1.0, 0.0],
+            [2.0, 0.1, 0.0],
+            [0.5, -0.5, 0.2],
+            [0.7, 0.7, -0.3],
+            [0.1, 2.0, 0.0],
+        ] {
+            let (q, b) = closest_on_triangle(p, &t);
+            assert!((b.iter().sum::<f64>() - 1.0).abs() < 1e-12 && b.iter().all(|&v| v >= -1e-12));
+            let d = |q: [f64; 3]| dot(sub(q, p), sub(q, p));
+            let mut brute = f64::MAX;
+            for i in 0..=200 {
+                for j in 0..=(200 - i) {
+                    let (u, v) = (i as f64 / 200.0, j as f64 / 200.0);
+                    let w = 1.0 - u - v;
+                    brute =
+                        brute.min(d([0, 1, 2].map(|k| w * t[0][k] + u * t[1][k] + v * t[2][k])));
+                }
+            }
+            assert!(
+                d(q) <= brute + 1e-9 && d(q) > brute - 1e-3,
+                "{p:?}: {} vs {brute}",
+                d(q)
+            );
+        }
+    }
+
+    #[test]
+    fn a_coarse_sphere_baked_from_a_fine_one_gets_the_round_normals_and_the_colours() {
+        // The detailed surface: a fine sphere coloured by position. The low-poly one: a coarse
+        // sphere of 96 faces, whose flat facets the normal map must round off.
+        let mut high = uv_sphere(0.5, 48, 96);
+        let colour = |p: [f32; 3]| p.map(|c| 0.5 + c);
+        high.colors = Some(high.positions.iter().map(|&p| colour(p)).collect());
+        let low = uv_sphere(0.5, 8, 12);
+        let baked = bake_onto(&low, &high, 256).unwrap();
+        assert_eq!(baked.mesh.faces.len(), low.faces.len());
+        let mesh = &baked.mesh;
+        let (normals, tangents) = (mesh.seamless_normals(), mesh.tangents().unwrap());
+        let uvs = mesh.uvs.as_ref().unwrap();
+        let (mut worst_angle, mut worst_colour, mut texels) = (0.0f64, 0.0f32, 0);
+        let mut flat_worst = 0.0f64;
+        for (f, face) in mesh.faces.iter().enumerate() {
+            let corners = face.map(|v| {
+                [
+                    uvs[v as usize][0] * 256.0,
+                    (1.0 - uvs[v as usize][1]) * 256.0,
+                ]
+            });
+            for_each_texel(256, 256, corners, |x, y, b| {
+                if b.iter().any(|&v| v < 0.05) {
+                    return; // away from the edges, where texels are shared with other charts
+                }
+                let at = |values: &dyn Fn(usize) -> [f32; 3]| {
+                    let c = face.map(|v| values(v as usize));
+                    [0, 1, 2].map(|k| f64::from(b[0] * c[0][k] + b[1] * c[1][k] + b[2] * c[2][k]))
+                };
+                let point = at(&|v| mesh.positions[v]);
+                let n = normalised_f64(at(&|v| normals[v]));
+                let t = at(&|v| [tangents[v][0], tangents[v][1], tangents[v][2]]);
+                let t = normalised_f64(sub(t, n.map(|c| c * dot(n, t))));
+                let bt = cross(n, t).map(|c| c * f64::from(tangents[face[0] as usize][3]));
+                let decoded = decode(&baked, x, y, [t, bt, n]);
+                // The fine sphere's normal there is radial.
+                let radial = normalised_f64(point);
+                worst_angle = worst_angle.max(dot(decoded, radial).clamp(-1.0, 1.0).acos());
+                let facet = mesh.face_normals()[f].map(f64::from);
+                flat_worst = flat_worst.max(dot(facet, radial).clamp(-1.0, 1.0).acos());
+                let got = baked.base_colour.get_pixel(x, y);
+                let want = colour(point.map(|c| c as f32));
+                for k in 0..3 {
+                    worst_colour = worst_colour.max((f32::from(got[k]) / 255.0 - want[k]).abs());
+                }
+                texels += 1;
+            });
+        }
+        assert!(texels > 5000, "{texels}");
+        assert!(
+            worst_angle.to_degrees() < 4.0,
+            "decoded vs radial: {:.2}° (the facets are off by {:.1}°)",
+            worst_angle.to_degrees(),
+            flat_worst.to_degrees()
+        );
+        assert!(flat_worst.to_degrees() > 15.0);
+        // The colour of the fine surface's closest point: within the step between the two
+        // spheres (a few hundredths at this coarseness) and 8-bit rounding.
+        assert!(worst_colour < 0.08, "{worst_colour}");
+    }
+
+    #[test]
+    fn the_saved_textures_round_trip_through_obj_with_their_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut high = uv_sphere(0.5, 24, 48);
+        high.colors = Some(vec![[0.2, 0.4, 0.6]; high.positions.len()]);
+        let baked = bake_onto(&uv_sphere(0.5, 6, 8), &high, 64).unwrap();
+        let mesh = baked.save(dir.path(), "pot", TextureFormat::Jpeg).unwrap();
+        let obj = dir.path().join("out").join("pot.obj");
+        std::fs::create_dir(obj.parent().unwrap()).unwrap();
+        crate::write_mesh(&obj, &mesh).unwrap();
+        let back = crate::read_mesh(&obj).unwrap().mesh;
+        let material = &back.materials[0];
+        let name = |p: &Option<PathBuf>| p.as_ref().unwrap().file_name().unwrap().to_owned();
+        assert_eq!(name(&material.diffuse_texture), "pot_basecolor.jpg");
+        assert_eq!(name(&material.normal_texture), "pot_normal.jpg");
+        let colour = image::open(material.diffuse_texture.as_ref().unwrap())
+            .unwrap()
+            .to_rgb8();
+        let centre = colour.get_pixel(32, 32);
+        assert!(
+            centre
+                .0
+                .iter()
+                .zip([51, 102, 153])
+                .all(|(&a, b)| a.abs_diff(b) <= 4),
+            "{centre:?}"
+        );
+    }
+}

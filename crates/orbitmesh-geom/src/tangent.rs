@@ -1,0 +1,144 @@
+//! MikkTSpace tangents: the tangent space a normal map is baked in and read with.
+
+use bevy_mikktspace::{Geometry, TangentSpace, generate_tangents};
+
+use crate::mesh::TriMesh;
+
+/// The mesh as MikkTSpace reads it, and the tangents it writes back per vertex.
+struct Corners<'a> {
+    mesh: &'a TriMesh,
+    uvs: &'a [[f32; 2]],
+    normals: Vec<[f32; 3]>,
+    tangents: Vec<[f32; 4]>,
+}
+
+impl Geometry for Corners<'_> {
+    fn num_faces(&self) -> usize {
+        self.mesh.faces.len()
+    }
+
+    fn num_vertices_of_face(&self, _face: usize) -> usize {
+        3
+    }
+
+    fn position(&self, face: usize, vert: usize) -> [f32; 3] {
+        self.mesh.positions[self.mesh.faces[face][vert] as usize]
+    }
+
+    fn normal(&self, face: usize, vert: usize) -> [f32; 3] {
+        self.normals[self.mesh.faces[face][vert] as usize]
+    }
+
+    fn tex_coord(&self, face: usize, vert: usize) -> [f32; 2] {
+        self.uvs[self.mesh.faces[face][vert] as usize]
+    }
+
+    fn set_tangent(&mut self, tangent: Option<TangentSpace>, face: usize, vert: usize) {
+        if let Some(t) = tangent {
+            self.tangents[self.mesh.faces[face][vert] as usize] = t.tangent_encoded();
+        }
+    }
+}
+
+impl TriMesh {
+    /// MikkTSpace tangents of each vertex: xyz along increasing u, w the bitangent's sign (the
+    /// bitangent is w · normal × tangent, along increasing v), from the UVs (OBJ convention, v
+    /// up the image, as Blender and glTF's normal textures have it) and
+    /// [`TriMesh::seamless_normals`]. None without UVs. Corners MikkTSpace leaves without one
+    /// (only degenerate faces around them) get +x.
+    pub fn tangents(&self) -> Option<Vec<[f32; 4]>> {
+        let uvs = self.uvs.as_deref()?;
+        let mut corners = Corners {
+            mesh: self,
+            uvs,
+            normals: self.seamless_normals(),
+            tangents: vec![[1.0, 0.0, 0.0, 1.0]; self.positions.len()],
+        };
+        // The error type has no values: generation cannot fail.
+        generate_tangents(&mut corners).ok()?;
+        Some(corners.tangents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::TriMesh;
+    use crate::shapes::uv_sphere;
+
+    fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
+        a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+    }
+
+    #[test]
+    fn a_plane_mapped_by_x_and_y_has_x_tangents_and_a_mirrored_map_flips_the_sign() {
+        let mut quad = TriMesh::new(
+            vec![
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [1.0, 1.0, 0.0],
+                [0.0, 1.0, 0.0],
+            ],
+            vec![[0, 1, 2], [0, 2, 3]],
+        );
+        quad.uvs = Some(quad.positions.iter().map(|p| [p[0], p[1]]).collect());
+        for t in quad.tangents().unwrap() {
+            assert!((t[0] - 1.0).abs() < 1e-6 && t[1].abs() < 1e-6 && t[2].abs() < 1e-6);
+            // Normal +z × tangent +x = +y, the direction v grows in: w = +1.
+            assert_eq!(t[3], 1.0);
+        }
+        // u running along −x: tangent −x, and the bitangent (still +y) is then −(z × −x)... = +1
+        // times −y, so w = −1.
+        quad.uvs = Some(quad.positions.iter().map(|p| [1.0 - p[0], p[1]]).collect());
+        for t in quad.tangents().unwrap() {
+            assert!((t[0] + 1.0).abs() < 1e-6, "{t:?}");
+            assert_eq!(t[3], -1.0);
+        }
+        quad.uvs = None;
+        assert!(quad.tangents().is_none());
+    }
+
+    #[test]
+    fn tangents_on_an_atlas_are_unit_perpendicular_and_follow_u() {
+        let atlas = crate::texture::unwrap(&uv_sphere(0.5, 16, 32), 256)
+            .unwrap()
+            .mesh;
+        let (normals, tangents) = (atlas.seamless_normals(), atlas.tangents().unwrap());
+        let uvs = atlas.uvs.as_ref().unwrap();
+        for (t, n) in tangents.iter().zip(&normals) {
+            let t3 = [t[0], t[1], t[2]];
+            assert!((dot(t3, t3) - 1.0).abs() < 1e-4, "{t:?}");
+            assert!(dot(t3, *n).abs() < 1e-3, "{t:?} vs {n:?}");
+        }
+        // Each face's own direction of increasing u (dP/du) agrees with its corners' tangents,
+        // and its direction of increasing v with their bitangents.
+        let mut faces = 0;
+        for f in &atlas.faces {
+            let [p0, p1, p2] = f.map(|v| atlas.positions[v as usize]);
+            let [t0, t1, t2] = f.map(|v| uvs[v as usize]);
+            let (e1, e2) = (
+                [0, 1, 2].map(|k| p1[k] - p0[k]),
+                [0, 1, 2].map(|k| p2[k] - p0[k]),
+            );
+            let (du1, dv1, du2, dv2) = (t1[0] - t0[0], t1[1] - t0[1], t2[0] - t0[0], t2[1] - t0[1]);
+            let det = du1 * dv2 - du2 * dv1;
+            if det.abs() < 1e-9 {
+                continue;
+            }
+            let dp_du = [0, 1, 2].map(|k| (e1[k] * dv2 - e2[k] * dv1) / det);
+            let dp_dv = [0, 1, 2].map(|k| (e2[k] * du1 - e1[k] * du2) / det);
+            for &v in f {
+                let (t, n) = (tangents[v as usize], normals[v as usize]);
+                let t3 = [t[0], t[1], t[2]];
+                let b = [
+                    n[1] * t3[2] - n[2] * t3[1],
+                    n[2] * t3[0] - n[0] * t3[2],
+                    n[0] * t3[1] - n[1] * t3[0],
+                ]
+                .map(|c| c * t[3]);
+                assert!(dot(t3, dp_du) > 0.0 && dot(b, dp_dv) > 0.0, "face {f:?}");
+            }
+            faces += 1;
+        }
+        assert!(faces > atlas.faces.len() * 9 / 10);
+    }
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use orbitmesh_geom::bake::low_poly;
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::{Format as MeshFormat, write_for_engines_as};
 
@@ -22,7 +23,8 @@ enum Format {
     after_help = "GLB is written Y up (glTF's convention) with normals and the textures \
 embedded; OBJ and PLY stay Z up like every orbitmesh mesh unless --up y. glTF units are metres: \
 --size gives the object's longest side in metres, --pivot base stands it on the origin, --lods N \
-adds levels of detail at halving face budgets."
+adds levels of detail at halving face budgets, --normal-map bakes the input's colour and a \
+normal map onto the decimated mesh."
 )]
 pub struct ExportArgs {
     /// The mesh to convert
@@ -83,9 +85,19 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     if args.normalise {
         mesh.transform(&normalising_transform(&mesh.bounds()));
     }
-    if let Some(faces) = args.faces {
-        mesh = mesh.simplified(faces as usize);
-    }
+    // Baked textures are written here, then copied beside the OBJ or into the GLB.
+    let textures = tempfile::tempdir()?;
+    let stem = args
+        .out
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    mesh = low_poly(
+        &mesh,
+        args.faces.map_or(usize::MAX, |f| f as usize),
+        engine.bake.as_ref(),
+        textures.path(),
+        &stem,
+    )?;
     if let Some(size) = args.size {
         mesh.scale_longest_side_to(size);
     }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use orbitmesh_geom::bake::{BakeOptions, TextureFormat};
 use orbitmesh_geom::io::EngineOptions;
 use orbitmesh_geom::{Pivot, TriMesh, UpAxis, read_mesh};
 use orbitmesh_pipeline::{CoarseChoice, Overrides, Precision, Preset};
@@ -149,6 +150,25 @@ pub struct EngineArgs {
     /// PBR roughness of the GLB's material (its metallic is 0)
     #[arg(long, default_value_t = 1.0)]
     roughness: f32,
+    /// Bake the detailed mesh onto the decimated one: a fresh UV atlas, its colour, and a
+    /// tangent-space normal map (MikkTSpace, OpenGL/glTF green) that keeps the detail the
+    /// budget drops (.glb or .obj)
+    #[arg(long)]
+    normal_map: bool,
+    /// Side of the baked textures in texels
+    #[arg(long, default_value_t = 1024, requires = "normal_map")]
+    texture_size: u32,
+    /// File format of the baked textures
+    #[arg(long, value_enum, default_value = "png", requires = "normal_map")]
+    texture_format: TextureFormatArg,
+}
+
+/// The file format of baked textures.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TextureFormatArg {
+    Png,
+    /// Smaller; lossy
+    Jpeg,
 }
 
 impl EngineArgs {
@@ -157,6 +177,13 @@ impl EngineArgs {
             lods: self.lods as usize,
             up: self.up.map(UpAxis::from),
             roughness: self.roughness,
+            bake: self.normal_map.then_some(BakeOptions {
+                size: self.texture_size,
+                format: match self.texture_format {
+                    TextureFormatArg::Png => TextureFormat::Png,
+                    TextureFormatArg::Jpeg => TextureFormat::Jpeg,
+                },
+            }),
         }
     }
 

@@ -30,6 +30,12 @@ for obj in bpy.data.objects:
             material = slot.material
             bsdf = material.node_tree.nodes.get("Principled BSDF")
             base = bsdf.inputs["Base Color"]
+            # A tangent-space normal map: an image into a Normal Map node into the BSDF.
+            normal_maps = [
+                link.from_node
+                for link in bsdf.inputs["Normal"].links
+                if link.from_node.type == "NORMAL_MAP"
+            ]
             materials.append(
                 {
                     "name": material.name,
@@ -37,6 +43,14 @@ for obj in bpy.data.objects:
                     "metallic": bsdf.inputs["Metallic"].default_value,
                     "base_color_texture": any(
                         link.from_node.type == "TEX_IMAGE" for link in base.links
+                    ),
+                    "normal_texture": any(
+                        node.space == "TANGENT"
+                        and any(
+                            link.from_node.type == "TEX_IMAGE"
+                            for link in node.inputs["Color"].links
+                        )
+                        for node in normal_maps
                     ),
                 }
             )

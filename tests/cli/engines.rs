@@ -1,6 +1,7 @@
 //! Files for game engines, checked in a real client: every GLB the export writes is imported
 //! into Blender (`blender -b`, Debian's `blender` and `python3-numpy`), which must find its
-//! levels of detail, their face counts, the material with its texture, the size and the pivot.
+//! levels of detail, their face counts, the material with its base-colour texture and normal map,
+//! the size and the pivot.
 //! Without Blender the test skips with a line saying so; CI installs it and sets
 //! ORBITMESH_REQUIRE_BLENDER_TESTS=1, so that a skip fails.
 
@@ -70,8 +71,12 @@ fn exported_glbs_import_into_blender_with_their_levels_size_and_pivot() {
         "0.3",
         "--roughness",
         "0.6",
+        "--normal-map",
+        "--texture-size",
+        "512",
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
+    crate::serve::assert_valid_gltf(&glb);
     let Some(report) = blender_import(&glb) else {
         return;
     };
@@ -106,6 +111,7 @@ fn exported_glbs_import_into_blender_with_their_levels_size_and_pivot() {
     let material = &lod0["materials"][0];
     assert_eq!(material["name"], "bowl");
     assert_eq!(material["base_color_texture"], true);
+    assert_eq!(material["normal_texture"], true);
     assert!((material["roughness"].as_f64().unwrap() - 0.6).abs() < 1e-6);
     assert_eq!(material["metallic"], 0.0);
 }

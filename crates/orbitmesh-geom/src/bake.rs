@@ -47,6 +47,39 @@ impl TextureFormat {
     }
 }
 
+/// How [`low_poly`] bakes: the textures' side in texels and their file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BakeOptions {
+    pub size: u32,
+    pub format: TextureFormat,
+}
+
+impl Default for BakeOptions {
+    fn default() -> Self {
+        BakeOptions {
+            size: 1024,
+            format: TextureFormat::Png,
+        }
+    }
+}
+
+/// `high` decimated to at most `faces` faces and, with `bake`, given a fresh atlas with `high`'s
+/// colour and normals baked into it (see [`bake_onto`]), the two textures written into `dir` as
+/// `<stem>_basecolor` and `<stem>_normal`.
+pub fn low_poly(
+    high: &TriMesh,
+    faces: usize,
+    bake: Option<&BakeOptions>,
+    dir: &Path,
+    stem: &str,
+) -> Result<TriMesh> {
+    let low = high.simplified(faces);
+    match bake {
+        Some(options) => bake_onto(&low, high, options.size)?.save(dir, stem, options.format),
+        None => Ok(low),
+    }
+}
+
 impl Baked {
     /// Writes the two textures into `dir` as `<stem>_basecolor` and `<stem>_normal` (each under
     /// a temporary name, then renamed) and returns the mesh with one material using them.

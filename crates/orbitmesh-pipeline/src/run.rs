@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use orbitmesh_geom::bake::low_poly;
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::write_for_engines;
 use orbitmesh_geom::{TriMesh, read_mesh};
@@ -190,15 +191,34 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
         stage: Stage::Export,
     });
     let faces = plan.export.faces;
-    let mut mesh = match &plan.fine {
-        Some(_) => read_mesh(&fine_dir.join("fine.obj"))?
-            .mesh
-            .simplified(faces),
-        None => {
+    let bake = plan.export.engine.bake.as_ref();
+    let mut mesh = match (&plan.fine, bake) {
+        (None, None) => {
             let coarse = coarse_dir.join(plan.coarse.output());
             let mut mesh = read_mesh(&coarse)?.mesh.simplified(faces);
             mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
             mesh
+        }
+        (fine, _) => {
+            let high = match fine {
+                Some(_) => read_mesh(&fine_dir.join("fine.obj"))?.mesh,
+                None => {
+                    let coarse = coarse_dir.join(plan.coarse.output());
+                    let mut high = read_mesh(&coarse)?.mesh;
+                    high.colors = Some(colour_from_frames(&high, &read_orbit(&orbit_dir)?)?);
+                    high
+                }
+            };
+            // The baked textures stay in the work folder: the mesh returned names them.
+            let textures = work.join("export");
+            crate::output::make_folder(&textures)?;
+            let stem = plan
+                .export
+                .out
+                .as_ref()
+                .and_then(|out| out.file_stem())
+                .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+            low_poly(&high, faces, bake, &textures, &stem)?
         }
     };
     match plan.export.frame {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{Format, format_of, write_glb_lods, write_obj, write_ply};
+use crate::bake::BakeOptions;
 use crate::error::{GeomError, Result};
 use crate::frame::UpAxis;
 use crate::io::glb::GlbOptions;
@@ -20,6 +21,9 @@ pub struct EngineOptions {
     pub up: Option<UpAxis>,
     /// The materials' PBR roughness (GLB; metallic is 0).
     pub roughness: f32,
+    /// Bake the detailed mesh's colour and a normal map onto the decimated one
+    /// ([`crate::bake::low_poly`], before writing; GLB or OBJ).
+    pub bake: Option<BakeOptions>,
 }
 
 impl Default for EngineOptions {
@@ -28,6 +32,7 @@ impl Default for EngineOptions {
             lods: 1,
             up: None,
             roughness: 1.0,
+            bake: None,
         }
     }
 }
@@ -58,6 +63,14 @@ impl EngineOptions {
         }
         if !(0.0..=1.0).contains(&self.roughness) {
             return invalid("--roughness must be in 0..1");
+        }
+        if let Some(bake) = &self.bake {
+            if format == Format::Ply {
+                return invalid("a normal map (--normal-map) needs .glb or .obj");
+            }
+            if !(64..=8192).contains(&bake.size) {
+                return invalid("--texture-size must be in 64..8192");
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ Run by tests/cli/engines.rs as `blender -b --factory-startup --python blender_im
 """
 
 import json
+import struct
 import sys
 
 import numpy
@@ -14,7 +15,66 @@ if not hasattr(numpy, "bool"):
 
 import bpy  # noqa: E402
 
+
+
+def glb_tangents(path):
+    """The positions, UVs and TANGENTs of each glTF mesh that has tangents, by mesh name, read
+    from the file itself (Blender's importer does not keep them)."""
+    data = open(path, "rb").read()
+    length = struct.unpack_from("<I", data, 12)[0]
+    gltf = json.loads(data[20 : 20 + length])
+    binary = 20 + length + 8
+
+    def read(index, width):
+        accessor = gltf["accessors"][index]
+        view = gltf["bufferViews"][accessor["bufferView"]]
+        offset = binary + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+        values = numpy.frombuffer(
+            data, dtype="<f4", count=accessor["count"] * width, offset=offset
+        )
+        return values.reshape(-1, width)
+
+    meshes = {}
+    for mesh in gltf["meshes"]:
+        attributes = mesh["primitives"][0]["attributes"]
+        if "TANGENT" in attributes:
+            meshes[mesh["name"]] = (
+                read(attributes["POSITION"], 3),
+                read(attributes["TEXCOORD_0"], 2),
+                read(attributes["TANGENT"], 4),
+            )
+    return meshes
+
+
+def tangents_agree(mesh, written):
+    """How many of the mesh's corners Blender's own MikkTSpace tangents (from its UVs and the
+    imported normals) were compared with the file's, and how many agree (within 8 degrees and
+    the same bitangent sign). The file is Y up, Blender Z up: (x, y, z) -> (x, -z, y); Blender's
+    v is glTF's 1 - v."""
+    positions, uvs, tangents = written
+    table = {}
+    for p, t, tangent in zip(positions, uvs, tangents):
+        key = tuple(round(float(c), 4) for c in (p[0], -p[2], p[1], t[0], 1.0 - t[1]))
+        table[key] = (tangent[0], -tangent[2], tangent[1], tangent[3])
+    mesh.calc_tangents()
+    layer = mesh.uv_layers.active.data
+    compared = agree = 0
+    for loop in mesh.loops:
+        co = mesh.vertices[loop.vertex_index].co
+        uv = layer[loop.index].uv
+        key = tuple(round(c, 4) for c in (co.x, co.y, co.z, uv[0], uv[1]))
+        ours = table.get(key)
+        if ours is None:
+            continue
+        compared += 1
+        cosine = sum(a * b for a, b in zip(loop.tangent, ours[:3]))
+        if cosine > 0.99 and loop.bitangent_sign == ours[3]:
+            agree += 1
+    return {"corners": len(mesh.loops), "compared": compared, "agree": agree}
+
+
 path = sys.argv[sys.argv.index("--") + 1]
+written_tangents = glb_tangents(path)
 bpy.ops.wm.read_factory_settings(use_empty=True)
 bpy.ops.import_scene.gltf(filepath=path)
 objects = []
@@ -55,5 +115,7 @@ for obj in bpy.data.objects:
                 }
             )
         entry["materials"] = materials
+        if obj.data.name in written_tangents:
+            entry["tangents"] = tangents_agree(obj.data, written_tangents[obj.data.name])
     objects.append(entry)
 print("BLENDER_IMPORT " + json.dumps({"objects": objects}))

@@ -97,6 +97,19 @@ fn exported_glbs_import_into_blender_with_their_levels_size_and_pivot() {
             "{faces:?}"
         );
     }
+    // Blender derives its own MikkTSpace tangents from the UVs and normals it imported: they
+    // must be the file's (a flipped v or other normals would turn them all). Corners at thin
+    // triangles, where a tangent turns with the last bits, may differ: 94.7% agree on this
+    // bowl's LOD0 at 2,000 faces (Blender 3.4).
+    for i in 0..3 {
+        let tangents = &object(&report, &format!("bowl_LOD{i}"))["tangents"];
+        let count = |k: &str| tangents[k].as_u64().unwrap();
+        assert!(
+            count("compared") * 100 >= count("corners") * 99
+                && count("agree") * 10 >= count("compared") * 9,
+            "LOD{i}: {tangents}"
+        );
+    }
     let lod0 = object(&report, "bowl_LOD0");
     let (min, max) = (&lod0["min"], &lod0["max"]);
     let side = |k: usize| max[k].as_f64().unwrap() - min[k].as_f64().unwrap();

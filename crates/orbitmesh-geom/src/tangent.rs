@@ -56,7 +56,40 @@ impl TriMesh {
         };
         // The error type has no values: generation cannot fail.
         generate_tangents(&mut corners).ok()?;
+        // Where MikkTSpace has no direction (every face at the vertex degenerate in space or in
+        // UV), any unit tangent across the normal: glTF requires unit tangents.
+        for (t, n) in corners.tangents.iter_mut().zip(&corners.normals) {
+            let length = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
+            if length > 1e-6 && length.is_finite() {
+                *t = [t[0] / length, t[1] / length, t[2] / length, t[3]];
+            } else {
+                *t = across(*n);
+            }
+        }
         Some(corners.tangents)
+    }
+}
+
+/// A unit vector perpendicular to `n` (+x for a zero normal), as a tangent with sign +1.
+fn across(n: [f32; 3]) -> [f32; 4] {
+    // Crossed with the axis it is least along, the result is far from zero.
+    let axis = if n[0].abs() <= n[1].abs() && n[0].abs() <= n[2].abs() {
+        [1.0, 0.0, 0.0]
+    } else if n[1].abs() <= n[2].abs() {
+        [0.0, 1.0, 0.0]
+    } else {
+        [0.0, 0.0, 1.0]
+    };
+    let c = [
+        n[1] * axis[2] - n[2] * axis[1],
+        n[2] * axis[0] - n[0] * axis[2],
+        n[0] * axis[1] - n[1] * axis[0],
+    ];
+    let length = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+    if length > 0.0 {
+        [c[0] / length, c[1] / length, c[2] / length, 1.0]
+    } else {
+        [1.0, 0.0, 0.0, 1.0]
     }
 }
 
@@ -92,6 +125,17 @@ mod tests {
         for t in quad.tangents().unwrap() {
             assert!((t[0] + 1.0).abs() < 1e-6, "{t:?}");
             assert_eq!(t[3], -1.0);
+        }
+        // A triangle of three points on a line: MikkTSpace gives two of its corners a zero
+        // tangent, and glTF requires unit ones.
+        let mut line = TriMesh::new(
+            vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]],
+            vec![[0, 1, 2]],
+        );
+        line.uvs = Some(vec![[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]);
+        for t in line.tangents().unwrap() {
+            let length = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
+            assert!((length - 1.0).abs() < 1e-6, "{t:?}");
         }
         quad.uvs = None;
         assert!(quad.tangents().is_none());

@@ -107,7 +107,7 @@ fn coarse_mesh(coarse: &Path) -> Result<(PathBuf, TriMesh)> {
 }
 
 /// PSNR (dB) of `render` against `frame`, both over white.
-fn psnr_on_white(render: &RgbaImage, frame: &RgbaImage) -> f64 {
+pub fn psnr_on_white(render: &RgbaImage, frame: &RgbaImage) -> f64 {
     let on_white = |p: &image::Rgba<u8>, k: usize| {
         let a = f64::from(p[3]) / 255.0;
         f64::from(p[k]) / 255.0 * a + (1.0 - a)

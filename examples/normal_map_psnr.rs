@@ -1,0 +1,198 @@
+//! What a baked normal map is worth, measured (scripts/bench-normal-map.sh runs it).
+//!
+//! For each object of a GSO-layout folder: an oracle orbit of the scan lit by a light from the
+//! camera (as SV3D's frames and photos are lit, so shading shows in them), the pipeline's coarse
+//! and fine stages on it, then the fine mesh decimated to each budget and baked onto (colour and
+//! normal map, `orbitmesh_geom::bake::low_poly`). Each is drawn from held-out views between the
+//! orbit's and above it, lit as the frames were, under the light share the fine stage fitted:
+//! PSNR of the fine mesh, of the low-poly mesh with its baked colour alone, and with the normal
+//! map too; and the Chamfer distance of the low-poly mesh to the fine one. A normal map that
+//! does its job recovers at least half of the PSNR the decimation lost.
+//!
+//! `normal_map_psnr DATA WORK [fast|default|best] [BUDGET,…]` (defaults: fast; 2000,5000,20000)
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use orbitmesh_geom::bake::{BakeOptions, low_poly};
+use orbitmesh_geom::frame::normalising_transform;
+use orbitmesh_geom::io::resolve_mesh_path;
+use orbitmesh_geom::sample::{Sampling, sample_surface};
+use orbitmesh_geom::{TriMesh, chamfer_distance, read_mesh};
+use orbitmesh_orbit::frames::OrbitOrder;
+use orbitmesh_pipeline::stages::fine::psnr_on_white;
+use orbitmesh_pipeline::stages::scan::{Extras, render_orbit, render_view};
+use orbitmesh_pipeline::{
+    CoarseChoice, ExportConfig, Flow, MeshFrame, OrbitSource, Overrides, Plan, Preset,
+};
+use orbitmesh_render::camera::{
+    Intrinsics, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
+    even_azimuths, orbit,
+};
+use orbitmesh_render::{Background, DeviceChoice, Rasterizer, Scene, open_rasterizer};
+
+/// The ambient share of the frames' light (the rest comes from the camera).
+const AMBIENT: f32 = 0.3;
+const TEXTURE: u32 = 1024;
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [data, work, rest @ ..] = args.as_slice() else {
+        return Err("usage: normal_map_psnr DATA WORK [fast|default|best] [BUDGET,…]".into());
+    };
+    let preset = match rest.first().map(String::as_str) {
+        None | Some("fast") => Preset::Fast,
+        Some("default") => Preset::Default,
+        Some("best") => Preset::Best,
+        Some(other) => return Err(format!("{other}: not a preset (fast, default, best)").into()),
+    };
+    let budgets: Vec<usize> = match rest.get(1) {
+        Some(list) => list
+            .split(',')
+            .map(|b| b.parse().map_err(|_| format!("{b}: not a face count")))
+            .collect::<Result<_, _>>()?,
+        None => vec![2000, 5000, 20000],
+    };
+    let rasterizer = open_rasterizer(DeviceChoice::Cpu)?;
+    let mut objects: Vec<PathBuf> = std::fs::read_dir(data)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    objects.sort();
+    println!(
+        "| object | fine faces | budget | faces | Chamfer to fine | PSNR fine | PSNR low-poly | PSNR low-poly + normal map | lost | recovered | half recovered | bake s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for object in objects {
+        let name = object.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = Path::new(work).join(&name);
+        let (fine, light, truth, views) = fine_mesh(&object, &dir, preset, &rasterizer)?;
+        let psnr = |mesh: &TriMesh| -> Result<f64, Error> {
+            let mut scene = Scene::new(mesh, &mut Vec::new())?;
+            scene.headlight = light;
+            let mut sum = 0.0;
+            for (view, frame) in views.iter().zip(&truth) {
+                let drawn = render_view(&scene, view, Background::Transparent, &rasterizer)?;
+                sum += psnr_on_white(&drawn, frame);
+            }
+            Ok(sum / views.len() as f64)
+        };
+        let fine_psnr = psnr(&fine)?;
+        let fine_points = sample_surface(&fine, 100_000, 1, Sampling::Stratified).points;
+        for &budget in &budgets {
+            let textures = dir.join(format!("lowpoly_{budget}"));
+            std::fs::create_dir_all(&textures)?;
+            let started = Instant::now();
+            let options = BakeOptions {
+                size: TEXTURE,
+                ..Default::default()
+            };
+            let mapped = low_poly(&fine, budget, Some(&options), &textures, "lowpoly")?;
+            let seconds = started.elapsed().as_secs_f64();
+            let mut plain = mapped.clone();
+            plain.materials[0].normal_texture = None;
+            let points = sample_surface(&mapped, 100_000, 2, Sampling::Stratified).points;
+            let chamfer = chamfer_distance(&points, &fine_points);
+            let (without, with) = (psnr(&plain)?, psnr(&mapped)?);
+            let (lost, recovered) = (fine_psnr - without, with - without);
+            println!(
+                "| {name} | {} | {budget} | {} | {chamfer:.5} | {fine_psnr:.2} | {without:.2} | {with:.2} | {lost:.2} | {recovered:.2} | {} | {seconds:.1} |",
+                fine.faces.len(),
+                mapped.faces.len(),
+                if recovered >= 0.5 * lost { "yes" } else { "NO" },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The scan of `object` normalised, its lit oracle orbit, the pipeline's fine mesh of it (in
+/// `dir`, resumable), the light share the fine stage fitted, and the held-out views with the
+/// scan's renders from them.
+#[allow(clippy::type_complexity)]
+fn fine_mesh(
+    object: &Path,
+    dir: &Path,
+    preset: Preset,
+    rasterizer: &Rasterizer,
+) -> Result<
+    (
+        TriMesh,
+        Option<f32>,
+        Vec<image::RgbaImage>,
+        Vec<orbitmesh_render::Camera>,
+    ),
+    Error,
+> {
+    let mut scan = read_mesh(&resolve_mesh_path(object)?)?.mesh;
+    scan.transform(&normalising_transform(&scan.bounds()));
+    let mut scene = Scene::new(&scan, &mut Vec::new())?;
+    scene.headlight = Some(AMBIENT);
+    let k = Intrinsics::from_fov(SV3D_FOV_DEG, preset.frame_side(), preset.frame_side());
+    let oracle = dir.join("oracle");
+    if !oracle.join("transforms.json").is_file() {
+        let views = orbit(&even_azimuths(SV3D_FRAMES), SV3D_ELEVATION_DEG, SV3D_RADIUS);
+        render_orbit(
+            &scene,
+            &views,
+            k,
+            Background::Transparent,
+            rasterizer,
+            &oracle,
+            Extras::default(),
+            || {},
+        )?;
+    }
+    let overrides = Overrides {
+        coarse: CoarseChoice::Hull,
+        ..Default::default()
+    };
+    let export = ExportConfig {
+        faces: usize::MAX,
+        frame: MeshFrame::Orbit,
+        size: None,
+        pivot: None,
+        out: None,
+        engine: Default::default(),
+    };
+    let orbit_source = OrbitSource::Import {
+        dir: oracle,
+        order: OrbitOrder::Transforms,
+    };
+    let plan = Plan::new(
+        preset,
+        &overrides,
+        None,
+        orbit_source,
+        export,
+        DeviceChoice::Cpu,
+    );
+    let work = dir.join("work");
+    orbitmesh_pipeline::run(&plan, &work, &mut |_| Flow::Continue)?;
+    let fine = read_mesh(&work.join("fine/fine.obj"))?.mesh;
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("fine/stage.json"))?)?;
+    let shading = &record["details"]["shading_ambient_headlight"];
+    let [ambient, headlight] = [0, 1].map(|i| shading[i].as_f64().unwrap_or(0.0) as f32);
+    let light = (ambient + headlight > 1e-3).then(|| ambient / (ambient + headlight));
+    // Seven views halfway between the orbit's, at its elevation, and seven from 30° up.
+    let step = 360.0 / SV3D_FRAMES as f64;
+    let views: Vec<_> = [SV3D_ELEVATION_DEG, 30.0]
+        .into_iter()
+        .flat_map(|elevation_deg| {
+            (0..7).map(move |i| OrbitView {
+                elevation_deg,
+                azimuth_deg: 0.5 * step + i as f64 * 3.0 * step,
+                radius: SV3D_RADIUS,
+            })
+        })
+        .map(|v| v.camera(k))
+        .collect();
+    let truth = views
+        .iter()
+        .map(|v| render_view(&scene, v, Background::Transparent, rasterizer))
+        .collect::<Result<_, _>>()?;
+    Ok((fine, light, truth, views))
+}

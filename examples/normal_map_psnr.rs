@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use orbitmesh_bench::render_oracle_orbit;
 use orbitmesh_geom::bake::{BakeOptions, low_poly};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
@@ -21,13 +22,12 @@ use orbitmesh_geom::sample::{Sampling, sample_surface};
 use orbitmesh_geom::{TriMesh, chamfer_distance, read_mesh};
 use orbitmesh_orbit::frames::OrbitOrder;
 use orbitmesh_pipeline::stages::fine::psnr_on_white;
-use orbitmesh_pipeline::stages::scan::{Extras, render_orbit, render_view};
+use orbitmesh_pipeline::stages::scan::render_view;
 use orbitmesh_pipeline::{
     CoarseChoice, ExportConfig, Flow, MeshFrame, OrbitSource, Overrides, Plan, Preset,
 };
 use orbitmesh_render::camera::{
     Intrinsics, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
-    even_azimuths, orbit,
 };
 use orbitmesh_render::{Background, DeviceChoice, Rasterizer, Scene, open_rasterizer};
 
@@ -69,17 +69,23 @@ fn main() -> Result<(), Error> {
         let name = object.file_name().unwrap().to_string_lossy().into_owned();
         let dir = Path::new(work).join(&name);
         let (fine, light, truth, views) = fine_mesh(&object, &dir, preset, &rasterizer)?;
-        let psnr = |mesh: &TriMesh| -> Result<f64, Error> {
+        // The mean PSNR over the held-out views; the first view of each elevation is saved as
+        // `<what>_<view>.png` in the object's folder, to look at.
+        let psnr = |mesh: &TriMesh, what: &str| -> Result<f64, Error> {
             let mut scene = Scene::new(mesh, &mut Vec::new())?;
             scene.headlight = light;
             let mut sum = 0.0;
-            for (view, frame) in views.iter().zip(&truth) {
+            for (i, (view, frame)) in views.iter().zip(&truth).enumerate() {
                 let drawn = render_view(&scene, view, Background::Transparent, &rasterizer)?;
                 sum += psnr_on_white(&drawn, frame);
+                if i % 7 == 0 {
+                    drawn.save(dir.join(format!("{what}_{i:02}.png")))?;
+                    frame.save(dir.join(format!("truth_{i:02}.png")))?;
+                }
             }
             Ok(sum / views.len() as f64)
         };
-        let fine_psnr = psnr(&fine)?;
+        let fine_psnr = psnr(&fine, "fine")?;
         let fine_points = sample_surface(&fine, 100_000, 1, Sampling::Stratified).points;
         for &budget in &budgets {
             let textures = dir.join(format!("lowpoly_{budget}"));
@@ -95,7 +101,10 @@ fn main() -> Result<(), Error> {
             plain.materials[0].normal_texture = None;
             let points = sample_surface(&mapped, 100_000, 2, Sampling::Stratified).points;
             let chamfer = chamfer_distance(&points, &fine_points);
-            let (without, with) = (psnr(&plain)?, psnr(&mapped)?);
+            let (without, with) = (
+                psnr(&plain, &format!("lowpoly_{budget}"))?,
+                psnr(&mapped, &format!("mapped_{budget}"))?,
+            );
             let (lost, recovered) = (fine_psnr - without, with - without);
             println!(
                 "| {name} | {} | {budget} | {} | {chamfer:.5} | {fine_psnr:.2} | {without:.2} | {with:.2} | {lost:.2} | {recovered:.2} | {} | {seconds:.1} |",
@@ -133,17 +142,7 @@ fn fine_mesh(
     let k = Intrinsics::from_fov(SV3D_FOV_DEG, preset.frame_side(), preset.frame_side());
     let oracle = dir.join("oracle");
     if !oracle.join("transforms.json").is_file() {
-        let views = orbit(&even_azimuths(SV3D_FRAMES), SV3D_ELEVATION_DEG, SV3D_RADIUS);
-        render_orbit(
-            &scene,
-            &views,
-            k,
-            Background::Transparent,
-            rasterizer,
-            &oracle,
-            Extras::default(),
-            || {},
-        )?;
+        render_oracle_orbit(&scene, preset.frame_side(), rasterizer, &oracle)?;
     }
     let overrides = Overrides {
         coarse: CoarseChoice::Hull,

@@ -46,12 +46,25 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
     let photo = d.join("photo.png");
     write_photo(&photo);
     let out = d.join("ball.glb");
-    let args = fast_mesh(&photo, &out, "30");
+    let mut args = fast_mesh(&photo, &out, "30").to_vec();
+    args.extend(["--normal-map", "--texture-size", "256"]);
     let first = orbitmesh(&args);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let glb = std::fs::read(&out).unwrap();
     assert_eq!(&glb[..4], b"glTF");
+    // The fine mesh baked onto the exported one: its textures in the work folder, in the GLB
+    // with the tangents.
     let work = d.join("ball.work");
+    for texture in ["ball_basecolor.png", "ball_normal.png"] {
+        let size = image::image_dimensions(work.join("export").join(texture)).unwrap();
+        assert_eq!(size, (256, 256), "{texture}");
+    }
+    let gltf = gltf::Gltf::from_slice(&glb).unwrap();
+    let material = gltf.materials().next().unwrap();
+    assert!(material.normal_texture().is_some());
+    let primitive = gltf.meshes().next().unwrap().primitives().next().unwrap();
+    assert!(primitive.get(&gltf::Semantic::Tangents).is_some());
+    crate::serve::assert_valid_gltf(&out);
     for stage in ["prepare", "orbit", "coarse", "fine"] {
         assert!(work.join(stage).join("stage.json").is_file(), "{stage}");
     }
@@ -157,6 +170,7 @@ fn bad_requests_fail_before_any_work() {
     .unwrap();
     let out = d.join("x.glb");
     let out = out.to_str().unwrap();
+    let ply = d.join("x.ply");
     for (args, problem) in [
         (vec!["mesh", p, "-o", "out.stl"], "must be .glb"),
         (
@@ -168,6 +182,14 @@ fn bad_requests_fail_before_any_work() {
             "is a folder",
         ),
         (vec!["mesh", p, "-o", out], "mask is empty"),
+        (
+            vec!["mesh", p, "-o", ply.to_str().unwrap(), "--normal-map"],
+            "needs .glb or .obj",
+        ),
+        (
+            vec!["mesh", p, "-o", out, "--normal-map", "--texture-size", "16"],
+            "--texture-size must be in 64..8192",
+        ),
         (
             vec!["mesh", not_image.to_str().unwrap(), "-o", out],
             "not a readable image",

@@ -224,6 +224,33 @@ fn bench_one(
     Row::new(name, result)
 }
 
+/// The oracle orbit of a (normalised) scan: SV3D's 21 views, `side`² pixels, with alpha, as an
+/// orbit folder in `dir`.
+pub fn render_oracle_orbit(
+    scene: &Scene,
+    side: u32,
+    rasterizer: &Rasterizer,
+    dir: &Path,
+) -> orbitmesh_pipeline::Result<()> {
+    let views = camera::orbit(
+        &camera::even_azimuths(SV3D_FRAMES),
+        SV3D_ELEVATION_DEG,
+        SV3D_RADIUS,
+    );
+    let k = Intrinsics::from_fov(SV3D_FOV_DEG, side, side);
+    render_orbit(
+        scene,
+        &views,
+        k,
+        Background::Transparent,
+        rasterizer,
+        dir,
+        Extras::default(),
+        || {},
+    )?;
+    Ok(())
+}
+
 /// One object of the benchmark: the scan normalised, its conditioning view (or, with
 /// `--oracle`, its orbit) rendered as the plan's input, the pipeline run in the object's folder
 /// (its stage folders resume as `mesh`'s do), the mesh measured against the scan.
@@ -254,22 +281,7 @@ fn run_object(
     // The oracle has no conditioning image: its orbit's first frame is the view it would be.
     let (photo, orbit, frame, input, generator) = if config.oracle {
         let oracle = dir.join("oracle");
-        let views = camera::orbit(
-            &camera::even_azimuths(SV3D_FRAMES),
-            SV3D_ELEVATION_DEG,
-            SV3D_RADIUS,
-        );
-        let k = Intrinsics::from_fov(SV3D_FOV_DEG, res, res);
-        render_orbit(
-            &scene,
-            &views,
-            k,
-            Background::Transparent,
-            rasterizer,
-            &oracle,
-            Extras::default(),
-            || {},
-        )?;
+        render_oracle_orbit(&scene, res, rasterizer, &oracle)?;
         let orbit = OrbitSource::Import {
             dir: oracle.clone(),
             order: OrbitOrder::Transforms,

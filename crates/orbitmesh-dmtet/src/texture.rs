@@ -197,6 +197,7 @@ fn sample(image: &RgbaImage, x: f32, y: f32) -> Option<([f32; 3], f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgba;
     use orbitmesh_geom::shapes::uv_sphere;
     use orbitmesh_geom::{read_mesh, write_mesh};
 

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use orbitmesh_pipeline::stages::prepare::prepare_into;
 use orbitmesh_pipeline::{StagedFolder, tensor_device};
 use orbitmesh_render::open_rasterizer;
 use orbitmesh_segment::install;
-use orbitmesh_segment::{PrepareOptions, Segmenter};
+use orbitmesh_segment::{PrepareOptions, SegmenterChoice, SegmenterRequest};
 
 use crate::input::DeviceArg;
 use crate::progress::Progress;
@@ -62,41 +62,26 @@ pub struct SegmenterArgs {
     segmenter: Option<SegmenterArg>,
 }
 
-/// A segmenter chosen from the arguments, and whether it fell back to the classical model
-/// because IS-Net is not installed (worth a note when a photo needs it).
-pub struct SegmenterChoice {
-    pub segmenter: Segmenter,
-    pub fell_back: bool,
-}
-
 impl SegmenterArgs {
     /// The segmenter; `device` is asked for only when IS-Net is used.
     pub fn choose(
         &self,
         device: impl FnOnce() -> Result<burn::tensor::Device>,
     ) -> Result<SegmenterChoice> {
-        let segmenter = match (self.segmenter, install::installed()) {
-            (Some(SegmenterArg::Isnet), None) => bail!(
-                "--segmenter isnet: IS-Net's weights are not installed; run `orbitmesh models \
-                 fetch isnet` (or scripts/fetch-models.sh) once"
-            ),
-            (Some(SegmenterArg::Isnet) | None, Some(weights)) => Segmenter::Isnet {
-                weights,
-                device: device()?,
-            },
-            (None, None) => {
-                return Ok(SegmenterChoice {
-                    segmenter: Segmenter::Classical,
-                    fell_back: true,
-                });
-            }
-            (Some(SegmenterArg::Classical), _) => Segmenter::Classical,
-            (Some(SegmenterArg::None), _) => Segmenter::None,
+        let request = match self.segmenter {
+            None => SegmenterRequest::Auto,
+            Some(SegmenterArg::Isnet) => SegmenterRequest::Isnet,
+            Some(SegmenterArg::Classical) => SegmenterRequest::Classical,
+            Some(SegmenterArg::None) => SegmenterRequest::None,
         };
-        Ok(SegmenterChoice {
-            segmenter,
-            fell_back: false,
-        })
+        request
+            .choose(install::installed(), device)?
+            .ok_or_else(|| {
+                anyhow!(
+                    "--segmenter isnet: IS-Net's weights are not installed; run `orbitmesh models \
+                 fetch isnet` (or scripts/fetch-models.sh) once"
+                )
+            })
     }
 }
 

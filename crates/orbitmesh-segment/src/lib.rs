@@ -11,5 +11,6 @@ pub mod prepare;
 pub use install::InstallError;
 pub use isnet::IsNet;
 pub use prepare::{
-    Crop, MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, background_model, prepare,
+    Crop, MaskSource, PrepareError, PrepareOptions, Prepared, Segmenter, SegmenterChoice,
+    SegmenterRequest, background_model, prepare,
 };

@@ -61,6 +61,55 @@ pub enum Segmenter {
     None,
 }
 
+/// The segmenter a user asks for (the CLI's `--segmenter`, `serve`'s option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmenterRequest {
+    /// IS-Net where it is installed, else the classical model.
+    #[default]
+    Auto,
+    Isnet,
+    Classical,
+    /// The whole image is the object.
+    None,
+}
+
+/// A segmenter chosen for a request, and whether it fell back to the classical model because
+/// IS-Net is not installed (worth a note when a photo needs it).
+pub struct SegmenterChoice {
+    pub segmenter: Segmenter,
+    pub fell_back: bool,
+}
+
+impl SegmenterRequest {
+    /// The segmenter for this request, IS-Net's weights being at `installed` if it is
+    /// installed (`install::installed()`); `device` is asked for only when IS-Net is used. None
+    /// when IS-Net is asked for by name and not installed.
+    pub fn choose<E>(
+        self,
+        installed: Option<PathBuf>,
+        device: impl FnOnce() -> Result<Device, E>,
+    ) -> Result<Option<SegmenterChoice>, E> {
+        let (segmenter, fell_back) = match (self, installed) {
+            (SegmenterRequest::Isnet, None) => return Ok(None),
+            (SegmenterRequest::Auto | SegmenterRequest::Isnet, Some(weights)) => (
+                Segmenter::Isnet {
+                    weights,
+                    device: device()?,
+                },
+                false,
+            ),
+            (SegmenterRequest::Auto, None) => (Segmenter::Classical, true),
+            (SegmenterRequest::Classical, _) => (Segmenter::Classical, false),
+            (SegmenterRequest::None, _) => (Segmenter::None, false),
+        };
+        Ok(Some(SegmenterChoice {
+            segmenter,
+            fell_back,
+        }))
+    }
+}
+
 impl Segmenter {
     /// Its name on the command line and in stage records.
     pub fn name(&self) -> &'static str {
@@ -447,6 +496,50 @@ mod tests {
     use orbitmesh_render::camera::Intrinsics;
 
     use super::*;
+
+    #[test]
+    fn a_request_chooses_isnet_only_where_installed_and_asks_for_a_device_only_then() {
+        let weights = PathBuf::from("isnet.safetensors");
+        let no_device = || -> Result<Device, ()> { panic!("no device needed") };
+        let chosen = |request: SegmenterRequest, installed: Option<PathBuf>| {
+            request
+                .choose(installed, no_device)
+                .unwrap()
+                .map(|c| (c.segmenter.name(), c.fell_back))
+        };
+        assert_eq!(
+            chosen(SegmenterRequest::Auto, None),
+            Some(("classical", true))
+        );
+        assert_eq!(chosen(SegmenterRequest::Isnet, None), None);
+        for installed in [None, Some(weights.clone())] {
+            assert_eq!(
+                chosen(SegmenterRequest::Classical, installed.clone()),
+                Some(("classical", false))
+            );
+            assert_eq!(
+                chosen(SegmenterRequest::None, installed),
+                Some(("none", false))
+            );
+        }
+        for request in [SegmenterRequest::Auto, SegmenterRequest::Isnet] {
+            let mut asked = false;
+            let choice = request
+                .choose(Some(weights.clone()), || -> Result<Device, ()> {
+                    asked = true;
+                    Ok(Device::default())
+                })
+                .unwrap()
+                .unwrap();
+            assert!(asked && !choice.fell_back);
+            assert!(
+                matches!(choice.segmenter, Segmenter::Isnet { weights: w, .. } if w == weights)
+            );
+        }
+        // The request's spelling in `serve`'s options.
+        let request: SegmenterRequest = serde_json::from_str("\"classical\"").unwrap();
+        assert_eq!(request, SegmenterRequest::Classical);
+    }
 
     /// A red disc of radius `r` at (cx, cy) on a grey background, with a speck of noise.
     fn photo(w: u32, h: u32, cx: f32, cy: f32, r: f32) -> RgbaImage {

@@ -8,7 +8,7 @@ use orbitmesh_pipeline::{
     ExportConfig, GeneratorConfig, MeshFrame, OrbitSource, Overrides, Photo, Plan, Preset,
     segmenter_device,
 };
-use orbitmesh_segment::{PrepareOptions, Segmenter, install};
+use orbitmesh_segment::{PrepareOptions, SegmenterRequest, install};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -35,19 +35,6 @@ impl ResultFormat {
     }
 }
 
-/// How the object is found in a photo without alpha.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SegmenterOption {
-    /// IS-Net where the server has it installed, else the classical model.
-    #[default]
-    Auto,
-    Isnet,
-    Classical,
-    /// The whole image is the object.
-    None,
-}
-
 /// Which generator makes the orbit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,7 +53,7 @@ pub struct JobOptions {
     #[serde(default)]
     pub format: ResultFormat,
     #[serde(default)]
-    pub segmenter: SegmenterOption,
+    pub segmenter: SegmenterRequest,
     /// None: SV3D where the server has weights, else the inflate baseline.
     #[serde(default)]
     pub generator: Option<GeneratorOption>,
@@ -91,7 +78,7 @@ impl Default for JobOptions {
         JobOptions {
             preset: default_preset(),
             format: ResultFormat::default(),
-            segmenter: SegmenterOption::default(),
+            segmenter: SegmenterRequest::default(),
             generator: None,
             faces: default_faces(),
             overrides: Overrides::default(),
@@ -154,7 +141,7 @@ impl JobOptions {
                 "options: generator sv3d: this server was started without --weights".into(),
             );
         }
-        if self.segmenter == SegmenterOption::Isnet && install::installed().is_none() {
+        if self.segmenter == SegmenterRequest::Isnet && install::installed().is_none() {
             return Err(
                 "options: segmenter isnet: IS-Net is not installed on this server \
                         (`orbitmesh models fetch isnet`)"
@@ -167,18 +154,10 @@ impl JobOptions {
     /// The pipeline's plan for the photo `image`, writing `out` (a .glb).
     pub fn plan(&self, image: &Path, out: PathBuf, config: &ServeConfig) -> Result<Plan, String> {
         self.check_server(config)?;
-        let isnet = install::installed();
-        let (segmenter, fell_back) = match (self.segmenter, isnet) {
-            (SegmenterOption::Auto | SegmenterOption::Isnet, Some(weights)) => (
-                Segmenter::Isnet {
-                    weights,
-                    device: segmenter_device(config.device),
-                },
-                false,
-            ),
-            (SegmenterOption::Auto | SegmenterOption::Isnet, None) => (Segmenter::Classical, true),
-            (SegmenterOption::Classical, _) => (Segmenter::Classical, false),
-            (SegmenterOption::None, _) => (Segmenter::None, false),
+        let device = || Ok::<_, std::convert::Infallible>(segmenter_device(config.device));
+        // check_server has refused IS-Net by name where it is not installed.
+        let Ok(Some(choice)) = self.segmenter.choose(install::installed(), device) else {
+            return Err("options: segmenter isnet: IS-Net is not installed on this server".into());
         };
         let generator = match (self.generator, &config.weights) {
             (Some(GeneratorOption::Sv3d) | None, Some(weights)) => {
@@ -189,10 +168,10 @@ impl JobOptions {
         let photo = Photo {
             image: image.to_path_buf(),
             options: PrepareOptions {
-                segmenter,
+                segmenter: choice.segmenter,
                 ..Default::default()
             },
-            fell_back,
+            fell_back: choice.fell_back,
         };
         let export = ExportConfig {
             faces: self.faces,

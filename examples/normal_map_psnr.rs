@@ -11,7 +11,8 @@
 //! map cannot move a silhouette); and the Chamfer distance of the low-poly mesh to the fine one.
 //! A normal map that does its job recovers at least half of the PSNR the decimation lost.
 //!
-//! `normal_map_psnr DATA WORK [fast|default|best] [BUDGET,…]` (defaults: fast; 2000,5000,20000)
+//! `normal_map_psnr DATA WORK [fast|default|best] [BUDGET,…] [hull|nerf]` (defaults: fast;
+//! 2000,5000,20000; the visual hull as the coarse stage)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,7 +43,9 @@ type Error = Box<dyn std::error::Error>;
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [data, work, rest @ ..] = args.as_slice() else {
-        return Err("usage: normal_map_psnr DATA WORK [fast|default|best] [BUDGET,…]".into());
+        return Err(
+            "usage: normal_map_psnr DATA WORK [fast|default|best] [BUDGET,…] [hull|nerf]".into(),
+        );
     };
     let preset = match rest.first().map(String::as_str) {
         None | Some("fast") => Preset::Fast,
@@ -57,6 +60,11 @@ fn main() -> Result<(), Error> {
             .collect::<Result<_, _>>()?,
         None => vec![2000, 5000, 20000],
     };
+    let coarse = match rest.get(2).map(String::as_str) {
+        None | Some("hull") => CoarseChoice::Hull,
+        Some("nerf") => CoarseChoice::Nerf,
+        Some(other) => return Err(format!("{other}: not a coarse stage (hull, nerf)").into()),
+    };
     let rasterizer = open_rasterizer(DeviceChoice::Cpu)?;
     let mut objects: Vec<PathBuf> = std::fs::read_dir(data)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -70,7 +78,7 @@ fn main() -> Result<(), Error> {
     for object in objects {
         let name = object.file_name().unwrap().to_string_lossy().into_owned();
         let dir = Path::new(work).join(&name);
-        let (fine, light, truth, views) = fine_mesh(&object, &dir, preset, &rasterizer)?;
+        let (fine, light, truth, views) = fine_mesh(&object, &dir, preset, coarse, &rasterizer)?;
         // The mean PSNR over the held-out views; the first view of each elevation is saved as
         // `<what>_<view>.png` in the object's folder, to look at.
         let psnr = |mesh: &TriMesh, what: &str| -> Result<Psnr, Error> {
@@ -158,6 +166,7 @@ fn fine_mesh(
     object: &Path,
     dir: &Path,
     preset: Preset,
+    coarse: CoarseChoice,
     rasterizer: &Rasterizer,
 ) -> Result<
     (
@@ -178,7 +187,7 @@ fn fine_mesh(
         render_oracle_orbit(&scene, preset.frame_side(), rasterizer, &oracle)?;
     }
     let overrides = Overrides {
-        coarse: CoarseChoice::Hull,
+        coarse,
         ..Default::default()
     };
     let export = ExportConfig {

@@ -13,7 +13,8 @@ use rayon::prelude::*;
 
 use crate::error::{GeomError, Result};
 use crate::io::write_atomic;
-use crate::mesh::{Material, TriMesh, cross, dot, sub, welded_ids};
+use crate::mesh::{Material, TriMesh, dot, sub, welded_ids};
+use crate::tangent::tangent_frame;
 use crate::texture::{PADDING, dilate, for_each_texel, sample, texel_colour, unwrap};
 
 /// A low-poly mesh with its baked textures.
@@ -131,19 +132,14 @@ pub fn bake_onto(low: &TriMesh, high: &TriMesh, size: u32) -> Result<Baked> {
     // The atlas charts the surface, not the old atlas's pieces: weld the split vertices first.
     let welded = welded(low);
     let atlas = unwrap(&welded, size)?;
-    let mesh = atlas.mesh;
-    let (normals, tangents) = (
-        mesh.seamless_normals(),
-        mesh.tangents().expect("an atlas has UVs"),
-    );
     let mut texels = Vec::new();
-    for (f, face) in mesh.faces.iter().enumerate() {
-        let corners = face.map(|v| {
-            let [u, t] = mesh.uvs.as_ref().expect("an atlas has UVs")[v as usize];
-            [u * size as f32, (1.0 - t) * size as f32]
-        });
+    for (f, face) in atlas.mesh.faces.iter().enumerate() {
+        let corners = face.map(|v| atlas.texel(v));
         for_each_texel(size, size, corners, |x, y, b| texels.push((x, y, f, b)));
     }
+    let mesh = atlas.mesh;
+    let normals = mesh.seamless_normals();
+    let tangents = mesh.tangents(&normals).expect("an atlas has UVs");
     let values: Vec<([f32; 3], [f32; 3])> = texels
         .par_iter()
         .with_min_len(256)
@@ -153,24 +149,21 @@ pub fn bake_onto(low: &TriMesh, high: &TriMesh, size: u32) -> Result<Baked> {
                 let c = face.map(|v| values(v as usize));
                 [0, 1, 2].map(|k| b[0] * c[0][k] + b[1] * c[1][k] + b[2] * c[2][k])
             };
-            let point = blend(&|v| mesh.positions[v]);
-            let normal = normalised(blend(&|v| normals[v]));
-            let tangent = blend(&|v| {
-                let t = tangents[v];
-                [t[0], t[1], t[2]]
-            });
-            let hit = surface.closest(point, normal);
+            // The frame a shader reads the map in, from the interpolated vertex vectors.
+            let frame = tangent_frame(
+                blend(&|v| normals[v]),
+                blend(&|v| {
+                    let t = tangents[v];
+                    [t[0], t[1], t[2]]
+                }),
+                tangents[face[0] as usize][3],
+            );
+            let hit = surface.closest(blend(&|v| mesh.positions[v]), frame[2]);
             let detail = surface.normal(&hit);
-            // The tangent frame as a shader builds it from the interpolated vectors: the
-            // tangent made perpendicular to the normal, the bitangent their cross product times
-            // the sign.
-            let n = normal.map(f64::from);
-            let t = tangent.map(f64::from);
-            let t = normalised_f64(sub(t, n.map(|c| c * dot(n, t))));
-            let sign = f64::from(tangents[face[0] as usize][3]);
-            let bt = cross(n, t).map(|c| c * sign);
-            let h = detail.map(f64::from);
-            let encoded = [dot(h, t), dot(h, bt), dot(h, n)].map(|c| (0.5 * c + 0.5) as f32);
+            let encoded = frame.map(|axis| {
+                let along = axis[0] * detail[0] + axis[1] * detail[1] + axis[2] * detail[2];
+                0.5 * along + 0.5
+            });
             (surface.colour(&hit), encoded)
         })
         .collect();
@@ -420,14 +413,13 @@ mod tests {
     use super::*;
     use crate::shapes::uv_sphere;
 
-    /// Decodes a normal-map texel into the normal it stands for, with the tangent frame of the
-    /// baked mesh at that texel.
-    fn decode(baked: &Baked, x: u32, y: u32, frame: [[f64; 3]; 3]) -> [f64; 3] {
+    /// Decodes a normal-map texel into the normal it stands for, in `frame`
+    /// ([tangent, bitangent, normal]).
+    fn decode(baked: &Baked, x: u32, y: u32, frame: [[f32; 3]; 3]) -> [f64; 3] {
         let c = baked.normal_map.get_pixel(x, y);
         let v = [0, 1, 2].map(|k| f64::from(c[k]) / 255.0 * 2.0 - 1.0);
-        normalised_f64(
-            [0, 1, 2].map(|k| v[0] * frame[0][k] + v[1] * frame[1][k] + v[2] * frame[2][k]),
-        )
+        let f = frame.map(|axis| axis.map(f64::from));
+        normalised_f64([0, 1, 2].map(|k| v[0] * f[0][k] + v[1] * f[1][k] + v[2] * f[2][k]))
     }
 
     #[test]
@@ -472,7 +464,8 @@ mod tests {
         let baked = bake_onto(&low, &high, 256).unwrap();
         assert_eq!(baked.mesh.faces.len(), low.faces.len());
         let mesh = &baked.mesh;
-        let (normals, tangents) = (mesh.seamless_normals(), mesh.tangents().unwrap());
+        let normals = mesh.seamless_normals();
+        let tangents = mesh.tangents(&normals).unwrap();
         let uvs = mesh.uvs.as_ref().unwrap();
         let (mut worst_angle, mut worst_colour, mut texels) = (0.0f64, 0.0f32, 0);
         let mut flat_worst = 0.0f64;
@@ -492,11 +485,13 @@ mod tests {
                     [0, 1, 2].map(|k| f64::from(b[0] * c[0][k] + b[1] * c[1][k] + b[2] * c[2][k]))
                 };
                 let point = at(&|v| mesh.positions[v]);
-                let n = normalised_f64(at(&|v| normals[v]));
-                let t = at(&|v| [tangents[v][0], tangents[v][1], tangents[v][2]]);
-                let t = normalised_f64(sub(t, n.map(|c| c * dot(n, t))));
-                let bt = cross(n, t).map(|c| c * f64::from(tangents[face[0] as usize][3]));
-                let decoded = decode(&baked, x, y, [t, bt, n]);
+                let lerp = |values: &dyn Fn(usize) -> [f32; 3]| at(values).map(|c| c as f32);
+                let frame = tangent_frame(
+                    lerp(&|v| normals[v]),
+                    lerp(&|v| [tangents[v][0], tangents[v][1], tangents[v][2]]),
+                    tangents[face[0] as usize][3],
+                );
+                let decoded = decode(&baked, x, y, frame);
                 // The fine sphere's normal there is radial.
                 let radial = normalised_f64(point);
                 worst_angle = worst_angle.max(dot(decoded, radial).clamp(-1.0, 1.0).acos());

@@ -25,3 +25,4 @@ pub use io::{MeshFile, read_mesh, write_mesh};
 pub use mesh::{Aabb, Material, TriMesh, triangle_area};
 pub use metrics::{chamfer_distance, volume_iou};
 pub use sample::{Sampling, SurfaceSamples, sample_surface};
+pub use tangent::tangent_frame;

@@ -8,7 +8,7 @@ use crate::mesh::TriMesh;
 struct Corners<'a> {
     mesh: &'a TriMesh,
     uvs: &'a [[f32; 2]],
-    normals: Vec<[f32; 3]>,
+    normals: &'a [[f32; 3]],
     tangents: Vec<[f32; 4]>,
 }
 
@@ -43,22 +43,22 @@ impl Geometry for Corners<'_> {
 impl TriMesh {
     /// MikkTSpace tangents of each vertex: xyz along increasing u, w the bitangent's sign (the
     /// bitangent is w · normal × tangent, along increasing v), from the UVs (OBJ convention, v
-    /// up the image, as Blender and glTF's normal textures have it) and
-    /// [`TriMesh::seamless_normals`]. None without UVs. Corners MikkTSpace leaves without one
-    /// (only degenerate faces around them) get +x.
-    pub fn tangents(&self) -> Option<Vec<[f32; 4]>> {
+    /// up the image, as Blender and glTF's normal textures have it) and `normals`, the vertex
+    /// normals the mesh is written or shaded with ([`TriMesh::seamless_normals`]). None without
+    /// UVs. Corners MikkTSpace leaves without one (only degenerate faces around them) get +x.
+    pub fn tangents(&self, normals: &[[f32; 3]]) -> Option<Vec<[f32; 4]>> {
         let uvs = self.uvs.as_deref()?;
         let mut corners = Corners {
             mesh: self,
             uvs,
-            normals: self.seamless_normals(),
+            normals,
             tangents: vec![[1.0, 0.0, 0.0, 1.0]; self.positions.len()],
         };
         // The error type has no values: generation cannot fail.
         generate_tangents(&mut corners).ok()?;
         // Where MikkTSpace has no direction (every face at the vertex degenerate in space or in
         // UV), any unit tangent across the normal: glTF requires unit tangents.
-        for (t, n) in corners.tangents.iter_mut().zip(&corners.normals) {
+        for (t, n) in corners.tangents.iter_mut().zip(corners.normals) {
             let length = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
             if length > 1e-6 && length.is_finite() {
                 *t = [t[0] / length, t[1] / length, t[2] / length, t[3]];
@@ -67,6 +67,33 @@ impl TriMesh {
             }
         }
         Some(corners.tangents)
+    }
+}
+
+/// The tangent frame `[tangent, bitangent, normal]` at a point of a surface, as a glTF shader
+/// builds it from the interpolated vertex vectors: the normal made unit, the tangent made
+/// perpendicular to it and unit, the bitangent their cross product times the tangent's `sign`.
+/// A normal map is baked and read in it.
+pub fn tangent_frame(normal: [f32; 3], tangent: [f32; 3], sign: f32) -> [[f32; 3]; 3] {
+    let n = unit(normal);
+    let along = n[0] * tangent[0] + n[1] * tangent[1] + n[2] * tangent[2];
+    let t = unit([0, 1, 2].map(|k| tangent[k] - along * n[k]));
+    let b = [
+        n[1] * t[2] - n[2] * t[1],
+        n[2] * t[0] - n[0] * t[2],
+        n[0] * t[1] - n[1] * t[0],
+    ]
+    .map(|c| c * sign);
+    [t, b, n]
+}
+
+/// `v` scaled to unit length (zero stays zero).
+fn unit(v: [f32; 3]) -> [f32; 3] {
+    let length = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    if length > 0.0 {
+        v.map(|c| c / length)
+    } else {
+        v
     }
 }
 
@@ -114,7 +141,7 @@ mod tests {
             vec![[0, 1, 2], [0, 2, 3]],
         );
         quad.uvs = Some(quad.positions.iter().map(|p| [p[0], p[1]]).collect());
-        for t in quad.tangents().unwrap() {
+        for t in quad.tangents(&quad.seamless_normals()).unwrap() {
             assert!((t[0] - 1.0).abs() < 1e-6 && t[1].abs() < 1e-6 && t[2].abs() < 1e-6);
             // Normal +z × tangent +x = +y, the direction v grows in: w = +1.
             assert_eq!(t[3], 1.0);
@@ -122,7 +149,7 @@ mod tests {
         // u running along −x: tangent −x, and the bitangent (still +y) is then −(z × −x)... = +1
         // times −y, so w = −1.
         quad.uvs = Some(quad.positions.iter().map(|p| [1.0 - p[0], p[1]]).collect());
-        for t in quad.tangents().unwrap() {
+        for t in quad.tangents(&quad.seamless_normals()).unwrap() {
             assert!((t[0] + 1.0).abs() < 1e-6, "{t:?}");
             assert_eq!(t[3], -1.0);
         }
@@ -133,12 +160,12 @@ mod tests {
             vec![[0, 1, 2]],
         );
         line.uvs = Some(vec![[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]);
-        for t in line.tangents().unwrap() {
+        for t in line.tangents(&line.seamless_normals()).unwrap() {
             let length = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
             assert!((length - 1.0).abs() < 1e-6, "{t:?}");
         }
         quad.uvs = None;
-        assert!(quad.tangents().is_none());
+        assert!(quad.tangents(&quad.seamless_normals()).is_none());
     }
 
     #[test]
@@ -146,7 +173,8 @@ mod tests {
         let atlas = crate::texture::unwrap(&uv_sphere(0.5, 16, 32), 256)
             .unwrap()
             .mesh;
-        let (normals, tangents) = (atlas.seamless_normals(), atlas.tangents().unwrap());
+        let normals = atlas.seamless_normals();
+        let tangents = atlas.tangents(&normals).unwrap();
         let uvs = atlas.uvs.as_ref().unwrap();
         for (t, n) in tangents.iter().zip(&normals) {
             let t3 = [t[0], t[1], t[2]];

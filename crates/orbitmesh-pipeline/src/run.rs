@@ -192,34 +192,31 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
     });
     let faces = plan.export.faces;
     let bake = plan.export.engine.bake.as_ref();
-    let mut mesh = match (&plan.fine, bake) {
-        (None, None) => {
-            let coarse = coarse_dir.join(plan.coarse.output());
-            let mut mesh = read_mesh(&coarse)?.mesh.simplified(faces);
-            mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
-            mesh
+    let mut high = match &plan.fine {
+        Some(_) => read_mesh(&fine_dir.join("fine.obj"))?.mesh,
+        None => read_mesh(&coarse_dir.join(plan.coarse.output()))?.mesh,
+    };
+    let mut mesh = if plan.fine.is_none() && bake.is_none() {
+        // The coarse mesh has no colours: the decimated one is coloured from the frames.
+        let mut mesh = high.simplified(faces);
+        mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
+        mesh
+    } else {
+        if plan.fine.is_none() {
+            high.colors = Some(colour_from_frames(&high, &read_orbit(&orbit_dir)?)?);
         }
-        (fine, _) => {
-            let high = match fine {
-                Some(_) => read_mesh(&fine_dir.join("fine.obj"))?.mesh,
-                None => {
-                    let coarse = coarse_dir.join(plan.coarse.output());
-                    let mut high = read_mesh(&coarse)?.mesh;
-                    high.colors = Some(colour_from_frames(&high, &read_orbit(&orbit_dir)?)?);
-                    high
-                }
-            };
-            // The baked textures stay in the work folder: the mesh returned names them.
-            let textures = work.join("export");
+        // The baked textures stay in the work folder: the mesh returned names them.
+        let textures = work.join("export");
+        if bake.is_some() {
             crate::output::make_folder(&textures)?;
-            let stem = plan
-                .export
-                .out
-                .as_ref()
-                .and_then(|out| out.file_stem())
-                .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-            low_poly(&high, faces, bake, &textures, &stem)?
         }
+        let stem = plan
+            .export
+            .out
+            .as_ref()
+            .and_then(|out| out.file_stem())
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+        low_poly(&high, faces, bake, &textures, &stem)?
     };
     match plan.export.frame {
         MeshFrame::Object => mesh.transform(&normalising_transform(&mesh.bounds())),

@@ -111,12 +111,12 @@ impl Scene {
         let tangent_frames = normal_maps
             .iter()
             .any(Option::is_some)
-            .then(|| mesh.tangents())
-            .flatten()
-            .map(|tangents| TangentFrames {
-                normals: mesh.seamless_normals(),
-                tangents,
-            });
+            .then(|| {
+                let normals = mesh.seamless_normals();
+                let tangents = mesh.tangents(&normals)?;
+                Some(TangentFrames { normals, tangents })
+            })
+            .flatten();
         Ok(Scene {
             positions: mesh.positions.clone(),
             faces: mesh.faces.clone(),

@@ -2,6 +2,7 @@
 //! with supersampled antialiasing, and the per-pixel geometry buffers.
 
 use image::{ImageBuffer, Luma, Rgba, RgbaImage};
+use orbitmesh_geom::tangent_frame;
 use orbitmesh_geom::texture::sample;
 use rayon::prelude::*;
 
@@ -37,9 +38,8 @@ fn facing(scene: &Scene, camera: &Camera, f: u32, b: [f32; 3]) -> f64 {
 }
 
 /// The normal light sees at barycentrics `b` of face `f`: the face's own, or where its material
-/// has a normal map, the map's normal turned out of the tangent frame there (built as a glTF
-/// viewer builds it: the interpolated tangent made perpendicular to the interpolated normal, the
-/// bitangent their cross product times the tangent's sign).
+/// has a normal map, the map's normal turned out of the tangent frame there
+/// ([`tangent_frame`], as a glTF viewer builds it).
 pub(crate) fn shading_normal(scene: &Scene, f: u32, b: [f32; 3]) -> [f32; 3] {
     let face = scene.faces[f as usize];
     let paint = scene.face_paint[f as usize] as usize;
@@ -52,17 +52,11 @@ pub(crate) fn shading_normal(scene: &Scene, f: u32, b: [f32; 3]) -> [f32; 3] {
     };
     let uv = lerp2(uvs, face, b);
     let texel = sample(&scene.textures[map], uv[0], uv[1]).map(|c| 2.0 * c - 1.0);
-    let n = normalised(lerp3(&frames.normals, face, b, |n| n));
-    let t = lerp3(&frames.tangents, face, b, |t| [t[0], t[1], t[2]]);
-    let along = n[0] * t[0] + n[1] * t[1] + n[2] * t[2];
-    let t = normalised([0, 1, 2].map(|k| t[k] - along * n[k]));
-    let sign = frames.tangents[face[0] as usize][3];
-    let bt = [
-        n[1] * t[2] - n[2] * t[1],
-        n[2] * t[0] - n[0] * t[2],
-        n[0] * t[1] - n[1] * t[0],
-    ]
-    .map(|c| c * sign);
+    let [t, bt, n] = tangent_frame(
+        lerp3(&frames.normals, face, b, |n| n),
+        lerp3(&frames.tangents, face, b, |t| [t[0], t[1], t[2]]),
+        frames.tangents[face[0] as usize][3],
+    );
     normalised([0, 1, 2].map(|k| texel[0] * t[k] + texel[1] * bt[k] + texel[2] * n[k]))
 }
 

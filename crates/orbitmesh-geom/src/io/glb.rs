@@ -278,9 +278,10 @@ fn push_mesh(
         .map(|p| [p[0] * scale, p[2] * scale, -p[1] * scale])
         .collect();
     // The same turn for the normals; glTF wants unit normals, so vertices without one get +Y.
-    let normals: Vec<[f32; 3]> = mesh
-        .seamless_normals()
-        .into_iter()
+    let seamless = mesh.seamless_normals();
+    let normals: Vec<[f32; 3]> = seamless
+        .iter()
+        .copied()
         .map(|n| {
             if n == [0.0; 3] {
                 [0.0, 1.0, 0.0]
@@ -318,7 +319,7 @@ fn push_mesh(
     // A normal map is read in the tangent space it was baked in: MikkTSpace's, from the same
     // UVs and normals, turned Y up like them (the bitangent's sign is unchanged by a turn).
     let normal_mapped = mesh.materials.iter().any(|m| m.normal_texture.is_some());
-    if let Some(tangents) = mesh.tangents().filter(|_| normal_mapped) {
+    if let Some(tangents) = mesh.tangents(&seamless).filter(|_| normal_mapped) {
         let turned: Vec<[f32; 4]> = tangents.iter().map(|t| [t[0], t[2], -t[1], t[3]]).collect();
         let view = bin.push(root, &floats(&turned), Some(Target::ArrayBuffer));
         let acc = accessor(root, view, n, C::F32, T::Vec4, None);

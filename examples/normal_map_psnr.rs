@@ -23,6 +23,7 @@ use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
 use orbitmesh_geom::sample::{Sampling, sample_surface};
 use orbitmesh_geom::{TriMesh, chamfer_distance, read_mesh};
+use orbitmesh_nerf::train::psnr;
 use orbitmesh_orbit::frames::OrbitOrder;
 use orbitmesh_pipeline::stages::fine::psnr_on_white;
 use orbitmesh_pipeline::stages::scan::render_view;
@@ -81,7 +82,7 @@ fn main() -> Result<(), Error> {
         let (fine, light, truth, views) = fine_mesh(&object, &dir, preset, coarse, &rasterizer)?;
         // The mean PSNR over the held-out views; the first view of each elevation is saved as
         // `<what>_<view>.png` in the object's folder, to look at.
-        let psnr = |mesh: &TriMesh, what: &str| -> Result<Psnr, Error> {
+        let measure = |mesh: &TriMesh, what: &str| -> Result<Psnr, Error> {
             let mut scene = Scene::new(mesh, &mut Vec::new())?;
             scene.headlight = light;
             let mut sum = 0.0;
@@ -101,7 +102,7 @@ fn main() -> Result<(), Error> {
                 shading: inside / n,
             })
         };
-        let fine_psnr = psnr(&fine, "fine")?;
+        let fine_psnr = measure(&fine, "fine")?;
         let fine_points = sample_surface(&fine, 100_000, 1, Sampling::Stratified).points;
         for &budget in &budgets {
             let textures = dir.join(format!("lowpoly_{budget}"));
@@ -126,9 +127,9 @@ fn main() -> Result<(), Error> {
             let points = sample_surface(&mapped, 100_000, 2, Sampling::Stratified).points;
             let chamfer = chamfer_distance(&points, &fine_points);
             let (faceted, smooth, with) = (
-                psnr(&faceted, &format!("lowpoly_{budget}"))?,
-                psnr(&smooth, &format!("smooth_{budget}"))?,
-                psnr(&mapped, &format!("mapped_{budget}"))?,
+                measure(&faceted, &format!("lowpoly_{budget}"))?,
+                measure(&smooth, &format!("smooth_{budget}"))?,
+                measure(&mapped, &format!("mapped_{budget}"))?,
             );
             // Whether the map recovers half of what the decimation lost, against a baseline.
             let holds = |fine: f64, without: f64, with: f64| {
@@ -258,5 +259,5 @@ fn shading_psnr(a: &image::RgbaImage, b: &image::RgbaImage) -> f64 {
             n += 3;
         }
     }
-    -10.0 * (sum / n.max(1) as f64).max(1e-10).log10()
+    psnr(sum / n.max(1) as f64)
 }

@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use orbitmesh_geom::bake::low_poly;
-use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_geom::io::{Format as MeshFormat, write_for_engines_as};
+use orbitmesh_geom::io::Format as MeshFormat;
+use orbitmesh_pipeline::stages::export::FileExport;
 
-use crate::input::{EngineArgs, UpArg, load_mesh};
+use crate::input::{EngineArgs, UpArg};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -52,59 +51,24 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
-    let format = match args.format {
-        Some(f) => f,
-        None => match args
-            .out
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_lowercase)
-        {
-            Some(e) if e == "glb" => Format::Glb,
-            Some(e) if e == "obj" => Format::Obj,
-            Some(e) if e == "ply" => Format::Ply,
-            _ => bail!(
-                "{}: cannot tell the format from the extension; give --format glb|obj|ply",
-                args.out.display()
-            ),
-        },
+    let export = FileExport {
+        input: args.mesh,
+        input_up: args.input_up.into(),
+        normalise: args.normalise,
+        faces: args.faces.map(|f| f as usize),
+        size: args.size,
+        pivot: args.engine.pivot(),
+        engine: args.engine.options(),
+        format: args.format.map(|f| match f {
+            Format::Glb => MeshFormat::Glb,
+            Format::Obj => MeshFormat::Obj,
+            Format::Ply => MeshFormat::Ply,
+        }),
     };
-    if let Some(size) = args.size
-        && !(size.is_finite() && size > 0.0)
-    {
-        bail!("--size must be a positive number of metres");
+    let (mesh, warnings) = export.write(&args.out)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
-    let format = match format {
-        Format::Glb => MeshFormat::Glb,
-        Format::Obj => MeshFormat::Obj,
-        Format::Ply => MeshFormat::Ply,
-    };
-    let engine = args.engine.options();
-    engine.check_as(&args.out, format)?;
-    let mut mesh = load_mesh(&args.mesh, args.input_up)?;
-    if args.normalise {
-        mesh.transform(&normalising_transform(&mesh.bounds()));
-    }
-    // Baked textures are written here, then copied beside the OBJ or into the GLB.
-    let textures = tempfile::tempdir()?;
-    let stem = args
-        .out
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    mesh = low_poly(
-        &mesh,
-        args.faces.map_or(usize::MAX, |f| f as usize),
-        engine.bake.as_ref(),
-        textures.path(),
-        &stem,
-    )?;
-    if let Some(size) = args.size {
-        mesh.scale_longest_side_to(size);
-    }
-    if let Some(pivot) = args.engine.pivot() {
-        mesh.move_pivot_to_origin(pivot);
-    }
-    write_for_engines_as(&args.out, format, &mesh, &engine)?;
     println!(
         "{} vertices, {} faces -> {}",
         mesh.positions.len(),

@@ -1,12 +1,10 @@
 //! What several commands take: meshes from files, up axes, the compute device.
 
-use std::path::Path;
-
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use orbitmesh_geom::bake::{BakeOptions, TextureFormat};
 use orbitmesh_geom::io::EngineOptions;
-use orbitmesh_geom::{Pivot, TriMesh, UpAxis, read_mesh};
+use orbitmesh_geom::{Pivot, UpAxis};
 use orbitmesh_pipeline::{CoarseChoice, Overrides, Precision, Preset};
 use orbitmesh_render::DeviceChoice;
 
@@ -220,15 +218,4 @@ impl From<PrecisionArg> for Precision {
             PrecisionArg::F16 => Precision::F16,
         }
     }
-}
-
-/// Reads and checks a mesh, prints its warnings, and turns it into the Z-up frame.
-pub fn load_mesh(path: &Path, up: UpArg) -> Result<TriMesh> {
-    let file = read_mesh(path)?;
-    for w in &file.warnings {
-        eprintln!("warning: {w}");
-    }
-    let mut mesh = file.mesh;
-    mesh.transform(&UpAxis::from(up).to_z_up());
-    Ok(mesh)
 }

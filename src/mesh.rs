@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use orbitmesh_pipeline::{
-    CoarseMethod, ExportConfig, MeshFrame, OrbitSource, Photo, Plan, segmenter_device,
-};
+use orbitmesh_pipeline::{ExportConfig, MeshFrame, OrbitSource, Photo, Plan, segmenter_device};
 use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
 use orbitmesh_segment::PrepareOptions;
 
@@ -142,32 +140,15 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     })?;
     drop(progress);
     let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
-    let sv3d = plan.sv3d().is_some();
     println!(
-        "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). Orbit: {}; \
-         coarse stage: the {}; {}.",
+        "{}: {} vertices, {} faces, {:.1} MB, {:.1} s in all (work folder {}). {}",
         args.out.display(),
         outputs.mesh.positions.len(),
         outputs.mesh.faces.len(),
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         work.display(),
-        if args.frames.is_some() {
-            "imported frames"
-        } else if sv3d {
-            "SV3D"
-        } else {
-            "the weight-free inflate baseline"
-        },
-        match plan.coarse {
-            CoarseMethod::Hull { .. } => "visual hull",
-            CoarseMethod::Nerf { .. } => "hash-grid NeRF",
-        },
-        match (&plan.fine, sv3d) {
-            (Some(_), true) => "fine stage: DMTet with SV3D's score distillation, textured",
-            (Some(_), false) => "fine stage: DMTet, textured",
-            (None, _) => "no fine stage",
-        }
+        plan.describe()
     );
     Ok(ExitCode::SUCCESS)
 }

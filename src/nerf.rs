@@ -10,7 +10,7 @@ use orbitmesh_pipeline::stages::coarse::{NerfSettings, nerf_into};
 use orbitmesh_pipeline::tensor_device;
 use orbitmesh_render::open_rasterizer;
 
-use crate::input::DeviceArg;
+use crate::input::{DeviceArg, parse_seconds};
 use crate::progress::Progress;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,7 +48,7 @@ pub struct NerfArgs {
     #[arg(long)]
     steps: Option<usize>,
     /// Training time budget in seconds [default: from the preset]
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds)]
     seconds: Option<f64>,
     /// Points per side of the density grid the mesh is extracted from [default: from the preset]
     #[arg(long, value_parser = clap::value_parser!(u64).range(16..=1024))]
@@ -88,9 +88,6 @@ pub fn run(args: NerfArgs) -> Result<ExitCode> {
         settings.config.max_steps = s;
     }
     if let Some(s) = args.seconds {
-        if !(s > 0.0 && s.is_finite()) {
-            bail!("--seconds must be positive");
-        }
         settings.config.time_budget_s = s;
     }
     if let Some(r) = args.mesh_resolution {

@@ -2,17 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
 use orbitmesh_orbit::InflateProfile;
 use orbitmesh_orbit::frames::OrbitOrder;
-use orbitmesh_pipeline::stages::orbit::{orbit_fingerprint, read_prepared, write_orbit};
-use orbitmesh_pipeline::{
-    GeneratorConfig, OrbitConfig, OrbitSource, StageRecord, StagedFolder, write_stage_record,
-};
+use orbitmesh_pipeline::stages::orbit::{orbit_folder, read_prepared};
+use orbitmesh_pipeline::{GeneratorConfig, OrbitConfig, OrbitSource};
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
 use orbitmesh_render::open_rasterizer;
 
@@ -207,23 +204,16 @@ pub fn run(args: OrbitArgs) -> Result<ExitCode> {
         res: args.res,
     };
     let rasterizer = open_rasterizer(args.device.into())?;
-    let started = Instant::now();
-    let staged = StagedFolder::new(&args.out)?;
     let mut progress = Progress::new();
-    let details = write_orbit(
+    let (details, seconds) = orbit_folder(
         &source,
         &settings,
         prepared,
         &rasterizer,
-        staged.path(),
+        &args.out,
         &mut |e| progress.on_event(e),
     )?;
     drop(progress);
-    let seconds = started.elapsed().as_secs_f64();
-    let fp = orbit_fingerprint(&source, &settings, prepared)?;
-    let record = StageRecord::new("orbit", fp, details.clone(), seconds);
-    write_stage_record(staged.path(), &record)?;
-    staged.publish()?;
     println!(
         "{} in {} ({seconds:.2} s)",
         details["description"].as_str().unwrap_or("?"),

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use orbitmesh_dmtet::RefineConfig;
 use orbitmesh_pipeline::StagedFolder;
 use orbitmesh_pipeline::stages::fine::{Sv3dGuide, refine_into};
 
-use crate::input::{DeviceArg, PrecisionArg};
+use crate::input::{DeviceArg, PrecisionArg, parse_seconds};
 use crate::progress::Progress;
 
 #[derive(Args)]
@@ -40,7 +40,7 @@ pub struct RefineArgs {
     #[arg(long)]
     fit_steps: Option<usize>,
     /// Time budget in seconds (stops early)
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds)]
     seconds: Option<f64>,
     /// Rasterizer: cpu, gpu or auto (the tensors run on the CPU)
     #[arg(long, value_enum, default_value = "auto")]
@@ -114,12 +114,7 @@ pub fn run(args: RefineArgs) -> Result<ExitCode> {
     if let Some(f) = args.fit_steps {
         config.fit_steps = f;
     }
-    if let Some(s) = args.seconds {
-        if !(s > 0.0 && s.is_finite()) {
-            bail!("--seconds must be positive");
-        }
-        config.time_budget_s = Some(s);
-    }
+    config.time_budget_s = args.seconds;
     let guide = match (&args.weights, &args.image) {
         (Some(weights), Some(image)) => Some(Sv3dGuide {
             weights: weights.clone(),

@@ -4,21 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
-use image::RgbaImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_pipeline::stages::scan::{Extras, SSAA, render_orbit};
-use orbitmesh_pipeline::{StagedFolder, encode_png, save};
-use orbitmesh_render::camera::{
-    self, Intrinsics, OrbitFrame, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
-};
-use orbitmesh_render::raster::MAX_SIDE;
-use orbitmesh_render::sheet::contact_sheet;
-use orbitmesh_render::{Background, Scene, open_rasterizer};
+use orbitmesh_pipeline::stages::scan::{Extras, MeshOrbit};
+use orbitmesh_render::camera::{self, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS};
+use orbitmesh_render::{Background, open_rasterizer};
 
-use crate::input::{DeviceArg, UpArg, load_mesh};
+use crate::input::{DeviceArg, UpArg};
 
 #[derive(Args)]
 #[command(
@@ -92,72 +85,38 @@ fn parse_background(s: &str) -> Result<Background, String> {
 }
 
 pub fn run(args: RenderArgs) -> Result<ExitCode> {
-    if args.res == 0 || args.res > MAX_SIDE / SSAA {
-        bail!("--res {}: must be 1 to {}", args.res, MAX_SIDE / SSAA);
-    }
-    let sane = args.fov > 0.0 && args.fov < 180.0 && args.radius > 0.0;
-    if !sane {
-        bail!("--fov must be in (0, 180) degrees and --radius positive");
-    }
-    let mut mesh = load_mesh(&args.mesh, args.up)?;
-    if args.normalise {
-        mesh.transform(&normalising_transform(&mesh.bounds()));
-    }
-    let mut warnings = Vec::new();
-    let scene =
-        Scene::new(&mesh, &mut warnings).with_context(|| format!("{}", args.mesh.display()))?;
+    let orbit = MeshOrbit {
+        azimuths: (args.azimuths.clone())
+            .unwrap_or_else(|| camera::even_azimuths(args.frames as usize)),
+        mesh: args.mesh,
+        up: args.up.into(),
+        normalise: args.normalise,
+        elevation_deg: args.elevation,
+        radius: args.radius,
+        fov_deg: args.fov,
+        res: args.res,
+        background: args.background,
+        extras: Extras {
+            depth: args.depth,
+            normals: args.normals,
+        },
+        sheet: args.sheet,
+    };
+    let (scene, warnings) = orbit.scene()?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
     let rasterizer = open_rasterizer(args.device.into())?;
-    let azimuths = args
-        .azimuths
-        .clone()
-        .unwrap_or_else(|| camera::even_azimuths(args.frames as usize));
-    if azimuths.is_empty() {
-        bail!("--azimuths: no angles given");
-    }
-    let intrinsics = Intrinsics::from_fov(args.fov, args.res, args.res);
-    let staged = StagedFolder::new(&args.out)?;
-
-    let bar = ProgressBar::new(azimuths.len() as u64).with_style(
+    let bar = ProgressBar::new(orbit.azimuths.len() as u64).with_style(
         ProgressStyle::with_template("rendering {bar:30} {pos}/{len} frames  {elapsed_precise}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let views = camera::orbit(&azimuths, args.elevation, args.radius);
-    let rendered = render_orbit(
-        &scene,
-        &views,
-        intrinsics,
-        args.background,
-        &rasterizer,
-        staged.path(),
-        Extras {
-            depth: args.depth,
-            normals: args.normals,
-        },
-        || bar.inc(1),
-    )?;
+    let frames = orbit.render_into(&scene, &rasterizer, &args.out, || bar.inc(1))?;
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let pictures: Vec<(RgbaImage, String)> = rendered
-        .iter()
-        .enumerate()
-        .filter(|_| args.sheet.is_some())
-        .map(|(k, (frame, image))| {
-            let azimuth = frame.view.map_or(0.0, |v| v.azimuth_deg);
-            (image.clone(), format!("{k} az {azimuth:.0}"))
-        })
-        .collect();
-    let frames: Vec<OrbitFrame> = rendered.into_iter().map(|(f, _)| f).collect();
-    if let Some(sheet) = &args.sheet {
-        save(sheet, &encode_png(&contact_sheet(&pictures, 192, None))?)?;
-    }
-    staged.publish()?;
     println!(
-        "{} frames of {}² in {} via {}: {seconds:.3} s to rasterize, shade, encode and write them",
-        frames.len(),
+        "{frames} frames of {}² in {} via {}: {seconds:.3} s to rasterize, shade, encode and write them",
         args.res,
         args.out.display(),
         rasterizer.name(),

@@ -89,6 +89,17 @@ impl TriMesh {
         ));
     }
 
+    /// Places the mesh for an engine: scaled so its longest side is `size`, then with `pivot` at
+    /// the origin, each where given.
+    pub fn place(&mut self, size: Option<f64>, pivot: Option<Pivot>) {
+        if let Some(size) = size {
+            self.scale_longest_side_to(size);
+        }
+        if let Some(pivot) = pivot {
+            self.move_pivot_to_origin(pivot);
+        }
+    }
+
     /// Turns the mesh into the object frame (Z up, centred, longest side 1) and returns the
     /// transform applied, so a caller can map results back.
     pub fn normalise(&mut self, up: UpAxis) -> Similarity3<f64> {

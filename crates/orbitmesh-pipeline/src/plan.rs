@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{PipelineError, Result};
 use crate::stages::coarse::CoarseMethod;
+use crate::stages::export::check_size;
 
 /// How much work each stage does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,13 +295,7 @@ impl ExportConfig {
     /// Checks what can be checked of the output before the long stages: its format, its folder
     /// and that the folder takes a file, the size.
     pub fn check(&self) -> Result<()> {
-        if let Some(size) = self.size
-            && !(size.is_finite() && size > 0.0)
-        {
-            return Err(PipelineError::Invalid(
-                "--size must be a positive number of metres".into(),
-            ));
-        }
+        check_size(self.size)?;
         let Some(out) = &self.out else {
             return Ok(());
         };
@@ -381,6 +376,27 @@ impl Plan {
             export,
             device,
         }
+    }
+
+    /// What the run does, in words: `Orbit: SV3D; coarse stage: the hash-grid NeRF; fine stage:
+    /// DMTet with SV3D's score distillation, textured.`
+    pub fn describe(&self) -> String {
+        let sv3d = self.sv3d().is_some();
+        let orbit = match &self.orbit {
+            OrbitSource::Import { .. } => "imported frames",
+            _ if sv3d => "SV3D",
+            _ => "the weight-free inflate baseline",
+        };
+        let coarse = match self.coarse {
+            CoarseMethod::Hull { .. } => "visual hull",
+            CoarseMethod::Nerf { .. } => "hash-grid NeRF",
+        };
+        let fine = match (&self.fine, sv3d) {
+            (Some(_), true) => "fine stage: DMTet with SV3D's score distillation, textured",
+            (Some(_), false) => "fine stage: DMTet, textured",
+            (None, _) => "no fine stage",
+        };
+        format!("Orbit: {orbit}; coarse stage: the {coarse}; {fine}.")
     }
 
     /// SV3D's weights where SV3D makes the orbit (and so guides the fine stage).

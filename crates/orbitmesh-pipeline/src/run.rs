@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::error::{PipelineError, Result};
 use crate::event::{Event, OnEvent, Stage};
 use crate::plan::{GeneratorConfig, MeshFrame, OrbitSource, Plan};
+use crate::stages::export::texture_stem;
 use crate::stages::fine::{Sv3dGuide, refine_into};
 use crate::stages::orbit::{orbit_fingerprint, write_orbit};
 use crate::stages::prepare::{CROP_FILE, photo_frame, prepare_into};
@@ -210,13 +211,13 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
         if bake.is_some() {
             crate::output::make_folder(&textures)?;
         }
-        let stem = plan
-            .export
-            .out
-            .as_ref()
-            .and_then(|out| out.file_stem())
-            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-        low_poly(&high, faces, bake, &textures, &stem)?
+        low_poly(
+            &high,
+            faces,
+            bake,
+            &textures,
+            &texture_stem(plan.export.out.as_deref()),
+        )?
     };
     match plan.export.frame {
         MeshFrame::Object => mesh.transform(&normalising_transform(&mesh.bounds())),
@@ -226,12 +227,7 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
         )?),
         MeshFrame::Orbit => {}
     }
-    if let Some(size) = plan.export.size {
-        mesh.scale_longest_side_to(size);
-    }
-    if let Some(pivot) = plan.export.pivot {
-        mesh.move_pivot_to_origin(pivot);
-    }
+    mesh.place(plan.export.size, plan.export.pivot);
     if let Some(out) = &plan.export.out {
         on_event(&Event::Publishing {
             stage: Stage::Export,

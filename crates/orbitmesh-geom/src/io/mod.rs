@@ -37,6 +37,13 @@ pub enum Format {
     Glb,
 }
 
+impl Format {
+    /// The format the file's extension names (an error naming the file for any other).
+    pub fn of_path(path: &Path) -> Result<Format> {
+        format_of(path).map(|(format, _)| format)
+    }
+}
+
 /// Resolves a GSO object folder (`<name>/meshes/model.obj` or `<name>/model.obj`) to its mesh
 /// file; any other path is returned as it is.
 pub fn resolve_mesh_path(path: &Path) -> Result<PathBuf> {

@@ -3,6 +3,7 @@
 //! `stage.json` keeps.
 
 pub mod coarse;
+pub mod export;
 pub mod fine;
 pub mod orbit;
 pub mod prepare;

@@ -1,6 +1,7 @@
 //! The orbit stage: frames around the object, from a generator or imported.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use image::RgbaImage;
 use orbitmesh_orbit::frames::{OrbitOrder, import_frames};
@@ -14,9 +15,9 @@ use serde_json::{Value, json};
 
 use crate::error::{PipelineError, Result};
 use crate::event::{Event, Flow, OnEvent, Stage};
-use crate::output::{encode_png, make_folder, save};
+use crate::output::{StagedFolder, encode_png, make_folder, save};
 use crate::plan::{GeneratorConfig, OrbitConfig, OrbitSource, tensor_device};
-use crate::work::{files_in, fingerprint};
+use crate::work::{StageRecord, files_in, fingerprint, write_stage_record};
 
 /// Reads a prepared image, checking it is one (square).
 pub fn read_prepared(path: &Path) -> Result<RgbaImage> {
@@ -140,6 +141,35 @@ pub fn write_orbit(
         }
         OrbitSource::Import { dir: from, order } => import_into(from, *order, dir, on_event),
     }
+}
+
+/// `orbitmesh orbit`'s work: the orbit of `source` written into the folder `out`, replaced whole
+/// or left as it was, with the stage record the orbit stage of a run writes. Returns what the
+/// record keeps and the seconds it took.
+pub fn orbit_folder(
+    source: &OrbitSource,
+    config: &OrbitConfig,
+    prepared: Option<&Path>,
+    rasterizer: &Rasterizer,
+    out: &Path,
+    on_event: OnEvent<'_>,
+) -> Result<(Value, f64)> {
+    let started = Instant::now();
+    let staged = StagedFolder::new(out)?;
+    let details = write_orbit(
+        source,
+        config,
+        prepared,
+        rasterizer,
+        staged.path(),
+        on_event,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let fp = orbit_fingerprint(source, config, prepared)?;
+    let record = StageRecord::new("orbit", fp, details.clone(), seconds);
+    write_stage_record(staged.path(), &record)?;
+    staged.publish()?;
+    Ok((details, seconds))
 }
 
 /// Generates the orbit of the prepared image (read from `prepared`) into `dir`: frames,

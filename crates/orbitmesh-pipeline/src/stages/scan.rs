@@ -3,17 +3,21 @@
 //! them for users; `bench` as the conditioning view and the oracle orbit of its plans.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbaImage};
+use orbitmesh_geom::frame::normalising_transform;
+use orbitmesh_geom::{UpAxis, read_mesh};
 use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
+use orbitmesh_render::raster::MAX_SIDE;
 use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
+use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Camera, OrbitView, Rasterizer, Scene, VisibilityBuffer};
 use rayon::prelude::*;
 
 use crate::error::{PipelineError, Result};
-use crate::output::{encode_png, make_folder, save};
+use crate::output::{StagedFolder, encode_png, make_folder, save};
 
 /// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
 pub const SSAA: u32 = 2;
@@ -24,6 +28,95 @@ pub const SSAA: u32 = 2;
 pub struct Extras {
     pub depth: bool,
     pub normals: bool,
+}
+
+/// A mesh file seen from an orbit of cameras: what `orbitmesh render` draws.
+#[derive(Debug, Clone)]
+pub struct MeshOrbit {
+    /// The mesh file (or GSO object folder).
+    pub mesh: PathBuf,
+    /// The axis the file calls up.
+    pub up: UpAxis,
+    /// Centre the bounding box and scale its longest side to 1 first.
+    pub normalise: bool,
+    /// The cameras' azimuths (degrees), their elevation above the XY plane and their distance.
+    pub azimuths: Vec<f64>,
+    pub elevation_deg: f64,
+    pub radius: f64,
+    /// Horizontal field of view in degrees, and the frames' side in pixels.
+    pub fov_deg: f64,
+    pub res: u32,
+    pub background: Background,
+    pub extras: Extras,
+    /// Where a labelled contact sheet of the frames goes, if anywhere.
+    pub sheet: Option<PathBuf>,
+}
+
+impl MeshOrbit {
+    /// Checks the settings and reads the mesh into the scene to render (before any device is
+    /// opened), with the mesh file's warnings.
+    pub fn scene(&self) -> Result<(Scene, Vec<String>)> {
+        // Named by the command line's options, which these fields are.
+        let invalid = |message: String| Err(PipelineError::Invalid(message));
+        let max = MAX_SIDE / SSAA;
+        if self.res == 0 || self.res > max {
+            return invalid(format!("--res {}: must be 1 to {max}", self.res));
+        }
+        if !(self.fov_deg > 0.0 && self.fov_deg < 180.0 && self.radius > 0.0) {
+            return invalid("--fov must be in (0, 180) degrees and --radius positive".into());
+        }
+        if self.azimuths.is_empty() {
+            return invalid("--azimuths: no angles given".into());
+        }
+        let file = read_mesh(&self.mesh)?;
+        let mut mesh = file.mesh;
+        mesh.transform(&self.up.to_z_up());
+        if self.normalise {
+            mesh.transform(&normalising_transform(&mesh.bounds()));
+        }
+        let mut warnings = file.warnings;
+        let scene = Scene::new(&mesh, &mut warnings)
+            .map_err(|e| PipelineError::input(&file.path, e.to_string()))?;
+        Ok((scene, warnings))
+    }
+
+    /// Renders `scene` (from [`MeshOrbit::scene`]) from the orbit into the folder `out`, replaced
+    /// whole or left as it was ([`render_orbit`]'s files), then the contact sheet; `per_frame`
+    /// runs as each frame is written. Returns how many frames were written.
+    pub fn render_into(
+        &self,
+        scene: &Scene,
+        rasterizer: &Rasterizer,
+        out: &Path,
+        per_frame: impl Fn() + Sync,
+    ) -> Result<usize> {
+        let views = camera::orbit(&self.azimuths, self.elevation_deg, self.radius);
+        let intrinsics = Intrinsics::from_fov(self.fov_deg, self.res, self.res);
+        let staged = StagedFolder::new(out)?;
+        let rendered = render_orbit(
+            scene,
+            &views,
+            intrinsics,
+            self.background,
+            rasterizer,
+            staged.path(),
+            self.extras,
+            per_frame,
+        )?;
+        if let Some(sheet) = &self.sheet {
+            let labelled: Vec<(RgbaImage, String)> = rendered
+                .iter()
+                .enumerate()
+                .map(|(k, (frame, image))| {
+                    let azimuth = frame.view.map_or(0.0, |v| v.azimuth_deg);
+                    (image.clone(), format!("{k} az {azimuth:.0}"))
+                })
+                .collect();
+            save(sheet, &encode_png(&contact_sheet(&labelled, 192, None))?)?;
+        }
+        staged.publish()?;
+        Ok(rendered.len())
+    }
 }
 
 /// One colour picture of `scene` from `camera`, 4× supersampled.

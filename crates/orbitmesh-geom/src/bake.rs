@@ -74,10 +74,15 @@ pub fn low_poly(
     dir: &Path,
     stem: &str,
 ) -> Result<TriMesh> {
-    let low = high.simplified(faces);
     match bake {
-        Some(options) => bake_onto(&low, high, options.size)?.save(dir, stem, options.format),
-        None => Ok(low),
+        Some(options) => {
+            // The low-poly mesh gets an atlas of its own, so the detailed mesh's UV seams, which
+            // the simplifier would keep (and with them faces: a fine stage's atlas splits its
+            // vertices along many), go first.
+            let low = welded(high).simplified(faces);
+            bake_onto(&low, high, options.size)?.save(dir, stem, options.format)
+        }
+        None => Ok(high.simplified(faces)),
     }
 }
 
@@ -516,6 +521,40 @@ mod tests {
         // The colour of the fine surface's closest point: within the step between the two
         // spheres (a few hundredths at this coarseness) and 8-bit rounding.
         assert!(worst_colour < 0.08, "{worst_colour}");
+    }
+
+    #[test]
+    fn the_budget_ignores_the_detailed_meshs_uv_seams() {
+        // A fine sphere whose atlas gives every face its own chart, as a fine stage's texture
+        // atlas splits its vertices along many seams: the seams belong to the old atlas, so the
+        // low-poly mesh, which gets a new one, is decimated as if they were not there.
+        let sphere = uv_sphere(0.5, 32, 64);
+        let corners: Vec<[f32; 3]> = sphere
+            .faces
+            .iter()
+            .flat_map(|f| f.map(|v| sphere.positions[v as usize]))
+            .collect();
+        let mut high = TriMesh::new(
+            corners,
+            (0..sphere.faces.len() as u32)
+                .map(|f| [3 * f, 3 * f + 1, 3 * f + 2])
+                .collect(),
+        );
+        high.uvs = Some(vec![[0.5, 0.5]; high.positions.len()]);
+        high.colors = Some(vec![[0.5; 3]; high.positions.len()]);
+        let dir = tempfile::tempdir().unwrap();
+        let options = BakeOptions {
+            size: 64,
+            ..Default::default()
+        };
+        let low = low_poly(&high, 300, Some(&options), dir.path(), "s").unwrap();
+        assert!(
+            (240..=300).contains(&low.faces.len()),
+            "{} faces",
+            low.faces.len()
+        );
+        // A closed surface still: every welded edge between two faces.
+        assert_eq!(low.open_and_non_manifold_edges(), (0, 0));
     }
 
     #[test]

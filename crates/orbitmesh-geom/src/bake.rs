@@ -79,8 +79,10 @@ pub fn low_poly(
             // The low-poly mesh gets an atlas of its own, so the detailed mesh's UV seams, which
             // the simplifier would keep (and with them faces: a fine stage's atlas splits its
             // vertices along many), go first.
-            let low = welded(high).simplified(faces);
-            bake_onto(&low, high, options.size)?.save(dir, stem, options.format)
+            let surface = Surface::new(high)?;
+            let mut low = welded(high).simplified(faces);
+            fit_to_surface(&mut low, &surface);
+            bake_with(&low, &surface, options.size)?.save(dir, stem, options.format)
         }
         None => Ok(high.simplified(faces)),
     }
@@ -133,7 +135,60 @@ fn encode(image: &RgbaImage, format: TextureFormat) -> std::result::Result<Vec<u
 /// Bakes `high` (the detailed surface: its first material's texture, else its vertex colours,
 /// else its material colours) onto `low` at `size`² texels.
 pub fn bake_onto(low: &TriMesh, high: &TriMesh, size: u32) -> Result<Baked> {
-    let surface = Surface::new(high)?;
+    bake_with(low, &Surface::new(high)?, size)
+}
+
+/// Where on each face of a mesh its distance to the detailed surface is sampled: the centroid,
+/// the edges' midpoints and the points between the centroid and the corners.
+const FIT_SAMPLES: [[f64; 3]; 7] = [
+    [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0],
+    [0.5, 0.5, 0.0],
+    [0.0, 0.5, 0.5],
+    [0.5, 0.0, 0.5],
+    [2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0],
+    [1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0],
+    [1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0],
+];
+
+/// Moves each vertex of a welded mesh along its normal by the mean signed distance from its
+/// faces to `surface`, sampled over them and weighted towards the vertex. The simplifier keeps
+/// vertices on the detailed surface, so its faces are chords: inside the surface where it bulges
+/// (a smaller silhouette), outside where it hollows. Moved, they straddle it.
+fn fit_to_surface(mesh: &mut TriMesh, surface: &Surface) {
+    let normals = mesh.vertex_normals();
+    let offsets: Vec<[f64; 7]> = mesh
+        .faces
+        .par_iter()
+        .map(|&face| {
+            FIT_SAMPLES.map(|b| {
+                let p = blend(face, b, &mesh.positions);
+                let n = normalised(blend(face, b, &normals));
+                let q = surface.point(&surface.closest(p, n));
+                let p = p.map(f64::from);
+                dot(sub(q, p), n.map(f64::from))
+            })
+        })
+        .collect();
+    let mut sum = vec![0.0f64; mesh.positions.len()];
+    let mut weight = vec![0.0f64; mesh.positions.len()];
+    for (face, offsets) in mesh.faces.iter().zip(&offsets) {
+        for (b, d) in FIT_SAMPLES.iter().zip(offsets) {
+            for (k, &v) in face.iter().enumerate() {
+                sum[v as usize] += b[k] * d;
+                weight[v as usize] += b[k];
+            }
+        }
+    }
+    for (v, p) in mesh.positions.iter_mut().enumerate() {
+        if weight[v] > 0.0 {
+            let d = (sum[v] / weight[v]) as f32;
+            *p = [0, 1, 2].map(|k| p[k] + d * normals[v][k]);
+        }
+    }
+}
+
+/// [`bake_onto`] with the detailed surface ready.
+fn bake_with(low: &TriMesh, surface: &Surface, size: u32) -> Result<Baked> {
     // The atlas charts the surface, not the old atlas's pieces: weld the split vertices first.
     let welded = welded(low);
     let atlas = unwrap(&welded, size)?;
@@ -322,6 +377,12 @@ impl<'a> Surface<'a> {
             face: nearest.item as usize,
             bary: [1.0 / 3.0; 3],
         })
+    }
+
+    /// The point of the surface at `hit`.
+    fn point(&self, hit: &Hit) -> [f64; 3] {
+        let t = self.mesh.triangle(hit.face);
+        [0, 1, 2].map(|k| (0..3).map(|i| hit.bary[i] * t[i][k]).sum())
     }
 
     /// The surface's smooth normal at `hit`.
@@ -555,6 +616,33 @@ mod tests {
         );
         // A closed surface still: every welded edge between two faces.
         assert_eq!(low.open_and_non_manifold_edges(), (0, 0));
+    }
+
+    #[test]
+    fn fitting_moves_the_chords_of_a_coarse_sphere_onto_the_fine_one() {
+        let high = uv_sphere(0.5, 48, 96);
+        let surface = Surface::new(&high).unwrap();
+        let mut low = welded(&uv_sphere(0.5, 8, 12));
+        // The signed distance from the sphere over the faces, as a mean and a worst.
+        let offsets = |mesh: &TriMesh| {
+            let d: Vec<f64> = mesh
+                .faces
+                .iter()
+                .flat_map(|&f| FIT_SAMPLES.map(|b| blend(f, b, &mesh.positions)))
+                .map(|p| dot(p.map(f64::from), p.map(f64::from)).sqrt() - 0.5)
+                .collect();
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            (mean, d.iter().fold(0.0f64, |m, v| m.max(v.abs())))
+        };
+        let (mean_before, worst_before) = offsets(&low);
+        fit_to_surface(&mut low, &surface);
+        let (mean_after, worst_after) = offsets(&low);
+        // Chords: inside the sphere everywhere but at the corners.
+        assert!(mean_before < -0.01, "{mean_before}");
+        assert!(
+            mean_after.abs() < 0.2 * mean_before.abs() && worst_after < 0.8 * worst_before,
+            "mean {mean_before:.4} -> {mean_after:.4}, worst {worst_before:.4} -> {worst_after:.4}"
+        );
     }
 
     #[test]

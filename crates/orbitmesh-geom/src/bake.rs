@@ -67,7 +67,7 @@ impl Default for BakeOptions {
 /// `high` decimated to at most `faces` faces and, with `bake`, given a fresh atlas with `high`'s
 /// colour and normals baked into it (see [`bake_onto`]), the two textures written into `dir` as
 /// `<stem>_basecolor` and `<stem>_normal`; a mesh to bake onto is decimated without `high`'s UV
-/// seams and fitted to its surface first ([`fit_to_surface`]).
+/// seams and fitted to its surface first (its vertices moved so its faces straddle it).
 pub fn low_poly(
     high: &TriMesh,
     faces: usize,

@@ -64,10 +64,11 @@ impl Default for BakeOptions {
     }
 }
 
-/// `high` decimated to at most `faces` faces and, with `bake`, given a fresh atlas with `high`'s
-/// colour and normals baked into it (see [`bake_onto`]), the two textures written into `dir` as
-/// `<stem>_basecolor` and `<stem>_normal`; a mesh to bake onto is decimated without `high`'s UV
-/// seams and fitted to its surface first (its vertices moved so its faces straddle it).
+/// `high` decimated to at most `faces` faces, its vertices then moved so that its faces straddle
+/// `high`'s surface rather than cut chords inside it, and, with `bake`, given a fresh atlas with
+/// `high`'s colour and normals baked into it (see [`bake_onto`]), the two textures written into
+/// `dir` as `<stem>_basecolor` and `<stem>_normal`. A mesh to bake onto is decimated without
+/// `high`'s UV seams (it gets an atlas of its own); otherwise the seams stay, closed.
 pub fn low_poly(
     high: &TriMesh,
     faces: usize,
@@ -85,7 +86,13 @@ pub fn low_poly(
             fit_to_surface(&mut low, &surface);
             bake_with(&low, &surface, options.size)?.save(dir, stem, options.format)
         }
-        None => Ok(high.simplified(faces)),
+        None => {
+            let mut low = high.simplified(faces);
+            if low.faces.len() < high.faces.len() {
+                fit_to_surface(&mut low, &Surface::new(high)?);
+            }
+            Ok(low)
+        }
     }
 }
 
@@ -156,7 +163,9 @@ const FIT_SAMPLES: [[f64; 3]; 7] = [
 /// vertices on the detailed surface, so its faces are chords: inside the surface where it bulges
 /// (a smaller silhouette), outside where it hollows. Moved, they straddle it.
 fn fit_to_surface(mesh: &mut TriMesh, surface: &Surface) {
-    let normals = mesh.vertex_normals();
+    // Per position, so the split vertices of a UV seam move together and it stays closed.
+    let normals = mesh.seamless_normals();
+    let ids = welded_ids(&mesh.positions);
     let offsets: Vec<[f64; 7]> = mesh
         .faces
         .par_iter()
@@ -175,14 +184,15 @@ fn fit_to_surface(mesh: &mut TriMesh, surface: &Surface) {
     for (face, offsets) in mesh.faces.iter().zip(&offsets) {
         for (b, d) in FIT_SAMPLES.iter().zip(offsets) {
             for (k, &v) in face.iter().enumerate() {
-                sum[v as usize] += b[k] * d;
-                weight[v as usize] += b[k];
+                sum[ids[v as usize]] += b[k] * d;
+                weight[ids[v as usize]] += b[k];
             }
         }
     }
     for (v, p) in mesh.positions.iter_mut().enumerate() {
-        if weight[v] > 0.0 {
-            let d = (sum[v] / weight[v]) as f32;
+        let id = ids[v];
+        if weight[id] > 0.0 {
+            let d = (sum[id] / weight[id]) as f32;
             *p = [0, 1, 2].map(|k| p[k] + d * normals[v][k]);
         }
     }
@@ -585,25 +595,31 @@ mod tests {
         assert!(worst_colour < 0.08, "{worst_colour}");
     }
 
-    #[test]
-    fn the_budget_ignores_the_detailed_meshs_uv_seams() {
-        // A fine sphere whose atlas gives every face its own chart, as a fine stage's texture
-        // atlas splits its vertices along many seams: the seams belong to the old atlas, so the
-        // low-poly mesh, which gets a new one, is decimated as if they were not there.
+    /// A sphere whose atlas gives every face its own chart (a UV seam along every edge), as a
+    /// fine stage's texture atlas splits its vertices along many seams.
+    fn sphere_split_at_every_edge() -> TriMesh {
         let sphere = uv_sphere(0.5, 32, 64);
         let corners: Vec<[f32; 3]> = sphere
             .faces
             .iter()
             .flat_map(|f| f.map(|v| sphere.positions[v as usize]))
             .collect();
-        let mut high = TriMesh::new(
+        let mut split = TriMesh::new(
             corners,
             (0..sphere.faces.len() as u32)
                 .map(|f| [3 * f, 3 * f + 1, 3 * f + 2])
                 .collect(),
         );
-        high.uvs = Some(vec![[0.5, 0.5]; high.positions.len()]);
-        high.colors = Some(vec![[0.5; 3]; high.positions.len()]);
+        split.uvs = Some(vec![[0.5, 0.5]; split.positions.len()]);
+        split.colors = Some(vec![[0.5; 3]; split.positions.len()]);
+        split
+    }
+
+    #[test]
+    fn the_budget_ignores_the_detailed_meshs_uv_seams() {
+        // The seams belong to the old atlas, so the low-poly mesh, which gets a new one, is
+        // decimated as if they were not there.
+        let high = sphere_split_at_every_edge();
         let dir = tempfile::tempdir().unwrap();
         let options = BakeOptions {
             size: 64,
@@ -617,6 +633,37 @@ mod tests {
         );
         // A closed surface still: every welded edge between two faces.
         assert_eq!(low.open_and_non_manifold_edges(), (0, 0));
+    }
+
+    #[test]
+    fn a_decimated_mesh_keeps_its_uv_seams_closed_when_fitted() {
+        // Without a bake the seams stay (the texture needs them): the vertices split along one
+        // move as one, or it would open. The bowl's scan has a texture atlas.
+        let bowl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gso-mini/GSO_bead_bowl");
+        let high = crate::read_mesh(&bowl).unwrap().mesh;
+        let dir = tempfile::tempdir().unwrap();
+        let low = low_poly(&high, 2000, None, dir.path(), "s").unwrap();
+        let unfitted = high.simplified(2000);
+        assert_eq!(low.faces, unfitted.faces);
+        assert_eq!(
+            low.open_and_non_manifold_edges(),
+            unfitted.open_and_non_manifold_edges()
+        );
+        let seam_vertices = low.positions.len() - {
+            let mut ids = welded_ids(&low.positions);
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        assert!(seam_vertices > 50, "{seam_vertices} vertices on seams");
+        let moved = (low.positions.iter().zip(&unfitted.positions))
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            moved * 2 > low.positions.len(),
+            "{moved} of {} moved",
+            low.positions.len()
+        );
     }
 
     #[test]

@@ -64,11 +64,10 @@ impl Default for BakeOptions {
     }
 }
 
-/// `high` decimated to at most `faces` faces, its vertices then moved so that its faces straddle
-/// `high`'s surface rather than cut chords inside it, and, with `bake`, given a fresh atlas with
-/// `high`'s colour and normals baked into it (see [`bake_onto`]), the two textures written into
-/// `dir` as `<stem>_basecolor` and `<stem>_normal`. A mesh to bake onto is decimated without
-/// `high`'s UV seams (it gets an atlas of its own); otherwise the seams stay, closed.
+/// `high` decimated to at most `faces` faces ([`decimated`]) and, with `bake`, given a fresh
+/// atlas with `high`'s colour and normals baked into it (see [`bake_onto`]), the two textures
+/// written into `dir` as `<stem>_basecolor` and `<stem>_normal`. A mesh to bake onto is decimated
+/// without `high`'s UV seams, since it gets an atlas of its own.
 pub fn low_poly(
     high: &TriMesh,
     faces: usize,
@@ -86,14 +85,19 @@ pub fn low_poly(
             fit_to_surface(&mut low, &surface);
             bake_with(&low, &surface, options.size)?.save(dir, stem, options.format)
         }
-        None => {
-            let mut low = high.simplified(faces);
-            if low.faces.len() < high.faces.len() {
-                fit_to_surface(&mut low, &Surface::new(high)?);
-            }
-            Ok(low)
-        }
+        None => decimated(high, faces),
     }
+}
+
+/// `high` simplified to at most `faces` faces ([`TriMesh::simplified`]), its vertices then moved
+/// so that its faces straddle `high`'s surface rather than cut chords inside it; its UV seams stay,
+/// closed.
+pub fn decimated(high: &TriMesh, faces: usize) -> Result<TriMesh> {
+    let mut low = high.simplified(faces);
+    if low.faces.len() < high.faces.len() {
+        fit_to_surface(&mut low, &Surface::shape(high)?);
+    }
+    Ok(low)
 }
 
 impl Baked {
@@ -306,7 +310,28 @@ struct Surface<'a> {
 }
 
 impl<'a> Surface<'a> {
+    /// The surface with its paints, for baking.
     fn new(mesh: &'a TriMesh) -> Result<Self> {
+        let mut surface = Surface::shape(mesh)?;
+        for m in &mesh.materials {
+            surface.paints.push(match (&m.diffuse_texture, &mesh.uvs) {
+                (Some(file), Some(_)) => Paint::Texture(load(file)?),
+                _ if mesh.colors.is_some() => Paint::VertexColours,
+                _ => Paint::Flat(m.diffuse),
+            });
+        }
+        if surface.paints.is_empty() {
+            surface.paints.push(if mesh.colors.is_some() {
+                Paint::VertexColours
+            } else {
+                Paint::Flat([0.8; 3])
+            });
+        }
+        Ok(surface)
+    }
+
+    /// The surface's shape alone, for closest points: no texture is read.
+    fn shape(mesh: &'a TriMesh) -> Result<Self> {
         if mesh.faces.is_empty() {
             return Err(GeomError::Texture("the detailed mesh has no faces".into()));
         }
@@ -329,28 +354,13 @@ impl<'a> Surface<'a> {
                     .fold(0.0, f32::max)
             })
             .fold(0.0, f32::max);
-        let mut paints: Vec<Paint> = Vec::new();
-        for m in &mesh.materials {
-            paints.push(match (&m.diffuse_texture, &mesh.uvs) {
-                (Some(file), Some(_)) => Paint::Texture(load(file)?),
-                _ if mesh.colors.is_some() => Paint::VertexColours,
-                _ => Paint::Flat(m.diffuse),
-            });
-        }
-        if paints.is_empty() {
-            paints.push(if mesh.colors.is_some() {
-                Paint::VertexColours
-            } else {
-                Paint::Flat([0.8; 3])
-            });
-        }
         Ok(Surface {
             mesh,
             tree: ImmutableKdTree::new_from_slice(&centroids),
             reach,
             normals: mesh.seamless_normals(),
             face_normals: mesh.face_normals(),
-            paints,
+            paints: Vec::new(),
         })
     }
 
@@ -664,6 +674,21 @@ mod tests {
             "{moved} of {} moved",
             low.positions.len()
         );
+    }
+
+    #[test]
+    fn decimating_reads_no_texture() {
+        // The fit needs the surface's shape only: a texture that cannot be read is the writer's
+        // business (it warns), not the decimation's.
+        let mut high = uv_sphere(0.5, 24, 48);
+        high.uvs = Some(vec![[0.5, 0.5]; high.positions.len()]);
+        high.materials = vec![Material {
+            diffuse_texture: Some(PathBuf::from("/nonexistent/texture.png")),
+            ..Material::new("m")
+        }];
+        high.face_materials = vec![0; high.faces.len()];
+        let low = decimated(&high, 200).unwrap();
+        assert!(low.faces.len() <= 200);
     }
 
     #[test]

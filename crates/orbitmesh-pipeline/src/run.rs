@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use orbitmesh_geom::bake::low_poly;
+use orbitmesh_geom::bake::{decimated, low_poly};
 use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::write_for_engines;
 use orbitmesh_geom::{TriMesh, read_mesh};
@@ -199,7 +199,7 @@ pub fn run(plan: &Plan, work: &Path, on_event: OnEvent<'_>) -> Result<Outputs> {
     };
     let mut mesh = if plan.fine.is_none() && bake.is_none() {
         // The coarse mesh has no colours: the decimated one is coloured from the frames.
-        let mut mesh = high.simplified(faces);
+        let mut mesh = decimated(&high, faces)?;
         mesh.colors = Some(colour_from_frames(&mesh, &read_orbit(&orbit_dir)?)?);
         mesh
     } else {

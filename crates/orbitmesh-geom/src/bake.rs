@@ -82,7 +82,9 @@ pub fn low_poly(
             // vertices along many), go first.
             let surface = Surface::new(high)?;
             let mut low = welded(high).simplified(faces);
-            fit_to_surface(&mut low, &surface);
+            if low.faces.len() < high.faces.len() {
+                fit_to_surface(&mut low, &surface);
+            }
             bake_with(&low, &surface, options.size)?.save(dir, stem, options.format)
         }
         None => decimated(high, faces),
@@ -178,8 +180,7 @@ fn fit_to_surface(mesh: &mut TriMesh, surface: &Surface) {
                 let p = blend(face, b, &mesh.positions);
                 let n = normalised(blend(face, b, &normals));
                 let q = surface.point(&surface.closest(p, n));
-                let p = p.map(f64::from);
-                dot(sub(q, p), n.map(f64::from))
+                dot(sub(q, p.map(f64::from)), n.map(f64::from))
             })
         })
         .collect();
@@ -400,7 +401,7 @@ impl<'a> Surface<'a> {
         })
     }
 
-    /// The point of the surface at `hit`.
+    /// The point of the surface at `hit` (in f64, as `closest` finds it).
     fn point(&self, hit: &Hit) -> [f64; 3] {
         let t = self.mesh.triangle(hit.face);
         [0, 1, 2].map(|k| (0..3).map(|i| hit.bary[i] * t[i][k]).sum())

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use orbitmesh_geom::bake::low_poly;
-use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::{EngineOptions, Format, write_for_engines_as};
-use orbitmesh_geom::{Pivot, TriMesh, UpAxis, read_mesh};
+use orbitmesh_geom::{Pivot, TriMesh, UpAxis};
 
 use crate::error::{PipelineError, Result};
+use crate::stages::read_mesh_z_up;
 
 /// The stem of the baked textures' names: the output file's, else `model`.
 pub fn texture_stem(out: Option<&Path>) -> String {
@@ -59,19 +59,14 @@ impl FileExport {
             })?,
         };
         self.engine.check_as(out, format)?;
-        let file = read_mesh(&self.input)?;
-        let mut mesh = file.mesh;
-        mesh.transform(&self.input_up.to_z_up());
-        if self.normalise {
-            mesh.transform(&normalising_transform(&mesh.bounds()));
-        }
+        let file = read_mesh_z_up(&self.input, self.input_up, self.normalise)?;
         // Baked textures are written here, then copied beside the OBJ or into the GLB.
         let textures = tempfile::tempdir().map_err(PipelineError::io(
             &std::env::temp_dir(),
             "cannot make a temporary folder",
         ))?;
         let mut mesh = low_poly(
-            &mesh,
+            &file.mesh,
             self.faces.unwrap_or(usize::MAX),
             self.engine.bake.as_ref(),
             textures.path(),

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbaImage};
-use orbitmesh_geom::frame::normalising_transform;
-use orbitmesh_geom::{UpAxis, read_mesh};
+use orbitmesh_geom::UpAxis;
 use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
 use orbitmesh_render::raster::MAX_SIDE;
 use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
@@ -18,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::error::{PipelineError, Result};
 use crate::output::{StagedFolder, encode_png, make_folder, save};
+use crate::stages::read_mesh_z_up;
 
 /// Supersampling factor per side for colour and alpha: 2 = 4 samples per pixel.
 pub const SSAA: u32 = 2;
@@ -68,14 +68,9 @@ impl MeshOrbit {
         if self.azimuths.is_empty() {
             return invalid("--azimuths: no angles given".into());
         }
-        let file = read_mesh(&self.mesh)?;
-        let mut mesh = file.mesh;
-        mesh.transform(&self.up.to_z_up());
-        if self.normalise {
-            mesh.transform(&normalising_transform(&mesh.bounds()));
-        }
+        let file = read_mesh_z_up(&self.mesh, self.up, self.normalise)?;
         let mut warnings = file.warnings;
-        let scene = Scene::new(&mesh, &mut warnings)
+        let scene = Scene::new(&file.mesh, &mut warnings)
             .map_err(|e| PipelineError::input(&file.path, e.to_string()))?;
         Ok((scene, warnings))
     }

@@ -6,9 +6,10 @@ use std::mem::MaybeUninit;
 use burn::tensor::activation;
 use burn::tensor::module::{conv2d, conv3d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::fused::{self, host_values, on_host};
 use crate::weights::Params;
 
 /// `torch.nn.Linear`: `weight` [out, in], `bias` [out].
@@ -94,11 +95,7 @@ impl Conv2d {
     }
 
     fn forward_activated(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
-        if self.stride == 1
-            && !x.is_autodiff()
-            && x.device() == Device::flex()
-            && x.dtype() == DType::F32
-        {
+        if self.stride == 1 && on_host(&x) {
             return self.forward_cpu(x, relu);
         }
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
@@ -155,13 +152,6 @@ impl Conv2d {
         let weight = host_values(self.weight.clone().into_data());
         (weight, host_values(self.bias.clone().into_data()), shape)
     }
-}
-
-/// A tensor's values as f32 on the host.
-fn host_values(data: TensorData) -> Vec<f32> {
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor")
 }
 
 /// What a [`conv2d_cpu`] computes besides its weights: output channels, kernel side, padding,
@@ -635,7 +625,7 @@ unsafe fn transpose_8x8_avx(src: *const f32, ss: usize, dst: *mut f32, ds: usize
 /// targets baseline x86-64), as is, elsewhere. `f` must be inlined into this function for the
 /// wider instructions to reach it.
 #[inline(always)]
-fn with_simd(f: impl FnOnce()) {
+pub(crate) fn with_simd(f: impl FnOnce()) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
@@ -800,9 +790,32 @@ impl GroupNorm {
         }
     }
 
-    /// Statistics in f32 whatever `x`'s float type (f16 sums of squares overflow and lose the
-    /// mean); the result in `x`'s type.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_activated(x, false)
+    }
+
+    /// `silu(self.forward(x))`, fused on the CPU.
+    pub fn forward_silu<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_activated(x, true)
+    }
+
+    fn forward_activated<const D: usize>(&self, x: Tensor<D>, silu: bool) -> Tensor<D> {
+        if on_host(&x) {
+            let (dims, device) = (x.dims(), x.device());
+            let [gamma, beta] =
+                [&self.gamma, &self.beta].map(|t| host_values(t.clone().into_data()));
+            let values = host_values(x.into_data());
+            let shape = [dims[0], dims[1], self.groups];
+            let y = fused::group_norm(&values, shape, &gamma, &beta, self.eps as f32, silu);
+            return Tensor::from_data(TensorData::new(y, dims), &device);
+        }
+        let y = self.forward_ops(x);
+        if silu { activation::silu(y) } else { y }
+    }
+
+    /// The norm by burn's ops, on any device. Statistics in f32 whatever `x`'s float type (f16
+    /// sums of squares overflow and lose the mean); the result in `x`'s type.
+    fn forward_ops<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype: FloatDType = x.dtype().into();
         let x = x.cast(FloatDType::F32);
         let dims = x.dims();
@@ -847,8 +860,16 @@ impl LayerNorm {
         }
     }
 
-    /// In f32 whatever `x`'s float type, as [`GroupNorm::forward`]; the result in `x`'s type.
+    /// In f32 whatever `x`'s float type, as [`GroupNorm`]; the result in `x`'s type.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if on_host(&x) {
+            let (dims, device) = (x.dims(), x.device());
+            let [gamma, beta] =
+                [&self.gamma, &self.beta].map(|t| host_values(t.clone().into_data()));
+            let values = host_values(x.into_data());
+            let y = fused::layer_norm(&values, dims[D - 1], &gamma, &beta, self.eps as f32);
+            return Tensor::from_data(TensorData::new(y, dims), &device);
+        }
         let dtype: FloatDType = x.dtype().into();
         let [gamma, beta] = [&self.gamma, &self.beta].map(|t| t.clone().cast(FloatDType::F32));
         layer_norm(x.cast(FloatDType::F32), gamma, Some(beta), self.eps).cast(dtype)
@@ -859,6 +880,19 @@ impl LayerNorm {
         plan.tensor_f32("layer norm in f32", &x);
         plan.tensor("layer norm", &x)
     }
+}
+
+/// GEGLU: `projected`'s last dimension is a value half and a gate half; the result is
+/// value · gelu(gate), with the exact (erf) gelu that is torch's default.
+pub fn geglu<const D: usize>(projected: Tensor<D>) -> Tensor<D> {
+    if on_host(&projected) {
+        let (mut dims, device) = (projected.dims(), projected.device());
+        dims[D - 1] /= 2;
+        let y = fused::geglu(&host_values(projected.into_data()), dims[D - 1]);
+        return Tensor::from_data(TensorData::new(y, dims), &device);
+    }
+    let [value, gate] = <[Tensor<D>; 2]>::try_from(projected.chunk(2, D - 1)).expect("two halves");
+    value * activation::gelu(gate)
 }
 
 /// The largest storage binding, so the largest single tensor, the wgpu path can have: wgpu-hal
@@ -1068,6 +1102,70 @@ mod tests {
             assert!(chunk <= ATTENTION_SCORE_BUDGET && ATTENTION_SCORE_BUDGET < MAX_BINDING_BYTES);
             assert!(42 * 5 * 5184 * 5184 * bytes > MAX_BINDING_BYTES);
             assert_eq!(bc, 1);
+        }
+    }
+
+    /// A random tensor on flex, and the same values on flex under autodiff, where the layers
+    /// run burn's ops rather than the fused CPU kernels.
+    fn host_and_tracked<const D: usize>(dims: [usize; D]) -> (Tensor<D>, Tensor<D>) {
+        let host = Tensor::random(dims, Distribution::Normal(0.5, 3.0), &Device::flex());
+        let tracked = Tensor::from_data(host.to_data(), &Device::flex().autodiff());
+        (host, tracked)
+    }
+
+    /// The largest gap between the fused kernel's result and burn's ops', against the larger of
+    /// 1 and the largest value.
+    fn fused_gap<const D: usize>(host: Tensor<D>, tracked: Tensor<D>) -> f32 {
+        assert_eq!(host.dims(), tracked.dims());
+        let ops = Tensor::<D>::from_data(tracked.into_data(), &Device::flex());
+        let scale = ops.clone().abs().max().into_scalar::<f32>().max(1.0);
+        (host - ops).abs().max().into_scalar::<f32>() / scale
+    }
+
+    fn random_norm(channels: usize, groups: usize) -> GroupNorm {
+        let [gamma, beta] = [0; 2]
+            .map(|_| Tensor::random([channels], Distribution::Normal(0.0, 2.0), &Device::flex()));
+        GroupNorm {
+            gamma,
+            beta,
+            groups,
+            eps: 1e-5,
+        }
+    }
+
+    /// The fused group norm, with and without SiLU, against burn's ops: ranks 4 and 5 (the
+    /// temporal blocks'), groups of one channel and of several, planes shorter and longer than
+    /// the sums' lanes.
+    #[test]
+    fn fused_group_norm_matches_burns_ops() {
+        let (norm, (x, y)) = (random_norm(8, 4), host_and_tracked([2, 8, 5, 3]));
+        assert!(fused_gap(norm.forward(x.clone()), norm.forward(y.clone())) < 2e-6);
+        assert!(fused_gap(norm.forward_silu(x), norm.forward_silu(y)) < 2e-6);
+        let (norm, (x, y)) = (random_norm(6, 6), host_and_tracked([1, 6, 3, 17, 11]));
+        assert!(fused_gap(norm.forward(x.clone()), norm.forward(y.clone())) < 2e-6);
+        assert!(fused_gap(norm.forward_silu(x), norm.forward_silu(y)) < 2e-6);
+        let (norm, (x, y)) = (random_norm(4, 2), host_and_tracked([3, 4, 1, 1]));
+        assert!(fused_gap(norm.forward_silu(x), norm.forward_silu(y)) < 2e-6);
+    }
+
+    /// The fused layer norm and GEGLU against burn's ops, over fewer rows than one parallel
+    /// task takes and over several tasks with a partial last one.
+    #[test]
+    fn fused_layer_norm_and_geglu_match_burns_ops() {
+        for (rows, dim) in [(3, 5), (130, 40), (70, 320)] {
+            let [gamma, beta] = [0; 2]
+                .map(|_| Tensor::random([dim], Distribution::Normal(0.0, 2.0), &Device::flex()));
+            let norm = LayerNorm {
+                gamma,
+                beta,
+                eps: 1e-5,
+            };
+            let (x, y) = host_and_tracked([2, rows, dim]);
+            let gap = fused_gap(norm.forward(x), norm.forward(y));
+            assert!(gap < 2e-6, "layer norm {rows}×{dim}: {gap}");
+            let (x, y) = host_and_tracked([2, rows, 2 * dim]);
+            let gap = fused_gap(geglu(x), geglu(y));
+            assert!(gap < 1e-6, "GEGLU {rows}×{dim}: {gap}");
         }
     }
 

@@ -6,6 +6,7 @@
 //! With the `parity` feature, the `parity` module holds the helpers their device-parity tests
 //! share.
 
+mod fused;
 pub mod layers;
 #[cfg(feature = "parity")]
 pub mod parity;

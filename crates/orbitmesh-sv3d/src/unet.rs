@@ -5,10 +5,10 @@
 //! mix information across the orbit. SV3D never runs the image-only mode (its
 //! `image_only_indicator` is always 0), so every temporal mix uses its learned `sigmoid(mix_factor)`.
 
-use burn::tensor::activation::{gelu, sigmoid, silu};
+use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use orbitmesh_nn::layers::{
-    Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, TensorPlan, multi_head_attention,
+    Conv2d, GroupNorm, LayerNorm, Linear, TemporalConv, TensorPlan, geglu, multi_head_attention,
     plan_attention,
 };
 use orbitmesh_nn::weights::Params;
@@ -117,14 +117,14 @@ impl TemporalResBlock {
     /// `x`: [batch, channels, frames, h, w]; `emb`: [batch·frames, emb].
     fn forward(&self, x: Tensor<5>, emb: Tensor<2>) -> Tensor<5> {
         let [b, c, t, _, _] = x.dims();
-        let h = self.in_conv.forward(silu(self.in_norm.forward(x.clone())));
+        let h = self.in_conv.forward(self.in_norm.forward_silu(x.clone()));
         let e = self
             .emb
             .forward(silu(emb))
             .reshape([b, t, c])
             .swap_dims(1, 2)
             .reshape([b, c, t, 1, 1]);
-        let h = self.out_conv.forward(silu(self.out_norm.forward(h + e)));
+        let h = self.out_conv.forward(self.out_norm.forward_silu(h + e));
         x + h
     }
 
@@ -169,10 +169,10 @@ impl VideoResBlock {
     }
 
     fn forward(&self, x: Tensor<4>, emb: Tensor<2>, frames: usize) -> Tensor<4> {
-        let h = self.in_conv.forward(silu(self.in_norm.forward(x.clone())));
+        let h = self.in_conv.forward(self.in_norm.forward_silu(x.clone()));
         let [n, c, hh, ww] = h.dims();
         let e = self.emb.forward(silu(emb.clone())).reshape([n, c, 1, 1]);
-        let h = self.out_conv.forward(silu(self.out_norm.forward(h + e)));
+        let h = self.out_conv.forward(self.out_norm.forward_silu(h + e));
         let x = match &self.skip {
             Some(skip) => skip.forward(x),
             None => x,
@@ -263,12 +263,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let projected = self.proj.forward(x);
-        let [b, n, two_inner] = projected.dims();
-        let inner = two_inner / 2;
-        let value = projected.clone().slice([0..b, 0..n, 0..inner]);
-        let gate = projected.slice([0..b, 0..n, inner..two_inner]);
-        self.out.forward(value * gelu(gate))
+        self.out.forward(geglu(self.proj.forward(x)))
     }
 
     fn plan(&self, plan: &mut TensorPlan, x: [usize; 3]) -> [usize; 3] {
@@ -732,7 +727,7 @@ impl VideoUnet {
             trace(&format!("output_blocks.{i}"), h.clone());
         }
         self.out_conv
-            .forward(silu(self.out_norm.forward(h)))
+            .forward(self.out_norm.forward_silu(h))
             .cast(FloatDType::F32)
     }
 

@@ -11,7 +11,6 @@
 
 use std::ops::Range;
 
-use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
 use burn::tensor::{DType, FloatDType, Tensor};
@@ -51,8 +50,8 @@ impl ResnetBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let skip = match &self.shortcut {
             Some(conv) => conv.forward(x),
             None => x,
@@ -285,7 +284,7 @@ impl VaeEncoder {
         let h = self.mid.forward(h);
         let moments = self
             .quant_conv
-            .forward(self.conv_out.forward(silu(self.norm_out.forward(h))));
+            .forward(self.conv_out.forward(self.norm_out.forward_silu(h)));
         // The diagonal Gaussian's parameters are [mean ‖ log-variance]; the mode is the mean.
         let half = moments.dims()[1] / 2;
         moments.narrow(1, 0, half).cast(FloatDType::F32)
@@ -369,7 +368,7 @@ impl VaeDecoder {
             }
         }
         self.conv_out
-            .forward(silu(self.norm_out.forward(h)))
+            .forward(self.norm_out.forward_silu(h))
             .cast(FloatDType::F32)
     }
 

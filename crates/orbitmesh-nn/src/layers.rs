@@ -704,7 +704,7 @@ fn winograd_output(m: &[Lanes; 6], y: &mut [Lanes; 4]) {
 ///
 /// # Safety
 /// The pointers and strides must address matrices of those shapes.
-unsafe fn matmul(
+pub(crate) unsafe fn matmul(
     [m, n, k]: [usize; 3],
     (dst, [dst_cs, dst_rs]): (*mut f32, [usize; 2]),
     (lhs, [lhs_cs, lhs_rs]): (*const f32, [usize; 2]),
@@ -737,8 +737,9 @@ unsafe fn matmul(
 }
 
 /// A raw pointer the parallel tiles share; each writes a disjoint part of what it points to.
-struct SendPtr(*mut f32);
-// SAFETY: see the use in `conv2d_cpu`: the writes through it never overlap.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: see the uses in `conv2d_cpu` and `fused::attention`: the writes through it never
+// overlap.
 unsafe impl Sync for SendPtr {}
 
 /// `torch.nn.Conv3d` with a kernel over time only (`[k, 1, 1]`, padding `[k/2, 0, 0]`), as in
@@ -909,11 +910,21 @@ pub const ATTENTION_SCORE_BUDGET: usize = 1 << 29;
 
 /// Softmax attention over `[batch, tokens, heads·dim]` projections, heads split and merged here.
 ///
-/// On flex (no autodiff) burn's own op runs, which picks flash attention for long sequences.
-/// Elsewhere burn would materialise every score (its fallback), so the work is split explicitly
-/// into [`attention_chunks`]: each chunk's scores fit [`ATTENTION_SCORE_BUDGET`], and softmax
-/// rows are never split, so the result is the same as one call's.
+/// On flex (no autodiff) in f32, over many keys, the fused CPU kernel runs (`fused::attention`:
+/// burn's flash attention spent as long in its scalar softmax rows as in its matrix products);
+/// over few keys, burn's own op. Elsewhere burn would materialise every score (its fallback), so
+/// the work is split explicitly into [`attention_chunks`]: each chunk's scores fit
+/// [`ATTENTION_SCORE_BUDGET`], and softmax rows are never split, so the result is the same as
+/// one call's.
 pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+    if on_host(&q) && k.dims()[1] >= fused::QUERY_BLOCK {
+        let (dims, device) = (q.dims(), q.device());
+        let keys = k.dims()[1];
+        let [q, k, v] = [q, k, v].map(|t| host_values(t.into_data()));
+        let shape = [dims[0], dims[1], keys, dims[2]];
+        let out = fused::attention([&q, &k, &v], shape, heads);
+        return Tensor::from_data(TensorData::new(out, dims), &device);
+    }
     let split = |t: Tensor<3>| {
         let [b, n, c] = t.dims();
         t.reshape([b, n, heads, c / heads]).swap_dims(1, 2)
@@ -1167,6 +1178,21 @@ mod tests {
             let gap = fused_gap(geglu(x), geglu(y));
             assert!(gap < 1e-6, "GEGLU {rows}×{dim}: {gap}");
         }
+    }
+
+    /// The fused attention against burn's ops: several items and heads, a partial last query
+    /// block, more keys than queries, sharp softmax rows (large logits).
+    #[test]
+    fn fused_attention_matches_burns_ops() {
+        let (q, q_tracked) = host_and_tracked([2, 150, 48]);
+        let (k, k_tracked) = host_and_tracked([2, 290, 48]);
+        let (v, v_tracked) = host_and_tracked([2, 290, 48]);
+        let host = multi_head_attention(q, k, v, 3);
+        let gap = fused_gap(
+            host,
+            multi_head_attention(q_tracked, k_tracked, v_tracked, 3),
+        );
+        assert!(gap < 1e-5, "{gap}");
     }
 
     /// Both CPU convolutions against burn's generic one, on odd sizes, dilations, 1×1 and 3×3

@@ -151,9 +151,11 @@ fn print(event: &Event, text: &str) {
     }
 }
 
-/// Which step lines a log gets: a stage's first step, then each step that reaches the next tenth
-/// of its total (its last step among them), or that comes [`StepLines::EVERY`] after the last line
-/// (a time budget may end a stage long before its step total).
+/// Which step lines a log gets: every step of a stage of at most [`StepLines::ALL_UP_TO`] steps
+/// (an orbit's parts, each a model call a benchmark times); else a stage's first step, then each
+/// step that reaches the next tenth of its total (its last step among them), or that comes
+/// [`StepLines::EVERY`] after the last line (a time budget may end a stage long before its step
+/// total).
 #[derive(Default)]
 struct StepLines {
     /// The stage of the last step line, the tenth it reached and when it was written.
@@ -162,16 +164,18 @@ struct StepLines {
 
 impl StepLines {
     const EVERY: Duration = Duration::from_secs(30);
+    const ALL_UP_TO: u64 = 50;
 
     /// Whether step `step` of `total` of `stage` gets a line at `now`; if so, remembers it.
     fn due(&mut self, stage: Stage, step: u64, total: u64, now: Instant) -> bool {
         let tenth = (step.min(total) * 10).checked_div(total).unwrap_or(0);
-        let due = match self.last {
-            Some((last, last_tenth, at)) if last == stage => {
-                tenth > last_tenth || now.duration_since(at) >= Self::EVERY
-            }
-            _ => true,
-        };
+        let due = (1..=Self::ALL_UP_TO).contains(&total)
+            || match self.last {
+                Some((last, last_tenth, at)) if last == stage => {
+                    tenth > last_tenth || now.duration_since(at) >= Self::EVERY
+                }
+                _ => true,
+            };
         if due {
             self.last = Some((stage, tenth, now));
         }
@@ -192,9 +196,9 @@ mod tests {
             .collect();
         assert_eq!(due, [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
 
-        // Few steps: every one.
+        // Few steps (an orbit of 21 frames has 25 parts): every one.
         let mut lines = StepLines::default();
-        assert!((1..=7).all(|step| lines.due(Stage::Orbit, step, 7, start)));
+        assert!((1..=25).all(|step| lines.due(Stage::Orbit, step, 25, start)));
 
         // Within one tenth, a line once half a minute has passed; a new stage starts afresh.
         let mut lines = StepLines::default();

@@ -26,6 +26,18 @@ pub(crate) fn host_values(data: TensorData) -> Vec<f32> {
         .expect("f32 tensor")
 }
 
+/// `kernel` applied to `x`'s values on the host; the result is a tensor of `dims` on `x`'s
+/// device.
+pub(crate) fn through_host<const D: usize>(
+    x: Tensor<D>,
+    dims: [usize; D],
+    kernel: impl FnOnce(&[f32]) -> Vec<f32>,
+) -> Tensor<D> {
+    let device = x.device();
+    let y = kernel(&host_values(x.into_data()));
+    Tensor::from_data(TensorData::new(y, dims), &device)
+}
+
 /// A vector of `len` floats whose blocks of `block` are written in parallel by
 /// `write(index, block)`, which must write every element of its block.
 fn filled_in_parallel(
@@ -262,7 +274,7 @@ fn softmax_numerators(row: &mut [f32], scale: f32) -> f32 {
 /// |r| ≤ ln 2 / 2, and eʳ by Cephes' `expf` polynomial (relative error about 2·10⁻⁷). Below
 /// −87.3 the result is about 10⁻³⁸ rather than 0 or a subnormal; above 88.3, about 2·10³⁸.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.3, 88.3);
@@ -279,7 +291,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// erf(x) by Abramowitz and Stegun's 7.1.26 (absolute error 1.5·10⁻⁷, 5·10⁻⁷ in f32), built on
 /// [`exp`] so that it vectorises too.
 #[inline(always)]
-pub(crate) fn erf(x: f32) -> f32 {
+fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t

@@ -9,7 +9,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::fused::{self, host_values, on_host};
+use crate::fused::{self, host_values, on_host, through_host};
 use crate::weights::Params;
 
 /// `torch.nn.Linear`: `weight` [out, in], `bias` [out].
@@ -802,13 +802,14 @@ impl GroupNorm {
 
     fn forward_activated<const D: usize>(&self, x: Tensor<D>, silu: bool) -> Tensor<D> {
         if on_host(&x) {
-            let (dims, device) = (x.dims(), x.device());
+            let dims = x.dims();
             let [gamma, beta] =
                 [&self.gamma, &self.beta].map(|t| host_values(t.clone().into_data()));
-            let values = host_values(x.into_data());
             let shape = [dims[0], dims[1], self.groups];
-            let y = fused::group_norm(&values, shape, &gamma, &beta, self.eps as f32, silu);
-            return Tensor::from_data(TensorData::new(y, dims), &device);
+            let eps = self.eps as f32;
+            return through_host(x, dims, |values| {
+                fused::group_norm(values, shape, &gamma, &beta, eps, silu)
+            });
         }
         let y = self.forward_ops(x);
         if silu { activation::silu(y) } else { y }
@@ -864,12 +865,13 @@ impl LayerNorm {
     /// In f32 whatever `x`'s float type, as [`GroupNorm`]; the result in `x`'s type.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if on_host(&x) {
-            let (dims, device) = (x.dims(), x.device());
+            let dims = x.dims();
             let [gamma, beta] =
                 [&self.gamma, &self.beta].map(|t| host_values(t.clone().into_data()));
-            let values = host_values(x.into_data());
-            let y = fused::layer_norm(&values, dims[D - 1], &gamma, &beta, self.eps as f32);
-            return Tensor::from_data(TensorData::new(y, dims), &device);
+            let eps = self.eps as f32;
+            return through_host(x, dims, |values| {
+                fused::layer_norm(values, dims[D - 1], &gamma, &beta, eps)
+            });
         }
         let dtype: FloatDType = x.dtype().into();
         let [gamma, beta] = [&self.gamma, &self.beta].map(|t| t.clone().cast(FloatDType::F32));
@@ -887,10 +889,9 @@ impl LayerNorm {
 /// value · gelu(gate), with the exact (erf) gelu that is torch's default.
 pub fn geglu<const D: usize>(projected: Tensor<D>) -> Tensor<D> {
     if on_host(&projected) {
-        let (mut dims, device) = (projected.dims(), projected.device());
+        let mut dims = projected.dims();
         dims[D - 1] /= 2;
-        let y = fused::geglu(&host_values(projected.into_data()), dims[D - 1]);
-        return Tensor::from_data(TensorData::new(y, dims), &device);
+        return through_host(projected, dims, |values| fused::geglu(values, dims[D - 1]));
     }
     let [value, gate] = <[Tensor<D>; 2]>::try_from(projected.chunk(2, D - 1)).expect("two halves");
     value * activation::gelu(gate)

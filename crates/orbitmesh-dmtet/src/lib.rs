@@ -3,10 +3,10 @@
 //! orbit frames by differentiable rasterization, then written as a textured mesh.
 
 mod error;
-pub mod raster;
-pub mod refine;
-pub mod surface;
-pub mod tetgrid;
+mod raster;
+mod refine;
+mod surface;
+mod tetgrid;
 pub mod texture;
 
 pub use error::DmtetError;

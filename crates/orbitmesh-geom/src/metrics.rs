@@ -84,11 +84,6 @@ fn chamfer_from(c: &Correspondences) -> f64 {
     0.5 * (d(&c.pred_to_gt) + d(&c.gt_to_pred))
 }
 
-pub fn point_metrics(pred: &SurfaceSamples, gt: &SurfaceSamples, taus: &[f64]) -> PointMetrics {
-    let c = correspondences(&pred.points, &gt.points);
-    point_metrics_from(&c, pred, gt, taus)
-}
-
 pub fn point_metrics_from(
     c: &Correspondences,
     pred: &SurfaceSamples,
@@ -185,6 +180,10 @@ mod tests {
     use super::*;
     use crate::sample::{Sampling, sample_surface};
     use crate::shapes;
+
+    fn point_metrics(pred: &SurfaceSamples, gt: &SurfaceSamples, taus: &[f64]) -> PointMetrics {
+        point_metrics_from(&correspondences(&pred.points, &gt.points), pred, gt, taus)
+    }
 
     #[test]
     fn concentric_spheres_are_their_radius_difference_apart() {

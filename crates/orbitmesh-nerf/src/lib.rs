@@ -2,13 +2,13 @@
 //! by the frames' silhouettes) is the baseline every reconstruction is measured against; the
 //! Instant-NGP hash-grid NeRF ([`train::Trainer`]) refines on it.
 
-pub mod adam;
+mod adam;
 mod error;
 pub mod export;
 pub mod field;
 pub mod hull;
-pub mod occupancy;
-pub mod ops;
+mod occupancy;
+mod ops;
 mod simd;
 pub mod train;
 

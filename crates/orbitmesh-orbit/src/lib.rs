@@ -4,9 +4,9 @@
 //! photo is prepared by `orbitmesh-segment`.
 
 pub mod frames;
-pub mod generator;
-pub mod inflate;
-pub mod sv3d;
+mod generator;
+mod inflate;
+mod sv3d;
 
 pub use generator::{GeneratedOrbit, OrbitError, OrbitGenerator, OrbitProgress};
 pub use inflate::{Inflate, InflateProfile};

@@ -4,12 +4,12 @@
 //! with the same results.
 
 pub mod camera;
-pub mod colour;
+mod colour;
 mod error;
 pub mod gpu_tests;
 pub mod orbit;
 pub mod raster;
-pub mod scene;
+mod scene;
 pub mod shade;
 pub mod sheet;
 pub mod visible;

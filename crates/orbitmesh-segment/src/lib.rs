@@ -5,7 +5,7 @@
 //! and the checkpoint reader are `orbitmesh-nn`'s.
 
 pub mod install;
-pub mod isnet;
+mod isnet;
 pub mod prepare;
 
 pub use install::InstallError;

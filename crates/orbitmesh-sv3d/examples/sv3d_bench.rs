@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
-use orbitmesh_sv3d::unet::{UnetInputs, VideoUnet};
-use orbitmesh_sv3d::vae::VaeDecoder;
-use orbitmesh_sv3d::{SampleOptions, Sv3d, Sv3dConfig, Variant, Weights, prefix};
+use orbitmesh_sv3d::{
+    SampleOptions, Sv3d, Sv3dConfig, UnetInputs, VaeDecoder, Variant, VideoUnet, Weights, prefix,
+};
 
 /// SV3D's frames, and the full-size model's latent side (576 / 8).
 const FRAMES: usize = 21;

@@ -16,13 +16,13 @@
 //! parity tests build a tiny one from `../shared/fixtures/sv3d-tiny` (the `fixture` module, which
 //! the `fixture` feature opens to other crates' tests).
 
-pub mod clip;
-pub mod guidance;
-pub mod model;
+mod clip;
+mod guidance;
+mod model;
 pub mod sampler;
 pub mod synthetic;
-pub mod unet;
-pub mod vae;
+mod unet;
+mod vae;
 
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
@@ -32,6 +32,8 @@ use serde::Deserialize;
 pub use guidance::{FRAMES_PER_BACKWARD, Sv3dGuidance};
 pub use model::{SampleOptions, Sv3d, Sv3dPart, Variant, on_white, sv3d_cameras};
 pub use orbitmesh_nn::weights::{Params, Weights, WeightsError};
+pub use unet::{UnetInputs, VideoUnet};
+pub use vae::VaeDecoder;
 
 /// What can go wrong loading or running SV3D.
 #[derive(Debug, thiserror::Error)]

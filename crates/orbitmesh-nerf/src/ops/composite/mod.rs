@@ -19,7 +19,7 @@ mod autodiff;
 mod cpu;
 mod cube;
 
-pub use cpu::{composite_backward_cpu, composite_cpu};
+pub use cpu::composite_cpu;
 
 /// How samples group into rays, and their segment lengths. Built once per batch on the CPU.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,8 +19,6 @@ mod autodiff;
 mod cpu;
 mod cube;
 
-pub use cpu::{encode_backward_cpu, encode_cpu};
-
 /// The encoding's shape (DESIGN.md's anchor by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HashGridConfig {

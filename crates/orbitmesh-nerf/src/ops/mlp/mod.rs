@@ -1,5 +1,5 @@
 //! The radiance field's two MLPs as one backend op ([`radiance_mlp`]): one fused kernel on the
-//! CPU ([`FusedMlp`]), burn's own ops on other devices.
+//! CPU ([`cpu::FusedMlp`]), burn's own ops on other devices.
 //!
 //! As a chain of burn ops, a training step materialises a dozen whole-batch tensors (262k samples ×
 //! 64 floats each) and reads each back from memory several times; the MLPs and their autodiff were
@@ -22,8 +22,6 @@ mod cpu;
 mod cube;
 mod plain;
 
-pub use cpu::FusedMlp;
-
 use plain::{PlainActivations, plain_backward};
 
 /// Densities are exp(log density), clamped so an untrained field cannot overflow.
@@ -45,7 +43,7 @@ impl MlpDims {
         self.sh + self.geometry - 1
     }
 
-    /// (inputs, outputs) of the five layers, in [`FusedMlp::new`]'s order.
+    /// (inputs, outputs) of the five layers, in [`cpu::FusedMlp::new`]'s order.
     pub fn layers(&self) -> [(usize, usize); 5] {
         let h = self.hidden;
         [
@@ -59,8 +57,8 @@ impl MlpDims {
 }
 
 /// The two MLPs as a backend op: (σ, r, g, b) [n,4] from the encoding [n,E], the view
-/// direction's SH [n,S] and the five weight matrices (layer order of [`FusedMlp`]). The CPU runs
-/// [`FusedMlp`]; other backends compose burn's ops (the default bodies), which fusion merges on
+/// direction's SH [n,S] and the five weight matrices (layer order of [`cpu::FusedMlp`]). The CPU runs
+/// [`cpu::FusedMlp`]; other backends compose burn's ops (the default bodies), which fusion merges on
 /// the GPU.
 #[backend_extension(Cube, Fusion, Flex, Autodiff)]
 pub trait RadianceMlpOps: Backend {

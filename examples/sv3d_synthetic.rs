@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use orbitmesh_sv3d::Variant;
-use orbitmesh_sv3d::synthetic::{StoredType, SyntheticOptions, write_synthetic};
+use orbitmesh_sv3d::{StoredType, SyntheticOptions, write_synthetic};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum VariantArg {

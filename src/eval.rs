@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use orbitmesh_bench::pairs::{PairEval, evaluate_pairs, read_pairs};
+use orbitmesh_bench::{PairEval, evaluate_pairs, read_pairs};
 use orbitmesh_geom::io::write_atomic;
 use orbitmesh_geom::{Align, EvalFrame, EvalOptions, Sampling};
 

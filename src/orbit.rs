@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
 use orbitmesh_orbit::InflateProfile;
-use orbitmesh_orbit::frames::OrbitOrder;
+use orbitmesh_orbit::OrbitOrder;
 use orbitmesh_pipeline::stages::orbit::{orbit_folder, read_prepared};
 use orbitmesh_pipeline::{GeneratorConfig, OrbitConfig, OrbitSource};
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};

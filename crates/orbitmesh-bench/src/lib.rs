@@ -7,7 +7,7 @@
 
 mod chart;
 mod html;
-pub mod pairs;
+mod pairs;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -15,11 +15,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use orbitmesh_geom::frame::normalising_transform;
 use orbitmesh_geom::io::resolve_mesh_path;
+use orbitmesh_geom::normalising_transform;
 use orbitmesh_geom::{EvalFrame, EvalOptions, GeomError, TriMesh, UpAxis, evaluate, read_mesh};
 use orbitmesh_orbit::InflateProfile;
-use orbitmesh_orbit::frames::OrbitOrder;
+use orbitmesh_orbit::OrbitOrder;
 use orbitmesh_pipeline::stages::scan::{Extras, render_orbit, render_view};
 use orbitmesh_pipeline::{
     Event, ExportConfig, Flow, GeneratorConfig, MeshFrame, OrbitSource, Overrides, Photo,
@@ -28,11 +28,12 @@ use orbitmesh_pipeline::{
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
 };
-use orbitmesh_render::sheet::contact_sheet;
+use orbitmesh_render::contact_sheet;
 use orbitmesh_render::{Background, DeviceChoice, Rasterizer, RenderError, Scene, open_rasterizer};
 use orbitmesh_segment::PrepareOptions;
 use serde_json::{Value, json};
 
+pub use pairs::{PairEval, evaluate_pairs, read_pairs};
 pub use report::{Row, Summary, merge};
 
 /// What can stop a bench as a whole (one object's failure is its row's error, not this).

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use orbitmesh_geom::eval::Metrics;
+use orbitmesh_geom::Metrics;
 use orbitmesh_geom::{
     EvalOptions, EvalReport, TriMesh, UpAxis, evaluate_with, read_mesh, sample_surface,
 };
 use orbitmesh_pipeline::{one_line, save};
-use orbitmesh_render::visible::sample_visible;
+use orbitmesh_render::sample_visible;
 use orbitmesh_render::{DeviceChoice, open_rasterizer};
 
 use crate::{BenchError, Result};

@@ -7,10 +7,10 @@ use std::time::Instant;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, IndexingUpdateOp, Tensor, TensorData};
 use nalgebra::Vector3;
+use orbitmesh_geom::PointIndex;
 use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::nearest::PointIndex;
-use orbitmesh_geom::sample::{Sampling, sample_surface};
-use orbitmesh_geom::winding::WindingNumber;
+use orbitmesh_geom::WindingNumber;
+use orbitmesh_geom::{Sampling, sample_surface};
 use orbitmesh_render::raster::{NO_TRIANGLE, VisibilityBuffer};
 use orbitmesh_render::{Camera, Orbit, Rasterizer, Scene, colour_from_frames};
 use rand::{Rng, SeedableRng};
@@ -1004,7 +1004,7 @@ mod tests {
     use orbitmesh_geom::shapes::{cuboid, uv_sphere};
     use orbitmesh_geom::{read_mesh, write_mesh};
     use orbitmesh_render::camera::{Intrinsics, OrbitView, SV3D_FOV_DEG};
-    use orbitmesh_render::orbit::rendered_orbit;
+    use orbitmesh_render::rendered_orbit;
 
     fn small(resolution: usize, steps: usize) -> RefineConfig {
         RefineConfig {

@@ -311,7 +311,7 @@ mod tests {
         mesh.colors = Some(vec![[0.6; 3]; mesh.positions.len()]);
         let mut scene = Scene::new(&mesh, &mut Vec::new()).unwrap();
         scene.headlight = Some(0.25);
-        let orbit = orbitmesh_render::orbit::rendered_scene_orbit(&scene, 8, 96);
+        let orbit = orbitmesh_render::rendered_scene_orbit(&scene, 8, 96);
         let frames: Vec<&OrbitImage> = orbit.frames.iter().collect();
         // The texel at each face's centre, up to 55° of latitude (the orbit sees it all).
         let texels = |headlight: Option<f32>| {

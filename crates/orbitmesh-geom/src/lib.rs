@@ -3,26 +3,29 @@
 
 pub mod bake;
 mod error;
-pub mod eval;
-pub mod frame;
+mod eval;
+mod frame;
 mod icp;
 pub mod io;
-pub mod isosurface;
+mod isosurface;
 mod mesh;
 mod metrics;
-pub mod nearest;
-pub mod sample;
+mod nearest;
+mod sample;
 pub mod shapes;
 mod simplify;
 mod tangent;
 pub mod texture;
-pub mod winding;
+mod winding;
 
 pub use error::{GeomError, Result};
-pub use eval::{Align, EvalFrame, EvalOptions, EvalReport, evaluate, evaluate_with};
-pub use frame::{Pivot, UpAxis};
+pub use eval::{Align, EvalFrame, EvalOptions, EvalReport, Metrics, evaluate, evaluate_with};
+pub use frame::{Pivot, UpAxis, normalising_transform};
 pub use io::{MeshFile, read_mesh, write_mesh};
+pub use isosurface::{ScalarGrid, keep_largest_solid, marching_cubes};
 pub use mesh::{Aabb, Material, TriMesh, triangle_area};
 pub use metrics::{chamfer_distance, volume_iou};
+pub use nearest::PointIndex;
 pub use sample::{Sampling, SurfaceSamples, sample_surface};
 pub use tangent::tangent_frame;
+pub use winding::WindingNumber;

@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::isosurface::{ScalarGrid, keep_largest_solid, marching_cubes};
+use orbitmesh_geom::{ScalarGrid, keep_largest_solid, marching_cubes};
 use orbitmesh_render::Projection;
 
 use crate::field::{FieldConfig, RadianceField};

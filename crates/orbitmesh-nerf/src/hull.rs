@@ -1,7 +1,7 @@
 //! The visual hull: the largest shape whose silhouettes fit inside every frame's alpha.
 
 use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::isosurface::{ScalarGrid, marching_cubes};
+use orbitmesh_geom::{ScalarGrid, marching_cubes};
 use orbitmesh_render::{Orbit, OrbitImage, Projection};
 
 use crate::NerfError;
@@ -157,7 +157,7 @@ pub fn carved_cells(orbit: &Orbit, frames: &[usize], resolution: usize) -> Optio
 mod tests {
     use super::*;
     use orbitmesh_geom::{Sampling, chamfer_distance, sample_surface, shapes};
-    use orbitmesh_render::orbit::rendered_orbit;
+    use orbitmesh_render::rendered_orbit;
 
     #[test]
     fn the_hull_of_a_convex_shape_is_the_shape() {

@@ -4,16 +4,18 @@
 
 mod adam;
 mod error;
-pub mod export;
-pub mod field;
-pub mod hull;
+mod export;
+mod field;
+mod hull;
 mod occupancy;
 mod ops;
 mod simd;
 pub mod train;
 
 pub use error::NerfError;
-pub use hull::{HullOptions, visual_hull};
+pub use export::{DepthView, density_grid, depth_carving, field_mesh};
+pub use field::RadianceField;
+pub use hull::{HullOptions, carved_cells, silhouette_grid, visual_hull};
 
 /// Largest difference between a GPU kernel's values and the CPU kernel's, relative to the larger
 /// of 1e-3 and the CPU value's magnitude.

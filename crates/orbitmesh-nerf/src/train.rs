@@ -714,7 +714,7 @@ mod tests {
     use crate::hull::carved_cells;
     use crate::ops::hashgrid::HashGridConfig;
     use orbitmesh_geom::shapes;
-    use orbitmesh_render::orbit::rendered_orbit;
+    use orbitmesh_render::rendered_orbit;
 
     /// A red-and-blue ball (colour by hemisphere) seen from 12 views at 32².
     fn ball_orbit() -> Orbit {

@@ -8,7 +8,7 @@ use orbitmesh_dmtet::RefineConfig;
 use orbitmesh_geom::Pivot;
 use orbitmesh_geom::io::EngineOptions;
 use orbitmesh_orbit::InflateProfile;
-use orbitmesh_orbit::frames::OrbitOrder;
+use orbitmesh_orbit::OrbitOrder;
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
 use orbitmesh_render::{DeviceChoice, Rasterizer};
 use orbitmesh_segment::PrepareOptions;

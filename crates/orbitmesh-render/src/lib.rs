@@ -7,20 +7,22 @@ pub mod camera;
 mod colour;
 mod error;
 pub mod gpu_tests;
-pub mod orbit;
+mod orbit;
 pub mod raster;
 mod scene;
 pub mod shade;
-pub mod sheet;
-pub mod visible;
+mod sheet;
+mod visible;
 
 pub use camera::{Camera, Intrinsics, OrbitFrame, OrbitView, Projection};
 pub use colour::colour_from_frames;
 pub use error::RenderError;
-pub use orbit::{Orbit, OrbitImage, read_orbit};
+pub use orbit::{Orbit, OrbitImage, read_orbit, rendered_orbit, rendered_scene_orbit};
 pub use raster::{GpuRasterizer, Rasterizer, VisibilityBuffer};
 pub use scene::Scene;
 pub use shade::Background;
+pub use sheet::contact_sheet;
+pub use visible::sample_visible;
 
 /// Which rasterizer a command asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 pub mod install;
 mod isnet;
-pub mod prepare;
+mod prepare;
 
 pub use install::InstallError;
 pub use isnet::IsNet;

@@ -20,7 +20,7 @@ mod clip;
 mod guidance;
 mod model;
 pub mod sampler;
-pub mod synthetic;
+mod synthetic;
 mod unet;
 mod vae;
 
@@ -32,6 +32,7 @@ use serde::Deserialize;
 pub use guidance::{FRAMES_PER_BACKWARD, Sv3dGuidance};
 pub use model::{SampleOptions, Sv3d, Sv3dPart, Variant, on_white, sv3d_cameras};
 pub use orbitmesh_nn::weights::{Params, Weights, WeightsError};
+pub use synthetic::{StoredType, SyntheticOptions, write_synthetic};
 pub use unet::{UnetInputs, VideoUnet};
 pub use vae::VaeDecoder;
 

@@ -9,9 +9,9 @@ use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbaImage};
 use orbitmesh_geom::UpAxis;
 use orbitmesh_render::camera::{self, Intrinsics, OrbitFrame};
+use orbitmesh_render::contact_sheet;
 use orbitmesh_render::raster::MAX_SIDE;
 use orbitmesh_render::shade::{depth_image, normal_image, shade_rgba};
-use orbitmesh_render::sheet::contact_sheet;
 use orbitmesh_render::{Background, Camera, OrbitView, Rasterizer, Scene, VisibilityBuffer};
 use rayon::prelude::*;
 

@@ -11,12 +11,14 @@ use orbitmesh_bench::{PairEval, evaluate_pairs, read_pairs};
 use orbitmesh_geom::io::write_atomic;
 use orbitmesh_geom::{Align, EvalFrame, EvalOptions, Sampling};
 
+use crate::input::value_enum;
 use crate::input::{DeviceArg, UpArg};
 
-#[derive(Clone, Copy, ValueEnum)]
-enum AlignArg {
-    None,
-    Icp,
+value_enum! {
+    enum AlignArg => Align {
+        None,
+        Icp,
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,10 +104,7 @@ impl EvalArgs {
                 SamplingArg::Uniform | SamplingArg::Visible => Sampling::Independent,
             },
             iou_cells: (self.iou_cells > 0).then_some(self.iou_cells as usize),
-            align: match self.align {
-                AlignArg::None => Align::None,
-                AlignArg::Icp => Align::Icp,
-            },
+            align: self.align.into(),
             frame: match (self.no_normalise, self.pred_frame) {
                 (true, _) => EvalFrame::AsGiven,
                 (false, PredFrameArg::Gt) => EvalFrame::SharedRaw,

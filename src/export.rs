@@ -4,17 +4,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use orbitmesh_geom::io::Format as MeshFormat;
 use orbitmesh_pipeline::stages::export::FileExport;
 
+use crate::input::value_enum;
 use crate::input::{EngineArgs, UpArg};
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Glb,
-    Obj,
-    Ply,
+value_enum! {
+    enum Format => MeshFormat {
+        Glb,
+        Obj,
+        Ply,
+    }
 }
 
 #[derive(Args)]
@@ -59,11 +61,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         size: args.size,
         pivot: args.engine.pivot(),
         engine: args.engine.options(),
-        format: args.format.map(|f| match f {
-            Format::Glb => MeshFormat::Glb,
-            Format::Obj => MeshFormat::Obj,
-            Format::Ply => MeshFormat::Ply,
-        }),
+        format: args.format.map(MeshFormat::from),
     };
     let (mesh, warnings) = export.write(&args.out)?;
     for w in warnings {

@@ -1,87 +1,77 @@
 //! What several commands take: meshes from files, up axes, the compute device.
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use orbitmesh_geom::bake::{BakeOptions, TextureFormat};
 use orbitmesh_geom::io::EngineOptions;
 use orbitmesh_geom::{Pivot, UpAxis};
 use orbitmesh_pipeline::{CoarseChoice, Overrides, Precision, Preset};
 use orbitmesh_render::DeviceChoice;
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum UpArg {
-    Z,
-    Y,
-}
-
-impl From<UpArg> for UpAxis {
-    fn from(u: UpArg) -> Self {
-        match u {
-            UpArg::Z => UpAxis::Z,
-            UpArg::Y => UpAxis::Y,
+/// A clap value enum with the variants of a library enum of the same names, and its conversion
+/// into that enum (the libraries do not depend on clap).
+macro_rules! value_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident => $target:path {
+        $($(#[$variant_meta:meta])* $variant:ident),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant),+
         }
+
+        impl From<$name> for $target {
+            fn from(value: $name) -> Self {
+                match value {
+                    $($name::$variant => Self::$variant),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use value_enum;
+
+value_enum! {
+    pub enum UpArg => UpAxis {
+        Z,
+        Y,
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum DeviceArg {
-    Cpu,
-    Gpu,
-    /// A hardware GPU if there is one, else the CPU (a software Vulkan such as llvmpipe is not used)
-    Auto,
-}
-
-impl From<DeviceArg> for DeviceChoice {
-    fn from(d: DeviceArg) -> Self {
-        match d {
-            DeviceArg::Cpu => DeviceChoice::Cpu,
-            DeviceArg::Gpu => DeviceChoice::Gpu,
-            DeviceArg::Auto => DeviceChoice::Auto,
-        }
+value_enum! {
+    pub enum DeviceArg => DeviceChoice {
+        Cpu,
+        Gpu,
+        /// A hardware GPU if there is one, else the CPU (a software Vulkan such as llvmpipe is
+        /// not used)
+        Auto,
     }
 }
 
-/// The coarse stage's method (`orbitmesh_pipeline::CoarseChoice`).
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CoarseArg {
-    /// The NeRF on orbits of real views (SV3D's, imported frames, renders of a scan); the hull on
-    /// the inflate baseline's, which are renders of a solid its silhouettes already describe
-    Auto,
-    /// The visual hull of the frames' silhouettes: seconds
-    Hull,
-    /// The hash-grid NeRF of `orbitmesh nerf` (fast or default preset, on the CPU): minutes, and
-    /// it sees concavities no silhouette shows
-    Nerf,
-}
-
-impl From<CoarseArg> for CoarseChoice {
-    fn from(c: CoarseArg) -> Self {
-        match c {
-            CoarseArg::Auto => CoarseChoice::Auto,
-            CoarseArg::Hull => CoarseChoice::Hull,
-            CoarseArg::Nerf => CoarseChoice::Nerf,
-        }
+value_enum! {
+    /// The coarse stage's method (`orbitmesh_pipeline::CoarseChoice`).
+    pub enum CoarseArg => CoarseChoice {
+        /// The NeRF on orbits of real views (SV3D's, imported frames, renders of a scan); the
+        /// hull on the inflate baseline's, which are renders of a solid its silhouettes already
+        /// describe
+        Auto,
+        /// The visual hull of the frames' silhouettes: seconds
+        Hull,
+        /// The hash-grid NeRF of `orbitmesh nerf` (fast or default preset, on the CPU): minutes,
+        /// and it sees concavities no silhouette shows
+        Nerf,
     }
 }
 
-/// How much work `mesh` and `bench` do in each stage (`orbitmesh_pipeline::Preset`).
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PresetArg {
-    /// 256² orbit frames, a 128³ hull or 90 s of NeRF, 150 DMTet steps on a 48³ grid
-    Fast,
-    /// 576² frames (SV3D's), a 192³ hull or 300 s of NeRF, 600 DMTet steps on 64³
-    Default,
-    /// 576² frames, a 256³ hull or 600 s of NeRF, 1200 DMTet steps on 80³
-    Best,
-}
-
-impl From<PresetArg> for Preset {
-    fn from(p: PresetArg) -> Self {
-        match p {
-            PresetArg::Fast => Preset::Fast,
-            PresetArg::Default => Preset::Default,
-            PresetArg::Best => Preset::Best,
-        }
+value_enum! {
+    /// How much work `mesh` and `bench` do in each stage (`orbitmesh_pipeline::Preset`).
+    pub enum PresetArg => Preset {
+        /// 256² orbit frames, a 128³ hull or 90 s of NeRF, 150 DMTet steps on a 48³ grid
+        Fast,
+        /// 576² frames (SV3D's), a 192³ hull or 300 s of NeRF, 600 DMTet steps on 64³
+        Default,
+        /// 576² frames, a 256³ hull or 600 s of NeRF, 1200 DMTet steps on 80³
+        Best,
     }
 }
 
@@ -123,13 +113,14 @@ impl PlanArgs {
     }
 }
 
-/// Where an exported object's origin goes.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum PivotArg {
-    /// The centre of its base: the object stands on the ground plane over the origin
-    Base,
-    /// The centre of its bounding box
-    Centre,
+value_enum! {
+    /// Where an exported object's origin goes.
+    pub enum PivotArg => Pivot {
+        /// The centre of its base: the object stands on the ground plane over the origin
+        Base,
+        /// The centre of its bounding box
+        Centre,
+    }
 }
 
 /// How `mesh` and `export` lay a file out for game engines.
@@ -161,12 +152,13 @@ pub struct EngineArgs {
     texture_format: TextureFormatArg,
 }
 
-/// The file format of baked textures.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum TextureFormatArg {
-    Png,
-    /// Smaller; lossy
-    Jpeg,
+value_enum! {
+    /// The file format of baked textures.
+    pub enum TextureFormatArg => TextureFormat {
+        Png,
+        /// Smaller; lossy
+        Jpeg,
+    }
 }
 
 impl EngineArgs {
@@ -177,19 +169,13 @@ impl EngineArgs {
             roughness: self.roughness,
             bake: self.normal_map.then_some(BakeOptions {
                 size: self.texture_size,
-                format: match self.texture_format {
-                    TextureFormatArg::Png => TextureFormat::Png,
-                    TextureFormatArg::Jpeg => TextureFormat::Jpeg,
-                },
+                format: self.texture_format.into(),
             }),
         }
     }
 
     pub fn pivot(&self) -> Option<Pivot> {
-        self.pivot.map(|p| match p {
-            PivotArg::Base => Pivot::Base,
-            PivotArg::Centre => Pivot::Centre,
-        })
+        self.pivot.map(Pivot::from)
     }
 }
 
@@ -201,21 +187,12 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The float type SV3D's weights are held in (`orbitmesh_pipeline::Precision`).
-#[derive(Clone, Copy, ValueEnum)]
-pub enum PrecisionArg {
-    /// f16 on a GPU (half the memory), f32 on the CPU
-    Auto,
-    F32,
-    F16,
-}
-
-impl From<PrecisionArg> for Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::Auto => Precision::Auto,
-            PrecisionArg::F32 => Precision::F32,
-            PrecisionArg::F16 => Precision::F16,
-        }
+value_enum! {
+    /// The float type SV3D's weights are held in (`orbitmesh_pipeline::Precision`).
+    pub enum PrecisionArg => Precision {
+        /// f16 on a GPU (half the memory), f32 on the CPU
+        Auto,
+        F32,
+        F16,
     }
 }

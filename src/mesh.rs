@@ -6,27 +6,30 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use orbitmesh_pipeline::{ExportConfig, MeshFrame, OrbitSource, Photo, Plan, segmenter_device};
 use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
 use orbitmesh_segment::PrepareOptions;
 
+use crate::input::value_enum;
 use crate::input::{EngineArgs, PlanArgs};
 use crate::interrupt;
 use crate::orbit::{GeneratorArgs, OrderArg};
 use crate::prepare::SegmenterArgs;
 use crate::progress::Progress;
 
-/// Where the output mesh sits.
-#[derive(Clone, Copy, ValueEnum)]
-enum FrameArg {
-    /// DESIGN.md's object frame: bounding box centred at the origin, longest side 1 (or --size)
-    Object,
-    /// Where SV3D's input camera (radius 2, field of view 33.8° across the photo's longer side,
-    /// elevation 10°, on +X) would see the object as large and as placed as the photo shows it:
-    /// for a photo taken that way, as `bench`'s conditioning renders of normalised scans are,
-    /// the scan's normalised frame
-    Input,
+value_enum! {
+    /// Where the output mesh sits.
+    enum FrameArg => MeshFrame {
+        /// DESIGN.md's object frame: bounding box centred at the origin, longest side 1 (or
+        /// --size)
+        Object,
+        /// Where SV3D's input camera (radius 2, field of view 33.8° across the photo's longer
+        /// side, elevation 10°, on +X) would see the object as large and as placed as the photo
+        /// shows it: for a photo taken that way, as `bench`'s conditioning renders of normalised
+        /// scans are, the scan's normalised frame
+        Input,
+    }
 }
 
 #[derive(Args)]
@@ -115,10 +118,7 @@ pub fn run(args: MeshArgs) -> Result<ExitCode> {
     let overrides = args.plan.overrides(args.resolution.map(|r| r as usize));
     let export = ExportConfig {
         faces: args.faces as usize,
-        frame: match args.frame {
-            FrameArg::Object => MeshFrame::Object,
-            FrameArg::Input => MeshFrame::Input,
-        },
+        frame: args.frame.into(),
         size: args.size,
         pivot: args.engine.pivot(),
         out: Some(args.out.clone()),

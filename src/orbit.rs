@@ -13,6 +13,7 @@ use orbitmesh_pipeline::{GeneratorConfig, OrbitConfig, OrbitSource};
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
 use orbitmesh_render::open_rasterizer;
 
+use crate::input::value_enum;
 use crate::input::{DeviceArg, PrecisionArg};
 use crate::progress::Progress;
 
@@ -24,27 +25,19 @@ pub enum GeneratorArg {
     Sv3d,
 }
 
-/// The depth profile of the inflate generator's proxy.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProfileArg {
-    /// A disc becomes a ball: as deep as the silhouette is thick
-    Round,
-    /// Each row of the silhouette a slice of a solid of revolution: as deep as it is wide
-    Revolved,
+value_enum! {
+    /// The depth profile of the inflate generator's proxy.
+    pub enum ProfileArg => InflateProfile {
+        /// A disc becomes a ball: as deep as the silhouette is thick
+        Round,
+        /// Each row of the silhouette a slice of a solid of revolution: as deep as it is wide
+        Revolved,
+    }
 }
 
 /// The profile asked for, else the pipeline's default.
 pub fn inflate_profile(profile: Option<ProfileArg>) -> InflateProfile {
     profile.map_or(GeneratorConfig::INFLATE_PROFILE, Into::into)
-}
-
-impl From<ProfileArg> for InflateProfile {
-    fn from(profile: ProfileArg) -> Self {
-        match profile {
-            ProfileArg::Round => InflateProfile::Round,
-            ProfileArg::Revolved => InflateProfile::Revolved,
-        }
-    }
 }
 
 /// Where the official SV3D weights come from: nothing here downloads them.

@@ -20,9 +20,9 @@ use std::time::Instant;
 use orbitmesh_bench::render_oracle_orbit;
 use orbitmesh_geom::bake::{BakeOptions, low_poly};
 use orbitmesh_geom::io::resolve_mesh_path;
-use orbitmesh_geom::normalising_transform;
-use orbitmesh_geom::{Sampling, sample_surface};
-use orbitmesh_geom::{TriMesh, chamfer_distance, read_mesh};
+use orbitmesh_geom::{
+    Sampling, TriMesh, chamfer_distance, normalising_transform, read_mesh, sample_surface,
+};
 use orbitmesh_nerf::train::psnr;
 use orbitmesh_orbit::OrbitOrder;
 use orbitmesh_pipeline::stages::fine::psnr_on_white;

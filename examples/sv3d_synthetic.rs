@@ -12,8 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use orbitmesh_sv3d::Variant;
-use orbitmesh_sv3d::{StoredType, SyntheticOptions, write_synthetic};
+use orbitmesh_sv3d::{StoredType, SyntheticOptions, Variant, write_synthetic};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum VariantArg {

@@ -11,8 +11,7 @@ use orbitmesh_bench::{PairEval, evaluate_pairs, read_pairs};
 use orbitmesh_geom::io::write_atomic;
 use orbitmesh_geom::{Align, EvalFrame, EvalOptions, Sampling};
 
-use crate::input::value_enum;
-use crate::input::{DeviceArg, UpArg};
+use crate::input::{DeviceArg, UpArg, value_enum};
 
 value_enum! {
     enum AlignArg => Align {

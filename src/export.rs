@@ -8,8 +8,7 @@ use clap::Args;
 use orbitmesh_geom::io::Format as MeshFormat;
 use orbitmesh_pipeline::stages::export::FileExport;
 
-use crate::input::value_enum;
-use crate::input::{EngineArgs, UpArg};
+use crate::input::{EngineArgs, UpArg, value_enum};
 
 value_enum! {
     enum Format => MeshFormat {

@@ -11,8 +11,7 @@ use orbitmesh_pipeline::{ExportConfig, MeshFrame, OrbitSource, Photo, Plan, segm
 use orbitmesh_render::camera::SV3D_ELEVATION_DEG;
 use orbitmesh_segment::PrepareOptions;
 
-use crate::input::value_enum;
-use crate::input::{EngineArgs, PlanArgs};
+use crate::input::{EngineArgs, PlanArgs, value_enum};
 use crate::interrupt;
 use crate::orbit::{GeneratorArgs, OrderArg};
 use crate::prepare::SegmenterArgs;

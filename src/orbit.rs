@@ -6,15 +6,13 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
-use orbitmesh_orbit::InflateProfile;
-use orbitmesh_orbit::OrbitOrder;
+use orbitmesh_orbit::{InflateProfile, OrbitOrder};
 use orbitmesh_pipeline::stages::orbit::{orbit_folder, read_prepared};
 use orbitmesh_pipeline::{GeneratorConfig, OrbitConfig, OrbitSource};
 use orbitmesh_render::camera::{SV3D_ELEVATION_DEG, SV3D_FRAMES};
 use orbitmesh_render::open_rasterizer;
 
-use crate::input::value_enum;
-use crate::input::{DeviceArg, PrecisionArg};
+use crate::input::{DeviceArg, PrecisionArg, value_enum};
 use crate::progress::Progress;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use orbitmesh_geom::io::resolve_mesh_path;
-use orbitmesh_geom::normalising_transform;
-use orbitmesh_geom::{EvalFrame, EvalOptions, GeomError, TriMesh, UpAxis, evaluate, read_mesh};
-use orbitmesh_orbit::InflateProfile;
-use orbitmesh_orbit::OrbitOrder;
+use orbitmesh_geom::{
+    EvalFrame, EvalOptions, GeomError, TriMesh, UpAxis, evaluate, normalising_transform, read_mesh,
+};
+use orbitmesh_orbit::{InflateProfile, OrbitOrder};
 use orbitmesh_pipeline::stages::scan::{Extras, render_orbit, render_view};
 use orbitmesh_pipeline::{
     Event, ExportConfig, Flow, GeneratorConfig, MeshFrame, OrbitSource, Overrides, Photo,
@@ -28,8 +28,9 @@ use orbitmesh_pipeline::{
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitView, SV3D_ELEVATION_DEG, SV3D_FOV_DEG, SV3D_FRAMES, SV3D_RADIUS,
 };
-use orbitmesh_render::contact_sheet;
-use orbitmesh_render::{Background, DeviceChoice, Rasterizer, RenderError, Scene, open_rasterizer};
+use orbitmesh_render::{
+    Background, DeviceChoice, Rasterizer, RenderError, Scene, contact_sheet, open_rasterizer,
+};
 use orbitmesh_segment::PrepareOptions;
 use serde_json::{Value, json};
 

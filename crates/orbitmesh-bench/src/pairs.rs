@@ -3,13 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use orbitmesh_geom::Metrics;
 use orbitmesh_geom::{
-    EvalOptions, EvalReport, TriMesh, UpAxis, evaluate_with, read_mesh, sample_surface,
+    EvalOptions, EvalReport, Metrics, TriMesh, UpAxis, evaluate_with, read_mesh, sample_surface,
 };
 use orbitmesh_pipeline::{one_line, save};
-use orbitmesh_render::sample_visible;
-use orbitmesh_render::{DeviceChoice, open_rasterizer};
+use orbitmesh_render::{DeviceChoice, open_rasterizer, sample_visible};
 
 use crate::{BenchError, Result};
 

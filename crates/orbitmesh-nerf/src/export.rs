@@ -2,8 +2,7 @@
 //! vertex colours from the field, in the object frame.
 
 use burn::tensor::Device;
-use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::{ScalarGrid, keep_largest_solid, marching_cubes};
+use orbitmesh_geom::{ScalarGrid, TriMesh, keep_largest_solid, marching_cubes};
 use orbitmesh_render::Projection;
 
 use crate::field::{FieldConfig, RadianceField};

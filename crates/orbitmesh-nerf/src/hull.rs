@@ -1,7 +1,6 @@
 //! The visual hull: the largest shape whose silhouettes fit inside every frame's alpha.
 
-use orbitmesh_geom::TriMesh;
-use orbitmesh_geom::{ScalarGrid, marching_cubes};
+use orbitmesh_geom::{ScalarGrid, TriMesh, marching_cubes};
 use orbitmesh_render::{Orbit, OrbitImage, Projection};
 
 use crate::NerfError;

@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use orbitmesh_geom::bake::{decimated, low_poly};
 use orbitmesh_geom::io::write_for_engines;
-use orbitmesh_geom::normalising_transform;
-use orbitmesh_geom::{TriMesh, read_mesh};
+use orbitmesh_geom::{TriMesh, normalising_transform, read_mesh};
 use orbitmesh_render::{colour_from_frames, open_rasterizer, read_orbit};
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -9,9 +9,10 @@ use burn::tensor::Device;
 use orbitmesh_geom::write_mesh;
 use orbitmesh_nerf::RadianceField;
 use orbitmesh_nerf::train::{TrainConfig, TrainFrame, TrainState, Trainer, render_depth};
-use orbitmesh_nerf::{DepthView, density_grid, depth_carving, field_mesh};
-use orbitmesh_nerf::{HullOptions, visual_hull};
-use orbitmesh_nerf::{carved_cells, silhouette_grid};
+use orbitmesh_nerf::{
+    DepthView, HullOptions, carved_cells, density_grid, depth_carving, field_mesh, silhouette_grid,
+    visual_hull,
+};
 use orbitmesh_render::{Projection, read_orbit};
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -11,8 +11,7 @@ pub mod scan;
 
 use std::path::Path;
 
-use orbitmesh_geom::normalising_transform;
-use orbitmesh_geom::{MeshFile, UpAxis, read_mesh};
+use orbitmesh_geom::{MeshFile, UpAxis, normalising_transform, read_mesh};
 
 use crate::error::Result;
 

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use image::RgbaImage;
-use orbitmesh_orbit::{Inflate, OrbitGenerator, OrbitProgress, Sv3dGenerator};
-use orbitmesh_orbit::{OrbitOrder, import_frames};
+use orbitmesh_orbit::{
+    Inflate, OrbitGenerator, OrbitOrder, OrbitProgress, Sv3dGenerator, import_frames,
+};
 use orbitmesh_render::Rasterizer;
 use orbitmesh_render::camera::{
     self, Intrinsics, OrbitFrame, OrbitView, SV3D_FOV_DEG, SV3D_RADIUS,

@@ -2,10 +2,10 @@
 # What a baked normal map is worth (issue 31): for each gso-mini object, the fine stage on a lit
 # oracle orbit, then its fine mesh decimated to 2,000, 5,000 and 20,000 faces and baked onto
 # (`examples/normal_map_psnr.rs`): the Chamfer distance to the fine mesh and the PSNR on 14
-# held-out views of the fine mesh, of the low-poly mesh with its baked colour alone, and with the
-# normal map, over the whole picture and over the pixels both cover (the shading alone); the map
-# should recover at least half of what the decimation lost. Renders of one view per elevation are
-# left in WORK/OBJECT/ to look at.
+# held-out views (7 at the orbit's elevation, 7 from 30°) of the fine mesh, of the low-poly mesh
+# with its baked colour alone, and with the normal map, over the whole picture and over the pixels
+# both cover (the shading alone); the map should recover at least half of what the decimation
+# lost. Renders of one view per elevation are left in WORK/OBJECT/ to look at.
 # Then the export time of a fine mesh of about 100,000 faces (the DMTet fine stage on a 86³ grid)
 # to 3 LODs with normal maps at 1024², and the Khronos validator on the GLB when
 # GLTF_VALIDATOR_DIR is set.

@@ -1,6 +1,9 @@
-"""Imports a GLB into Blender and prints what Blender made of it, as one JSON line.
+"""Imports a GLB into Blender and prints what Blender made of it, as one JSON line; fails (an
+exception, so `--python-exit-code 1` makes Blender exit with 1) when Blender made no mesh of it, or
+a mesh with other than the triangles the file gives it.
 
-Run by tests/cli/engines.rs as `blender -b --factory-startup --python blender_import.py -- FILE.glb`.
+Run by tests/cli/engines.rs and .ci/run as
+`blender -b --factory-startup --python-exit-code 1 --python blender_import.py -- FILE.glb`.
 """
 
 import json
@@ -17,13 +20,17 @@ import bpy  # noqa: E402
 
 
 
+def read_glb(path):
+    """The GLB's bytes, its JSON and where its binary chunk's data starts."""
+    data = open(path, "rb").read()
+    length = struct.unpack_from("<I", data, 12)[0]
+    return data, json.loads(data[20 : 20 + length]), 20 + length + 8
+
+
 def glb_tangents(path):
     """The positions, UVs and TANGENTs of each glTF mesh that has tangents, by mesh name, read
     from the file itself (Blender's importer does not keep them)."""
-    data = open(path, "rb").read()
-    length = struct.unpack_from("<I", data, 12)[0]
-    gltf = json.loads(data[20 : 20 + length])
-    binary = 20 + length + 8
+    data, gltf, binary = read_glb(path)
 
     def read(index, width):
         accessor = gltf["accessors"][index]
@@ -44,6 +51,18 @@ def glb_tangents(path):
                 read(attributes["TANGENT"], 4),
             )
     return meshes
+
+
+def glb_triangles(path):
+    """The triangles of each glTF mesh, by mesh name, as the file gives them."""
+    _, gltf, _ = read_glb(path)
+    return {
+        mesh["name"]: sum(
+            gltf["accessors"][primitive["indices"]]["count"] // 3
+            for primitive in mesh["primitives"]
+        )
+        for mesh in gltf["meshes"]
+    }
 
 
 def tangents_agree(mesh, written):
@@ -119,3 +138,14 @@ for obj in bpy.data.objects:
             entry["tangents"] = tangents_agree(obj.data, written_tangents[obj.data.name])
     objects.append(entry)
 print("BLENDER_IMPORT " + json.dumps({"objects": objects}))
+triangles = glb_triangles(path)
+meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+if not meshes:
+    raise RuntimeError(f"{path}: Blender made no mesh of it")
+for obj in meshes:
+    written = triangles.get(obj.data.name)
+    if written != len(obj.data.polygons):
+        raise RuntimeError(
+            f"{path}: Blender's mesh {obj.data.name} has {len(obj.data.polygons)} faces, "
+            f"the file {written}"
+        )

@@ -64,7 +64,7 @@ fn photo_to_glb_then_a_rerun_skips_finished_stages() {
     assert!(material.normal_texture().is_some());
     let primitive = gltf.meshes().next().unwrap().primitives().next().unwrap();
     assert!(primitive.get(&gltf::Semantic::Tangents).is_some());
-    crate::serve::assert_valid_gltf(&out);
+    crate::engines::assert_engine_ready(&out);
     for stage in ["prepare", "orbit", "coarse", "fine"] {
         assert!(work.join(stage).join("stage.json").is_file(), "{stage}");
     }

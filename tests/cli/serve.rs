@@ -200,35 +200,6 @@ fn assert_went_on_from_the_fine_stage(events: &[Value]) {
     assert_eq!(finished_stages(&events[again..]), ["fine", "export"]);
 }
 
-/// Checks a GLB with the Khronos validator CI installs (`GLTF_VALIDATOR_DIR`, as
-/// scripts/validate-gltf.mjs takes it): 0 errors and 0 warnings. Without it the check is skipped
-/// with a line saying so; CI sets ORBITMESH_REQUIRE_GLTF_VALIDATOR=1, so there a skip fails.
-pub fn assert_valid_gltf(glb: &Path) {
-    let Some(dir) = std::env::var_os("GLTF_VALIDATOR_DIR") else {
-        let line = "skipped the glTF validator: set GLTF_VALIDATOR_DIR to a folder where \
-                    `npm install gltf-validator@2.0.0-dev.3.10` ran (.ci/run does)";
-        if std::env::var("ORBITMESH_REQUIRE_GLTF_VALIDATOR").is_ok_and(|v| v == "1") {
-            panic!("{line}, and ORBITMESH_REQUIRE_GLTF_VALIDATOR=1 forbids skipping");
-        }
-        eprintln!("{line}");
-        return;
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate-gltf.mjs");
-    let run = std::process::Command::new("node")
-        .arg(script)
-        .arg(glb)
-        .env("GLTF_VALIDATOR_DIR", dir)
-        .output()
-        .expect("node runs");
-    let out = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(out.contains(": 0 errors, 0 warnings"), "{out}");
-}
-
 #[test]
 fn a_photo_posted_to_the_api_streams_every_stage_and_downloads_as_a_valid_glb() {
     let (dir, server, client, id) = server_with_a_job(r#"{"preset": "fast", "format": "glb"}"#);
@@ -270,7 +241,7 @@ fn a_photo_posted_to_the_api_streams_every_stage_and_downloads_as_a_valid_glb() 
     std::fs::write(&glb_path, &glb).unwrap();
     let mesh = orbitmesh_geom::read_mesh(&glb_path).unwrap().mesh;
     assert!(mesh.faces.len() > 1000, "{} faces", mesh.faces.len());
-    assert_valid_gltf(&glb_path);
+    crate::engines::assert_engine_ready(&glb_path);
     // The OBJ with its material and texture, zipped.
     let zip = get_bytes(
         &client,

@@ -153,8 +153,10 @@ fn main() -> Result<(), Error> {
                 ("all".to_string(), 0..2 * HELD_OUT_PER_ELEVATION),
             ] {
                 let row = |pick: fn(&Psnr) -> f64| {
-                    let [f, a, b, m] = [&fine_psnr, &faceted, &smooth, &with]
-                        .map(|psnrs| mean(psnrs[range.clone()].iter().map(pick)));
+                    let [f, a, b, m] = [&fine_psnr, &faceted, &smooth, &with].map(|psnrs| {
+                        let views = &psnrs[range.clone()];
+                        views.iter().map(pick).sum::<f64>() / views.len() as f64
+                    });
                     format!(
                         "{f:.2} / {a:.2} / {b:.2} / {m:.2} | {} | {}",
                         holds(f, a, m),
@@ -259,11 +261,6 @@ const HELD_OUT_PER_ELEVATION: usize = 7;
 
 /// The elevation of the held-out views above the orbit, in degrees.
 const ABOVE_DEG: f64 = 30.0;
-
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0), |(s, n), v| (s + v, n + 1));
-    sum / n.max(1) as f64
-}
 
 /// The PSNRs of one held-out view, in dB.
 struct Psnr {

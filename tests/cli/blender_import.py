@@ -27,10 +27,9 @@ def read_glb(path):
     return data, json.loads(data[20 : 20 + length]), 20 + length + 8
 
 
-def glb_tangents(path):
+def glb_tangents(data, gltf, binary):
     """The positions, UVs and TANGENTs of each glTF mesh that has tangents, by mesh name, read
     from the file itself (Blender's importer does not keep them)."""
-    data, gltf, binary = read_glb(path)
 
     def read(index, width):
         accessor = gltf["accessors"][index]
@@ -53,9 +52,8 @@ def glb_tangents(path):
     return meshes
 
 
-def glb_triangles(path):
+def glb_triangles(gltf):
     """The triangles of each glTF mesh, by mesh name, as the file gives them."""
-    _, gltf, _ = read_glb(path)
     return {
         mesh["name"]: sum(
             gltf["accessors"][primitive["indices"]]["count"] // 3
@@ -93,7 +91,8 @@ def tangents_agree(mesh, written):
 
 
 path = sys.argv[sys.argv.index("--") + 1]
-written_tangents = glb_tangents(path)
+data, gltf, binary = read_glb(path)
+written_tangents = glb_tangents(data, gltf, binary)
 bpy.ops.wm.read_factory_settings(use_empty=True)
 bpy.ops.import_scene.gltf(filepath=path)
 objects = []
@@ -138,7 +137,7 @@ for obj in bpy.data.objects:
             entry["tangents"] = tangents_agree(obj.data, written_tangents[obj.data.name])
     objects.append(entry)
 print("BLENDER_IMPORT " + json.dumps({"objects": objects}))
-triangles = glb_triangles(path)
+triangles = glb_triangles(gltf)
 meshes = [o for o in bpy.data.objects if o.type == "MESH"]
 if not meshes:
     raise RuntimeError(f"{path}: Blender made no mesh of it")

@@ -32,18 +32,14 @@ fn assert_valid_gltf(glb: &Path) {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate-gltf.mjs");
-    let run = std::process::Command::new("node")
+    let run = Command::new("node")
         .arg(script)
         .arg(glb)
         .env("GLTF_VALIDATOR_DIR", dir)
         .output()
         .expect("node runs");
-    let out = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let out = text(&run.stdout);
+    assert!(run.status.success(), "{out}{}", text(&run.stderr));
     assert!(out.contains(": 0 errors, 0 warnings"), "{out}");
 }
 
